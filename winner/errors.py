@@ -1,0 +1,30 @@
+"""Expected failures: bad input files, wrong model kinds, missing data.
+
+The CLI prints these as one line on stderr and exits 1; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WinnerError(Exception):
+    """An expected, user-facing failure with a one-line message."""
+
+
+class DataFormatError(WinnerError):
+    """A malformed input file: the message reads `PATH:LINE: what was expected, what was found`."""
+
+    def __init__(self, path: str | Path, line: int, message: str):
+        self.path = str(path)
+        self.line = line
+        self.detail = message
+        super().__init__(f"{path}:{line}: {message}")
+
+
+class ModelFormatError(WinnerError):
+    """A model directory that is missing files, has the wrong kind, or has mismatched shapes."""
+
+
+class DivergenceError(WinnerError):
+    """Training produced NaN or inf; the last good model was kept."""
