@@ -1,0 +1,96 @@
+"""Token streams for the LM, the shipped Brown data, and where resources live."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from winner import resources
+from winner.corpus import brown_sentences, brown_streams, brown_vocab, read_token_stream
+from winner.errors import DataFormatError, WinnerError
+from winner.vocab import UNK
+
+
+def test_read_token_stream_ignores_line_breaks(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_bytes(b"the cat\r\nsat  on\tthe\n\n  mat .\n")
+    assert read_token_stream(path) == ["the", "cat", "sat", "on", "the", "mat", "."]
+    gz = tmp_path / "s.txt.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert read_token_stream(gz) == read_token_stream(path)
+
+
+def test_read_token_stream_undecodable(tmp_path):
+    path = tmp_path / "bad.txt.gz"
+    path.write_bytes(gzip.compress(b"ok line\nsecond\ncaf\xe9\n"))
+    with pytest.raises(DataFormatError) as info:
+        read_token_stream(path)
+    assert info.value.line == 3
+    assert str(info.value).startswith(f"{path}:3: expected UTF-8")
+
+
+def test_read_token_stream_missing(tmp_path):
+    with pytest.raises(WinnerError, match="no such file"):
+        read_token_stream(tmp_path / "absent.txt")
+
+
+def test_brown_vocab_counts_over_all_splits():
+    streams = {"train": ["a", "a", "b", "c"], "valid": ["a", "b", "b"], "test": ["a", "b", "c"]}
+    vocab = brown_vocab(streams)
+    assert vocab.itos == [UNK, "a", "b"]
+    assert vocab.unk_id == 0
+
+
+@pytest.fixture(scope="module")
+def streams():
+    return brown_streams()
+
+
+def test_shipped_brown_streams(streams):
+    meta = json.loads((resources.data_dir() / "brown" / "meta.json").read_text())
+    for split, stream in streams.items():
+        assert len(stream) == meta["splits"][split]["tokens"]
+    assert {k: len(v) for k, v in streams.items()} == {"train": 800_000, "valid": 200_000, "test": 171_652}
+    assert streams["train"][0] == "<text>"
+
+
+def test_shipped_brown_vocab(streams):
+    vocab = brown_vocab(streams)
+    assert len(vocab) == 16_493
+    assert vocab.itos[0] == UNK
+    meta = json.loads((resources.data_dir() / "brown" / "meta.json").read_text())
+    for split, stream in streams.items():
+        assert int((vocab.ids(stream) == vocab.unk_id).sum()) == meta["splits"][split]["unk"]
+
+
+def test_brown_sentences_are_the_train_lines(streams):
+    sentences = brown_sentences()
+    assert len(sentences) == 35_333
+    assert [t for s in sentences for t in s] == streams["train"]
+
+
+def test_resource_paths_follow_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("WINNER_DATA", str(tmp_path / "d"))
+    monkeypatch.setenv("WINNER_CACHE", str(tmp_path / "c"))
+    assert resources.data_dir() == tmp_path / "d"
+    assert resources.cache_dir() == tmp_path / "c"
+    assert resources.wikigold_path("dev") == tmp_path / "d" / "wikigold" / "dev.conll"
+    assert resources.brown_stream_path("valid") == tmp_path / "d" / "brown" / "valid.tokens.txt.gz"
+    with pytest.raises(ValueError, match="split"):
+        resources.wikigold_path("valid")
+    monkeypatch.setenv("WINNER_SHARED_DATA", str(tmp_path))
+    assert resources.shared_data_dir() == tmp_path
+    monkeypatch.setenv("WINNER_SHARED_DATA", str(tmp_path / "absent"))
+    assert resources.shared_data_dir() is None
+
+
+def test_default_resource_paths(monkeypatch):
+    for name in ("WINNER_DATA", "WINNER_CACHE", "WINNER_SHARED_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    repo = resources.Path(resources.__file__).resolve().parents[1]
+    assert resources.data_dir() == repo / "data"
+    assert resources.cache_dir().parts[-2:] == (".cache", "winner")
+    shared = resources.shared_data_dir()
+    assert shared is None or shared == repo.parent / "shared" / "data"
