@@ -1,0 +1,73 @@
+"""The `winner` command: a Typer app with one sub-app per head and the cross-cutting commands.
+
+Each command parses options and calls one library function. Expected failures (WinnerError) print one
+line on stderr and exit 1; anything else is a bug and keeps its traceback. Heavy imports (gensim,
+datasets, seqeval, numba kernels) happen inside commands so that `winner --help` is instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from winner.cli_common import cli_errors
+from winner.cli_ner import ner_app
+from winner.errors import WinnerError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Window-based neural NLP from first principles: NER tagging, window scoring, "
+                       "neural language modelling.")
+app.add_typer(ner_app, name="ner")
+
+
+@app.command()
+@cli_errors
+def gradcheck(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every parameter's numbers.")] = False,
+) -> None:
+    """Float64 finite-difference check of every parameter of every head; exit 1 above 1e-6."""
+    from winner.gradcheck import TOLERANCE, run_all
+
+    reports = run_all()
+    worst = 0.0
+    for r in reports:
+        typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: worst relative error {r.worst:.2e}")
+        for p in r.params:
+            zero = "" if p.untouched_rows_zero else "  UNUSED ROWS HAVE A NONZERO GRADIENT"
+            line = f"    {p.name:<4} {str(p.shape):<10} worst {p.worst:.2e} mean {p.mean:.2e}{zero}"
+            if verbose or p.worst >= TOLERANCE or zero:
+                line += f"  at {p.worst_index}: analytic {p.analytic:.10g} numeric {p.numeric:.10g}"
+            typer.echo(line)
+        worst = max(worst, r.worst)
+    ok = all(r.ok for r in reports)
+    typer.echo(f"{len(reports)} cases, worst relative error {worst:.2e} (tolerance {TOLERANCE:.0e}): "
+               f"{'passed' if ok else 'FAILED'}")
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+@cli_errors
+def run(
+    pipeline: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A pipelines/*.toml recipe.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a variable: NAME=VALUE.")] = None,
+) -> None:
+    """Run an end-to-end recipe (train, evaluate, write a summary) from a TOML file."""
+    from winner.pipeline import run_pipeline
+
+    overrides = {}
+    for item in set_ or []:
+        if "=" not in item:
+            raise WinnerError(f"--set expects NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        overrides[k.strip()] = v
+    run_pipeline(pipeline, overrides)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
