@@ -44,6 +44,8 @@ def _resolve_data(settings: NERSettings) -> tuple[list[Sentence], list[Sentence]
         dev = train[9::10]
         train = [s for i, s in enumerate(train) if i % 10 != 9]
         dev_src = f"every 10th sentence of {train_src}"
+    if not dev:
+        raise WinnerError(f"{train_src}: too few sentences to hold out a dev set for early stopping; pass --dev")
     return train, dev, train_src, dev_src
 
 

@@ -177,7 +177,7 @@ def restore_checkpoint(path: Path, model: WindowMLP, optimizer: Optimizer) -> Lo
         meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise WinnerError(f"{path}/state.json: cannot resume ({e})") from e
-    if meta["mlp"] != model.config_dict():
+    if meta["mlp"] != json.loads(json.dumps(model.config_dict())):  # compare as json: tuples become lists
         raise WinnerError(f"{path}: the checkpoint was made with other model settings; use a new --out "
                           "or run without --resume")
     model.set_params(load_params_npz(path / "params.npz"))
