@@ -195,3 +195,13 @@ def test_shipped_pipelines_parse():
     for path in sorted(Path(__file__).parents[1].glob("pipelines/*.toml")):
         name, out, steps = load_pipeline(path, {})
         assert steps, path
+
+
+def test_written_files_have_the_usual_permissions(trained):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    mode = stat.S_IMODE((trained / "model" / "config.json").stat().st_mode)
+    assert mode == 0o666 & ~mask

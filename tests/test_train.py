@@ -1,0 +1,63 @@
+"""The training loop: divergence handling, early stopping, metrics lines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from winner.errors import DivergenceError
+from winner.mlp import MLPConfig, WindowMLP
+from winner.optim import Optimizer
+from winner.train import LoopSettings, LoopState, Metric, TrainData, fit
+
+
+def _problem(n: int = 64):
+    cfg = MLPConfig(n_positions=3, vocab_size=30, embed_dim=4, n_out=3, hidden=(8,))
+    model = WindowMLP(cfg, seed=0)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 30, (n, 3)).astype(np.int32)
+    data = TrainData(ids, np.zeros_like(ids), rng.integers(0, 3, n))
+    return model, data
+
+
+def test_nan_stops_training_and_keeps_the_last_good_model(tmp_path):
+    model, data = _problem()
+    saved: list[dict] = []
+    epochs_seen = []
+
+    def evaluate() -> float:
+        epochs_seen.append(len(epochs_seen) + 1)
+        if len(epochs_seen) == 1:
+            return 0.5
+        return 0.1
+
+    def save_best(state: LoopState) -> None:
+        saved.append({k: v.copy() for k, v in model.to_arrays().items()})
+        model.E[:] = np.nan  # the next epoch's loss becomes nan, as a blown-up run would
+
+    with pytest.raises(DivergenceError, match="diverged in epoch 2.*best model so far \\(epoch 1\\)"):
+        fit(model, Optimizer("sgd", lr=0.1), data, evaluate, Metric("dev F1"), save_best, tmp_path,
+            LoopSettings(epochs=5, batch_size=8, quiet=True))
+    assert len(saved) == 1 and all(np.isfinite(v).all() for v in saved[0].values())
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1]
+
+
+def test_early_stopping_after_patience(tmp_path):
+    model, data = _problem()
+    scores = iter([0.5, 0.6, 0.55, 0.58, 0.59, 0.9])
+    result = fit(model, Optimizer("adam", lr=0.01), data, lambda: next(scores), Metric("dev F1"),
+                 lambda state: None, tmp_path, LoopSettings(epochs=6, batch_size=8, patience=3, quiet=True))
+    assert result.state.best_epoch == 2 and result.state.epoch == 5 and result.stopped_early
+    assert (tmp_path / "learning_curve.png").is_file()
+
+
+def test_lower_is_better_metric(tmp_path):
+    model, data = _problem()
+    scores = iter([300.0, 250.0, 260.0])
+    result = fit(model, Optimizer("sgd", lr=0.1), data, lambda: next(scores),
+                 Metric("valid perplexity", higher_is_better=False), lambda state: None, tmp_path,
+                 LoopSettings(epochs=3, batch_size=8, quiet=True))
+    assert result.state.best == 250.0 and result.state.best_epoch == 2
