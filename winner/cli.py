@@ -14,12 +14,14 @@ import typer
 
 from winner.cli_common import cli_errors
 from winner.cli_ner import ner_app
+from winner.cli_score import score_app
 from winner.errors import WinnerError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Window-based neural NLP from first principles: NER tagging, window scoring, "
                        "neural language modelling.")
 app.add_typer(ner_app, name="ner")
+app.add_typer(score_app, name="score")
 
 
 @app.command()
