@@ -14,12 +14,118 @@ without any random state inside numba.
 
 from __future__ import annotations
 
+import numba.np.linalg
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 TANH, SIGMOID, RELU = 0, 1, 2
 LOSS_SOFTMAX, LOSS_SIGMOID, LOSS_NONE = 0, 1, 2
 OPT_SGD, OPT_ADAM = 0, 1
+
+# Fast paths may reassociate float sums so that row loops vectorise (deterministic for a given build), but
+# never assume finite values: the divergence check (np.isfinite of the loss) must survive.
+FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+# ---------------------------------------------------------------- BLAS and scalar helpers
+
+
+def _gemm_signature(t):
+    p = types.CPointer(t)
+    return types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
+                      p, p, types.intp, p, types.intp, p, p, types.intp)
+
+
+# numba's own BLAS entry point (scipy's BLAS behind it, the one np.dot uses), here with alpha and beta, so a
+# product can be added straight into its destination: W += -lr * A.T @ dZ without a temporary.
+_XXGEMM = {t: types.ExternalFunction("numba_xxgemm", _gemm_signature(t)) for t in (types.float32, types.float64)}
+numba.np.linalg.ensure_blas()
+
+
+def gemm(trans_a, trans_b, alpha, A, B, beta, C):
+    """C = alpha * op(A) @ op(B) + beta * C, op(X) = X.T when trans_x; callable from jitted code only.
+
+    A, B, C: 2-D arrays of one float dtype whose rows are contiguous (row stride may be larger).
+    """
+    raise TypeError("kernels.gemm is only callable from jitted code")
+
+
+@overload(gemm)
+def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
+    fn = _XXGEMM[A.dtype]
+    kind = ord("s") if A.dtype == types.float32 else ord("d")
+    dt = np.float32 if A.dtype == types.float32 else np.float64
+
+    def impl(trans_a, trans_b, alpha, A, B, beta, C):
+        m, n = C.shape
+        k = A.shape[0] if trans_a else A.shape[1]
+        if m == 0 or n == 0:
+            return
+        if k == 0:
+            for i in range(m):
+                for j in range(n):
+                    C[i, j] = beta * C[i, j] if beta != 0.0 else 0.0
+            return
+        ab = np.empty(2, dt)
+        ab[0] = alpha
+        ab[1] = beta
+        # row-major C is column-major C.T = op(B).T @ op(A).T: BLAS gets the operands swapped
+        fn(kind, 116 if trans_b else 110, 116 if trans_a else 110, n, m, k, ab.ctypes, B.ctypes,
+           B.strides[0] // B.itemsize, A.ctypes, A.strides[0] // A.itemsize, ab[1:].ctypes, C.ctypes,
+           C.strides[0] // C.itemsize)
+
+    return impl
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _tanh_rational(x):
+    """tanh(x) by Eigen's 13/6 rational fit, evaluated in float64: under 3 float32 ulp from tanh, vectorises."""
+    if x > 9.0:
+        x = 9.0
+    elif x < -9.0:
+        x = -9.0
+    x2 = x * x
+    p = x * (4.89352455891786e-03 + x2 * (6.37261928875436e-04 + x2 * (1.48572235717979e-05 + x2 * (
+        5.12229709037114e-08 + x2 * (-8.60467152213735e-11 + x2 * (2.00018790482477e-13
+                                                                   + x2 * -2.76076847742355e-16))))))
+    q = 4.89352518554385e-03 + x2 * (2.26843463243900e-03 + x2 * (1.18534705686654e-04 + x2 * 1.19825839466702e-06))
+    return p / q
+
+
+def fast_tanh(x):
+    """tanh in the precision of x: the rational fit for float32 (libm's tanhf does not vectorise), np.tanh else."""
+    return np.tanh(x)
+
+
+@overload(fast_tanh)
+def _fast_tanh_overload(x):
+    if x == types.float32:
+        def impl32(x):
+            return np.float32(_tanh_rational(np.float64(x)))
+        return impl32
+
+    def impl(x):
+        return np.tanh(x)
+    return impl
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def activation(x, act):
+    """One unit's activation."""
+    if act == TANH:
+        return fast_tanh(x)
+    if act == SIGMOID:
+        return 1.0 / (1.0 + np.exp(-x))
+    return x if x > 0.0 else x * 0.0
+
+
+@njit(cache=True, inline="always")
+def cast_like(value, arr):
+    """value in arr's dtype, so float32 loops stay float32 (a float64 scalar would widen them)."""
+    tmp = np.empty(1, arr.dtype)
+    tmp[0] = value
+    return tmp[0]
 
 
 # ---------------------------------------------------------------- layout
@@ -95,22 +201,22 @@ def gather(ids, feats, E, F, X):
     w = d + df
     for b in range(B):
         for p in range(P):
-            e = E[ids[b, p]]
-            f = F[feats[b, p]]
+            r = ids[b, p]
+            rf = feats[b, p]
             o = p * w
             for j in range(d):
-                X[b, o + j] = e[j]
+                X[b, o + j] = E[r, j]
             for j in range(df):
-                X[b, o + d + j] = f[j]
+                X[b, o + d + j] = F[rf, j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def activate(Z, act):
     """Apply the activation in place. Z: (B, H)."""
     flat = Z.reshape(-1)
     if act == TANH:
         for i in range(flat.shape[0]):
-            flat[i] = np.tanh(flat[i])
+            flat[i] = fast_tanh(flat[i])
     elif act == SIGMOID:
         for i in range(flat.shape[0]):
             flat[i] = 1.0 / (1.0 + np.exp(-flat[i]))
@@ -120,6 +226,23 @@ def activate(Z, act):
                 flat[i] = 0.0
 
 
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def bias_activate(out, bias, act, apply):
+    """out = act(out + bias) row by row (just out + bias when not apply). out: (B, m); bias: (m,)."""
+    B, m = out.shape
+    for b in range(B):
+        o = out[b]
+        if not apply:
+            for j in range(m):
+                o[j] += bias[j]
+        elif act == TANH:
+            for j in range(m):
+                o[j] = fast_tanh(o[j] + bias[j])
+        else:
+            for j in range(m):
+                o[j] = activation(o[j] + bias[j], act)
+
+
 @njit(cache=True)
 def forward(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_hidden, seed, step, acts, keep, Z):
     """Forward pass of a batch of windows, keeping what backward needs.
@@ -127,17 +250,26 @@ def forward(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_hidde
     ids, feats: (B, P) int32; acts, keep: flat (B*sum(sizes[:-1]),) buffers; Z: (B, n_out) logits out.
     drop_in / drop_hidden are dropout rates (0 at inference).
     """
+    forward_core(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_hidden, seed, step, acts, keep, Z,
+                 True)
+
+
+@njit(cache=True)
+def forward_core(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_hidden, seed, step, acts, keep, Z,
+                 fill_keep):
+    """`forward`; without fill_keep, `keep` is only written where a dropout rate is > 0 (fused paths)."""
     B = ids.shape[0]
     n_layers = sizes.shape[0] - 1
     n_in = sizes[0]
     X = acts[0 : B * n_in].reshape(B, n_in)
     gather(ids, feats, E, F, X)
-    K = keep[0 : B * n_in]
-    fill_dropout(K, drop_in, seed, step, 0)
-    if drop_in > 0.0:
-        Xf = acts[0 : B * n_in]
-        for i in range(B * n_in):
-            Xf[i] *= K[i]
+    if drop_in > 0.0 or fill_keep:
+        K = keep[0 : B * n_in]
+        fill_dropout(K, drop_in, seed, step, 0)
+        if drop_in > 0.0:
+            Xf = acts[0 : B * n_in]
+            for i in range(B * n_in):
+                Xf[i] *= K[i]
     for l in range(n_layers):
         n, m = sizes[l], sizes[l + 1]
         wo = weight_offset(sizes, l)
@@ -145,16 +277,11 @@ def forward(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_hidde
         bias = theta[wo + n * m : wo + n * m + m]
         ao = acts_offset(sizes, l, B)
         A = acts[ao : ao + B * n].reshape(B, n)
-        if l == n_layers - 1:
-            out = Z
-        else:
-            out = acts[ao + B * n : ao + B * n + B * m].reshape(B, m)
-        np.dot(A, W, out)
-        for b in range(B):
-            for j in range(m):
-                out[b, j] += bias[j]
-        if l < n_layers - 1:
-            activate(out, act)
+        last = l == n_layers - 1
+        out = Z if last else acts[ao + B * n : ao + B * n + B * m].reshape(B, m)
+        gemm(False, False, 1.0, A, W, 0.0, out)
+        bias_activate(out, bias, act, not last)
+        if not last and (drop_hidden > 0.0 or fill_keep):
             K = keep[ao + B * n : ao + B * n + B * m]
             fill_dropout(K, drop_hidden, seed, step, ao + B * n)
             if drop_hidden > 0.0:
@@ -165,7 +292,7 @@ def forward(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_hidde
         n_out = sizes[-1]
         do = weight_offset(sizes, n_layers)
         D = theta[do : do + n_in * n_out].reshape(n_in, n_out)
-        Z += np.dot(X, D)
+        gemm(False, False, 1.0, X, D, 1.0, Z)
 
 
 # ---------------------------------------------------------------- losses
@@ -254,20 +381,20 @@ def backward(theta, sizes, has_direct, act, acts, keep, dZ, dacts, grad):
         ao = acts_offset(sizes, l, B)
         A = acts[ao : ao + B * n].reshape(B, n)
         gW = grad[wo : wo + n * m].reshape(n, m)
-        gW += np.dot(A.T, dcur)
+        gemm(True, False, 1.0, A, dcur, 1.0, gW)
         gb = grad[wo + n * m : wo + n * m + m]
         for b in range(B):
             for j in range(m):
                 gb[j] += dcur[b, j]
         dA = dacts[ao : ao + B * n].reshape(B, n)
-        np.dot(dcur, W.T, dA)
+        gemm(False, True, 1.0, dcur, W, 0.0, dA)
         if l == 0 and has_direct:
             n_out = sizes[-1]
             do = weight_offset(sizes, n_layers)
             D = theta[do : do + n_in * n_out].reshape(n_in, n_out)
             gD = grad[do : do + n_in * n_out].reshape(n_in, n_out)
-            gD += np.dot(A.T, dZ)
-            dA += np.dot(dZ, D.T)
+            gemm(True, False, 1.0, A, dZ, 1.0, gD)
+            gemm(False, True, 1.0, dZ, D, 1.0, dA)
         dflat = dacts[ao : ao + B * n]
         K = keep[ao : ao + B * n]
         aflat = acts[ao : ao + B * n]
@@ -442,6 +569,283 @@ def loss_and_grad(ids, feats, targets, E, F, theta, sizes, has_direct, act, loss
     return loss, nE, nF
 
 
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def hidden_grad(dA, A, keep, act, drop):
+    """dA *= act'(pre-activation), from the activation's output A; with dropout, A and dA carry the keep scale.
+
+    dA, A, keep: flat (n,) views of one layer's buffers; keep is read only when drop > 0.
+    """
+    n = dA.shape[0]
+    if drop > 0.0:
+        for i in range(n):
+            k = keep[i]
+            if k == 0.0:
+                dA[i] = 0.0
+                continue
+            a = A[i] / k
+            if act == TANH:
+                dA[i] *= k * (1.0 - a * a)
+            elif act == SIGMOID:
+                dA[i] *= k * a * (1.0 - a)
+            else:
+                dA[i] = dA[i] * k if a > 0.0 else 0.0
+    elif act == TANH:
+        one = cast_like(1.0, dA)
+        for i in range(n):
+            dA[i] *= one - A[i] * A[i]
+    elif act == SIGMOID:
+        one = cast_like(1.0, dA)
+        for i in range(n):
+            dA[i] *= A[i] * (one - A[i])
+    else:
+        for i in range(n):
+            if A[i] <= 0.0:
+                dA[i] = 0.0
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def sgd_scatter(ids, dX, col0, width, stride, table, lr):
+    """SGD straight from dX: table[ids[b, p]] -= lr * position p's slice of dX (a row used twice moves twice).
+
+    Equal to scatter_rows + sgd_rows up to the order of float additions; no slot bookkeeping.
+    """
+    B, P = ids.shape
+    c = cast_like(lr, table)
+    for b in range(B):
+        for p in range(P):
+            r = ids[b, p]
+            o = p * stride + col0
+            for j in range(width):
+                table[r, j] -= c * dX[b, o + j]
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def rows_times_vector(W, a, out):
+    """out += a @ W, four rows per sweep over out. W: (n, m); a: (n,); out: (m,). (No row views: in a hot
+    loop each view costs reference counting.)"""
+    n, m = W.shape
+    i = 0
+    while i + 4 <= n:
+        a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
+        for j in range(m):
+            out[j] += a0 * W[i, j] + a1 * W[i + 1, j] + a2 * W[i + 2, j] + a3 * W[i + 3, j]
+        i += 4
+    while i < n:
+        ai = a[i]
+        for j in range(m):
+            out[j] += ai * W[i, j]
+        i += 1
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def rank1_update_dot(W, a, delta, lr, da, need):
+    """One sweep over W (n, m): da[i] += W[i] . delta (with the old W, if need), then W[i] -= lr*a[i]*delta."""
+    n, m = W.shape
+    for i in range(n):
+        c = lr * a[i]
+        if need:
+            s = da[i]
+            for j in range(m):
+                s += W[i, j] * delta[j]
+                W[i, j] -= c * delta[j]
+            da[i] = s
+        elif c != 0.0:
+            for j in range(m):
+                W[i, j] -= c * delta[j]
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def sgd_example(ids, feats, targets, E, F, theta, sizes, has_direct, act, loss_kind, drop_in, drop_hidden, seed,
+                step, lr, lr_embed, update_E, update_F, acts, keep, Z, dZ, dacts):
+    """One plain-SGD step on ONE window, without ever forming a gradient; returns its loss.
+
+    Each weight row is read once in the backward pass: the same sweep takes its dot product with the
+    layer's delta (for the layer below) and applies the rank-1 update W[i] -= lr * a[i] * delta. Equal to
+    forward + backward + sgd_dense + scatter_rows + sgd_rows up to float rounding, with the same dropout
+    masks. A non-finite loss returns before any parameter changes. ids, feats: (1, P); targets: (1,).
+    """
+    n_layers = sizes.shape[0] - 1
+    n_in = sizes[0]
+    lr_t = cast_like(lr, theta)
+    x = acts[0:n_in]
+    gather(ids, feats, E, F, x.reshape(1, n_in))
+    if drop_in > 0.0:
+        fill_dropout(keep[0:n_in], drop_in, seed, step, 0)
+        for i in range(n_in):
+            x[i] *= keep[i]
+    ao = 0
+    for l in range(n_layers):
+        n, m = sizes[l], sizes[l + 1]
+        wo = weight_offset(sizes, l)
+        W = theta[wo : wo + n * m].reshape(n, m)
+        a = acts[ao : ao + n]
+        last = l == n_layers - 1
+        out = Z[0] if last else acts[ao + n : ao + n + m]
+        for j in range(m):
+            out[j] = theta[wo + n * m + j]
+        rows_times_vector(W, a, out)
+        if not last:
+            for j in range(m):
+                out[j] = activation(out[j], act)
+            if drop_hidden > 0.0:
+                K = keep[ao + n : ao + n + m]
+                fill_dropout(K, drop_hidden, seed, step, ao + n)
+                for j in range(m):
+                    out[j] *= K[j]
+        ao += n
+    n_out = sizes[-1]
+    do = weight_offset(sizes, n_layers)
+    if has_direct:
+        rows_times_vector(theta[do : do + n_in * n_out].reshape(n_in, n_out), x, Z[0])
+    if loss_kind == LOSS_SOFTMAX:
+        loss = softmax_xent(Z[0:1], targets, 1.0, dZ[0:1])
+    else:
+        loss = sigmoid_xent(Z[0:1], targets, 1.0, dZ[0:1])
+    if not np.isfinite(loss):
+        return loss
+    for l in range(n_layers - 1, -1, -1):
+        n, m = sizes[l], sizes[l + 1]
+        wo = weight_offset(sizes, l)
+        W = theta[wo : wo + n * m].reshape(n, m)
+        bias = theta[wo + n * m : wo + n * m + m]
+        ao = acts_offset(sizes, l, 1)
+        a = acts[ao : ao + n]
+        da = dacts[ao : ao + n]
+        delta = dZ[0] if l == n_layers - 1 else dacts[ao + n : ao + n + m]
+        need = l > 0 or update_E or update_F
+        for i in range(n):
+            da[i] = 0.0
+        if l == 0 and has_direct:
+            rank1_update_dot(theta[do : do + n_in * n_out].reshape(n_in, n_out), a, dZ[0], lr_t, da, need)
+        rank1_update_dot(W, a, delta, lr_t, da, need)
+        for j in range(m):
+            bias[j] -= lr_t * delta[j]
+        if l > 0:
+            hidden_grad(da, a, keep[ao : ao + n], act, drop_hidden)
+        elif drop_in > 0.0:
+            for i in range(n):
+                da[i] *= keep[i]
+    d = E.shape[1]
+    stride = d + F.shape[1]
+    dX = dacts[0:n_in].reshape(1, n_in)
+    if update_E:
+        sgd_scatter(ids, dX, 0, d, stride, E, lr_embed)
+    if update_F:
+        sgd_scatter(feats, dX, d, F.shape[1], stride, F, lr_embed)
+    return loss
+
+
+@njit(cache=True)
+def dense_block_update(opt, A, dcur, Wb, n, m, g, mo, vo, lr, beta1, beta2, eps, t):
+    """Update one weight block Wb = (W (n, m) then b (m,)) flat in theta from A (B, n) and dcur (B, m).
+
+    SGD adds -lr * A.T @ dcur straight into W (one BLAS call, no gradient array); Adam writes the block's
+    gradient into g (same layout) and steps its moments mo, vo.
+    """
+    B = A.shape[0]
+    W = Wb[0 : n * m].reshape(n, m)
+    if opt == OPT_SGD:
+        gemm(True, False, -lr, A, dcur, 1.0, W)
+        bias = Wb[n * m : n * m + m]
+        lr_t = cast_like(lr, Wb)
+        for j in range(m):
+            s = dcur[0, j] * 0.0
+            for b in range(B):
+                s += dcur[b, j]
+            bias[j] -= lr_t * s
+    else:
+        gemm(True, False, 1.0, A, dcur, 0.0, g[0 : n * m].reshape(n, m))
+        gb = g[n * m : n * m + m]
+        gb[:] = 0.0
+        for b in range(B):
+            for j in range(m):
+                gb[j] += dcur[b, j]
+        adam_dense(Wb, g, mo, vo, lr, beta1, beta2, eps, t)
+
+
+@njit(cache=True)
+def fused_step(ids, feats, targets, E, F, theta, sizes, has_direct, act, loss_kind, drop_in, drop_hidden, seed,
+               step, opt, lr, lr_embed, beta1, beta2, eps, t, m, v, mE, vE, mF, vF, update_E, update_F,
+               acts, keep, Z, dZ, dacts, grad, slotE, rowsE, GE, slotF, rowsF, GF):
+    """One optimiser step on one minibatch, backward and update interleaved; returns the mean loss.
+
+    Layer by layer from the top: dA = dcur @ W.T (with the old W), then W is updated (SGD: by BLAS straight
+    into theta; Adam: via this block's gradient). Embedding rows get SGD straight from dX, or lazy Adam
+    over the summed rows. Equal to loss_and_grad + apply_update up to float rounding. A non-finite loss
+    returns before any parameter changes. t: Adam's 1-based step.
+    """
+    B = ids.shape[0]
+    forward_core(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_hidden, seed, step, acts, keep,
+                 Z[:B], False)
+    scale = 1.0 / B
+    if loss_kind == LOSS_SOFTMAX:
+        loss = softmax_xent(Z[:B], targets, scale, dZ[:B])
+    else:
+        loss = sigmoid_xent(Z[:B], targets, scale, dZ[:B])
+    loss *= scale
+    if not np.isfinite(loss):
+        return loss
+    n_layers = sizes.shape[0] - 1
+    n_in = sizes[0]
+    n_out = sizes[-1]
+    X = acts[0 : B * n_in].reshape(B, n_in)
+    dcur = dZ[:B]
+    for l in range(n_layers - 1, -1, -1):
+        n, mm = sizes[l], sizes[l + 1]
+        wo = weight_offset(sizes, l)
+        W = theta[wo : wo + n * mm].reshape(n, mm)
+        ao = acts_offset(sizes, l, B)
+        A = acts[ao : ao + B * n].reshape(B, n)
+        dA = dacts[ao : ao + B * n].reshape(B, n)
+        need = l > 0 or update_E or update_F
+        if need:
+            gemm(False, True, 1.0, dcur, W, 0.0, dA)
+        if l == 0 and has_direct:
+            do = weight_offset(sizes, n_layers)
+            nd = n_in * n_out
+            D = theta[do : do + nd].reshape(n_in, n_out)
+            if need:
+                gemm(False, True, 1.0, dZ[:B], D, 1.0, dA)
+            if opt == OPT_SGD:
+                gemm(True, False, -lr, X, dZ[:B], 1.0, D)
+            else:
+                gemm(True, False, 1.0, X, dZ[:B], 0.0, grad[do : do + nd].reshape(n_in, n_out))
+                adam_dense(theta[do : do + nd], grad[do : do + nd], m[do : do + nd], v[do : do + nd], lr, beta1,
+                           beta2, eps, t)
+        e = wo + n * mm + mm
+        if opt == OPT_SGD:
+            dense_block_update(opt, A, dcur, theta[wo:e], n, mm, grad[wo:e], grad[wo:e], grad[wo:e], lr, beta1,
+                               beta2, eps, t)
+        else:
+            dense_block_update(opt, A, dcur, theta[wo:e], n, mm, grad[wo:e], m[wo:e], v[wo:e], lr, beta1, beta2,
+                               eps, t)
+        if l > 0:
+            hidden_grad(dacts[ao : ao + B * n], acts[ao : ao + B * n], keep[ao : ao + B * n], act, drop_hidden)
+        elif drop_in > 0.0 and need:
+            dflat = dacts[0 : B * n]
+            for i in range(B * n):
+                dflat[i] *= keep[i]
+        dcur = dA
+    d = E.shape[1]
+    df = F.shape[1]
+    dX = dacts[0 : B * n_in].reshape(B, n_in)
+    if opt == OPT_SGD:
+        if update_E:
+            sgd_scatter(ids, dX, 0, d, d + df, E, lr_embed)
+        if update_F:
+            sgd_scatter(feats, dX, d, df, d + df, F, lr_embed)
+    else:
+        if update_E:
+            nE = scatter_rows(ids, dX, 0, d, d + df, slotE, rowsE, GE, 0)
+            adam_rows(E, rowsE, GE, nE, mE, vE, lr_embed, beta1, beta2, eps, t)
+            clear_slots(slotE, rowsE, nE)
+        if update_F:
+            nF = scatter_rows(feats, dX, d, df, d + df, slotF, rowsF, GF, 0)
+            adam_rows(F, rowsF, GF, nF, mF, vF, lr_embed, beta1, beta2, eps, t)
+            clear_slots(slotF, rowsF, nF)
+    return loss
+
+
 @njit(cache=True)
 def train_batches(ids, feats, targets, order, start, stop, batch, ids_b, feats_b, targets_b,
                   E, F, theta, sizes, has_direct, act, loss_kind, drop_in, drop_hidden, seed, step0,
@@ -452,9 +856,12 @@ def train_batches(ids, feats, targets, order, start, stop, batch, ids_b, feats_b
 
     Steps are numbered from step0 (dropout masks and Adam's bias correction use step+1).
     A non-finite loss stops the loop early and is returned so the caller can react.
+    Without a weight penalty the fused paths run (`sgd_example` for plain SGD on one window, else
+    `fused_step`); with one, the straightforward loss_and_grad + apply_update.
     """
     total = 0.0
     step = step0
+    fused = l2 == 0.0 and l1 == 0.0 and loss_kind != LOSS_NONE
     for s in range(start, stop, batch):
         e = min(s + batch, stop)
         B = e - s
@@ -462,16 +869,32 @@ def train_batches(ids, feats, targets, order, start, stop, batch, ids_b, feats_b
         take_rows(feats, order, s, e, feats_b)
         for i in range(B):
             targets_b[i] = targets[order[s + i]]
-        loss, nE, nF = loss_and_grad(ids_b[:B], feats_b[:B], targets_b[:B], E, F, theta, sizes, has_direct,
-                                     act, loss_kind, drop_in, drop_hidden, seed, step, weight_mask, l2, l1,
-                                     acts, keep, Z, dZ, dacts, grad, slotE, rowsE, GE, slotF, rowsF, GF)
-        clear_slots(slotE, rowsE, nE)
-        clear_slots(slotF, rowsF, nF)
-        step += 1
-        if not np.isfinite(loss):
-            return loss
-        apply_update(theta, grad, E, F, rowsE, GE, nE, rowsF, GF, nF, update_E, update_F,
-                     opt, lr, lr_embed, beta1, beta2, eps, step, m, v, mE, vE, mF, vF)
+        if fused and B == 1 and opt == OPT_SGD:
+            loss = sgd_example(ids_b[:1], feats_b[:1], targets_b[:1], E, F, theta, sizes, has_direct, act, loss_kind,
+                               drop_in, drop_hidden, seed, step, lr, lr_embed, update_E, update_F, acts, keep, Z, dZ,
+                               dacts)
+            step += 1
+            if not np.isfinite(loss):
+                return loss
+        elif fused:
+            loss = fused_step(ids_b[:B], feats_b[:B], targets_b[:B], E, F, theta, sizes, has_direct, act, loss_kind,
+                              drop_in, drop_hidden, seed, step, opt, lr, lr_embed, beta1, beta2, eps, step + 1,
+                              m, v, mE, vE, mF, vF, update_E, update_F, acts, keep, Z, dZ, dacts, grad,
+                              slotE, rowsE, GE, slotF, rowsF, GF)
+            step += 1
+            if not np.isfinite(loss):
+                return loss
+        else:
+            loss, nE, nF = loss_and_grad(ids_b[:B], feats_b[:B], targets_b[:B], E, F, theta, sizes, has_direct,
+                                         act, loss_kind, drop_in, drop_hidden, seed, step, weight_mask, l2, l1,
+                                         acts, keep, Z, dZ, dacts, grad, slotE, rowsE, GE, slotF, rowsF, GF)
+            clear_slots(slotE, rowsE, nE)
+            clear_slots(slotF, rowsF, nF)
+            step += 1
+            if not np.isfinite(loss):
+                return loss
+            apply_update(theta, grad, E, F, rowsE, GE, nE, rowsF, GF, nF, update_E, update_F,
+                         opt, lr, lr_embed, beta1, beta2, eps, step, m, v, mE, vE, mF, vF)
         total += loss * B
     return total
 
@@ -483,7 +906,8 @@ def predict_batches(ids, feats, E, F, theta, sizes, has_direct, act, batch, acts
     for s in range(0, N, batch):
         e = min(s + batch, N)
         B = e - s
-        forward(ids[s:e], feats[s:e], E, F, theta, sizes, has_direct, act, 0.0, 0.0, 0, 0, acts, keep, Z[:B])
+        forward_core(ids[s:e], feats[s:e], E, F, theta, sizes, has_direct, act, 0.0, 0.0, 0, 0, acts, keep, Z[:B],
+                     False)
         out[s:e] = Z[:B]
 
 
