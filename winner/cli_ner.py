@@ -73,8 +73,12 @@ def train_cmd(
     casing_dim: Annotated[int, typer.Option(min=0, help="Size of the casing feature embedding (0: none).")
                           ] = _d("casing_dim"),
     max_pretrained: Annotated[int, typer.Option(min=0, help="Most frequent pretrained words added to the "
-                                                            "vocabulary beside the training words.")
+                                                            "vocabulary beside the training words (0: all).")
                               ] = _d("max_pretrained"),
+    unk_replace: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that a use of a word seen once "
+                                                                      "in training and without a pretrained "
+                                                                      "vector is shown as <unk> (trains <unk>).")
+                           ] = _d("unk_replace"),
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = _d("epochs"),
     patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without a better dev F1.")
                         ] = _d("patience"),
@@ -103,7 +107,8 @@ def train_cmd(
 
     settings = NERSettings(
         out=str(out), train=train, dev=dev, embeddings=embeddings, window=window, hidden=hidden, layers=layers,
-        activation=activation.value, casing_dim=casing_dim, max_pretrained=max_pretrained, epochs=epochs,
+        activation=activation.value, casing_dim=casing_dim, max_pretrained=max_pretrained, unk_replace=unk_replace,
+        epochs=epochs,
         patience=patience, batch_size=batch_size, optimizer=optimizer.value, lr=lr, embed_lr_scale=embed_lr_scale,
         dropout=dropout, hidden_dropout=hidden_dropout, l2=l2, l1=l1, scheme=scheme.value, decode=decode.value,
         seed=seed, resume=resume, quiet=quiet)

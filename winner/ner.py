@@ -50,36 +50,41 @@ def _resolve_data(settings: NERSettings) -> tuple[list[Sentence], list[Sentence]
 
 
 def _embedding_table(settings: NERSettings, train: list[Sentence], rng: np.random.Generator,
-                     ) -> tuple[np.ndarray | None, list[str], dict]:
-    """(table or None, vocabulary words, stats): pretrained vectors aligned to train words + top pretrained."""
+                     ) -> tuple[np.ndarray | None, list[str], dict, np.ndarray]:
+    """(table or None, vocabulary words, stats, has_vector): pretrained vectors aligned to train words plus
+    the most frequent pretrained words; has_vector marks the words that got a pretrained row."""
     tokens = [s.tokens for s in train]
     spec = settings.embeddings
     if spec.lower() == "none":
         vocab = build_word_vocab(tokens)
-        return None, vocab.itos, {"embeddings": "none"}
+        return None, vocab.itos, {"embeddings": "none"}, np.zeros(len(vocab), dtype=bool)
     from winner import embeddings
 
     kv = embeddings.default_vectors(progress=not settings.quiet) if spec == DEFAULT_EMBEDDINGS \
         else embeddings.load_keyed_vectors(spec, progress=not settings.quiet)
-    vocab = build_word_vocab(tokens, extra_words=embeddings.top_words(kv, settings.max_pretrained))
+    top = embeddings.top_words(kv, settings.max_pretrained or len(kv.index_to_key))
+    vocab = build_word_vocab(tokens, extra_words=top)
     table, stats = embeddings.align_vectors(kv, vocab.itos, rng)
     train_words = [normalise(w) for t in tokens for w in t]
     token_cov = float(np.mean([w in kv.key_to_index or w.lower() in kv.key_to_index for w in train_words]))
     stats = {**stats, "embeddings": spec, "train_token_coverage": token_cov}
     console.print(f"embeddings {spec}: {stats['found']:,}/{stats['total']:,} vocabulary words have a vector "
                   f"({100 * stats['coverage']:.1f}%), {100 * token_cov:.1f}% of training tokens")
-    return table, vocab.itos, stats
+    has_vector = np.fromiter((w in kv.key_to_index or w.lower() in kv.key_to_index for w in vocab.itos),
+                             dtype=bool, count=len(vocab))
+    return table, vocab.itos, stats, has_vector
 
 
-def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, str, dict]:
-    """A freshly initialised tagger for `train` (vocabulary, tag set, embeddings); returns its source scheme."""
+def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, str, dict, np.ndarray]:
+    """A freshly initialised tagger for `train` (vocabulary, tag set, embeddings), the training data's tag
+    scheme, embedding stats, and which vocabulary words have a pretrained vector."""
     from winner.vocab import Vocab
 
     source_scheme = detect_scheme([s.tags for s in train])
     tags = sorted({t for s in train for t in convert_tags(s.tags, source_scheme, settings.scheme)},
                   key=lambda t: (t != "O", t[2:], t))
     rng = np.random.default_rng(settings.seed)
-    table, words, stats = _embedding_table(settings, train, rng)
+    table, words, stats, has_vector = _embedding_table(settings, train, rng)
     embed_dim = table.shape[1] if table is not None else settings.random_embed_dim
     config = MLPConfig(
         n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=embed_dim, n_out=len(tags),
@@ -88,7 +93,24 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
         dropout_hidden=settings.hidden_dropout)
     model = WindowMLP(config, seed=settings.seed, E=table)
     spec = TaggerSpec(settings.window, tags, settings.scheme, source_scheme, settings.decode)
-    return Tagger(model, Vocab(words), spec), source_scheme, stats
+    return Tagger(model, Vocab(words), spec), source_scheme, stats, has_vector
+
+
+def replace_rare_with_unk(ids: np.ndarray, tagger: Tagger, has_vector: np.ndarray, p: float,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Word dropout for the `<unk>` row: each use of a word seen once in training and without a pretrained
+    vector becomes `<unk>` with probability p, so `<unk>` learns what rare unseen words (often names) look
+    like instead of staying a random vector that only test data ever reaches."""
+    unk = tagger.words.unk_id
+    if p <= 0.0 or unk is None:
+        return ids
+    centre = ids[:, ids.shape[1] // 2]  # each token once
+    counts = np.bincount(centre, minlength=len(tagger.words))
+    rare = (counts == 1) & ~has_vector
+    rare[[i for i in (tagger.words.pad_id, unk) if i is not None]] = False
+    out = ids.copy()
+    out[rare[ids] & (rng.random(ids.shape) < p)] = unk
+    return out
 
 
 def train_tagger(settings: NERSettings) -> dict:
@@ -98,8 +120,10 @@ def train_tagger(settings: NERSettings) -> dict:
     train, dev, train_src, dev_src = _resolve_data(settings)
     console.print(f"train: {train_src} ({len(train):,} sentences, {sum(len(s.tokens) for s in train):,} tokens)")
     console.print(f"dev:   {dev_src} ({len(dev):,} sentences)")
-    tagger, source_scheme, emb_stats = build_tagger(settings, train)
+    tagger, source_scheme, emb_stats, has_vector = build_tagger(settings, train)
     ids, feats = tagger.featurize([s.tokens for s in train])
+    ids = replace_rare_with_unk(ids, tagger, has_vector, settings.unk_replace,
+                                np.random.default_rng([settings.seed, 1]))
     data = TrainData(ids, feats, tagger.target_ids([s.tags for s in train], source_scheme))
     optimizer = Optimizer(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale,
                           l2=settings.l2, l1=settings.l1)

@@ -21,7 +21,8 @@ class NERSettings:
     activation: str = "tanh"
     casing_dim: int = 10
     random_embed_dim: int = 50  # only with --embeddings none
-    max_pretrained: int = 100_000  # most frequent pretrained words added to the vocabulary
+    max_pretrained: int = 0  # most frequent pretrained words added to the vocabulary (0: all)
+    unk_replace: float = 0.5  # chance a rare training word without a vector is shown as <unk>
     epochs: int = 30
     patience: int = 5
     batch_size: int = 32
