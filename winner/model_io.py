@@ -12,7 +12,7 @@ import numpy as np
 
 from winner.atomic import write_dir_atomic
 from winner.errors import ModelFormatError
-from winner.mlp import load_params_npz
+from winner.mlp import MLPConfig, WindowMLP, load_params_npz
 from winner.vocab import Vocab
 
 
@@ -56,3 +56,27 @@ def load_model_dir(path: str | Path, kind: str) -> tuple[dict, dict[str, np.ndar
     except (ValueError, json.JSONDecodeError) as e:
         raise ModelFormatError(f"{path / 'vocab.json'}: {e}") from e
     return config, load_params_npz(path / "params.npz"), vocab
+
+
+def save_mlp_model(path: str | Path, kind: str, model: WindowMLP, vocab: Vocab, head: dict,
+                   training: dict | None = None) -> None:
+    """Save a head built on the window MLP: config.json holds {"mlp": ..., kind: head, "training": ...}."""
+    config = {"mlp": model.config_dict(), kind: head, "training": training or {}}
+    save_model_dir(path, kind, config, model.to_arrays(), vocab)
+
+
+def load_mlp_model(path: str | Path, kind: str) -> tuple[WindowMLP, Vocab, dict, dict]:
+    """(model, vocab, head settings, whole config) of a head saved by save_mlp_model, every shape checked."""
+    config, arrays, vocab = load_model_dir(path, kind)
+    try:
+        mlp_config = MLPConfig(**config["mlp"])
+        head = config[kind]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFormatError(f"{path}/config.json: {e}") from e
+    if mlp_config.vocab_size != len(vocab):
+        raise ModelFormatError(f"{path}: vocab.json has {len(vocab)} words, config says {mlp_config.vocab_size}")
+    try:
+        model = WindowMLP.from_arrays(mlp_config, arrays)
+    except ModelFormatError as e:
+        raise ModelFormatError(f"{path}/params.npz: {e}") from e
+    return model, vocab, head, config

@@ -17,8 +17,8 @@ import numpy as np
 from winner import kernels as K
 from winner.conll import convert_tags
 from winner.errors import ModelFormatError
-from winner.mlp import MLPConfig, WindowMLP
-from winner.model_io import load_model_dir, save_model_dir
+from winner.mlp import WindowMLP
+from winner.model_io import load_mlp_model, save_mlp_model
 from winner.vocab import Vocab
 from winner.windows import CASING_VOCAB, casing_ids, make_windows, word_ids
 
@@ -104,7 +104,7 @@ class Tagger:
         if not sentences:
             return []
         ids, feats = self.featurize(sentences)
-        logp = self.model.predict_log_proba(ids, feats, batch=batch)
+        logp = self.model.predict_log_proba(ids, feats, batch=batch, method="auto")  # lookup path when it pays
         allowed, start, end = self._constraints
         out: list[list[str]] = []
         pos = 0
@@ -123,21 +123,13 @@ class Tagger:
     # ------------------------------------------------------------ I/O
 
     def save(self, path: str | Path, training: dict | None = None) -> None:
-        config = {"mlp": self.model.config_dict(), "tagger": self.spec.to_json(), "training": training or {}}
-        save_model_dir(path, KIND, config, self.model.to_arrays(), self.words)
+        save_mlp_model(path, KIND, self.model, self.words, self.spec.to_json(), training)
 
     @classmethod
     def load(cls, path: str | Path) -> Tagger:
-        config, arrays, words = load_model_dir(path, KIND)
+        model, words, head, _ = load_mlp_model(path, KIND)
         try:
-            mlp_config = MLPConfig(**config["mlp"])
-            spec = TaggerSpec(**config["tagger"])
-        except (KeyError, TypeError, ValueError) as e:
+            spec = TaggerSpec(**head)
+        except TypeError as e:
             raise ModelFormatError(f"{path}/config.json: {e}") from e
-        if mlp_config.vocab_size != len(words):
-            raise ModelFormatError(f"{path}: vocab.json has {len(words)} words, config says {mlp_config.vocab_size}")
-        try:
-            model = WindowMLP.from_arrays(mlp_config, arrays)
-        except ModelFormatError as e:
-            raise ModelFormatError(f"{path}/params.npz: {e}") from e
         return cls(model, words, spec)
