@@ -55,8 +55,12 @@ def train_cmd(
     casing_dim: Annotated[int, typer.Option(min=0, help="Size of the casing feature embedding (0: none).")
                           ] = _d("casing_dim"),
     max_pretrained: Annotated[int, typer.Option(min=0, help="Most frequent pretrained words added to the "
-                                                            "vocabulary beside the training words.")
+                                                            "vocabulary beside the training words (0: all).")
                               ] = _d("max_pretrained"),
+    unk_replace: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that a use of a word seen once "
+                                                                      "in training and without a pretrained "
+                                                                      "vector is shown as <unk> (trains <unk>).")
+                           ] = _d("unk_replace"),
     corrupt_per_true: Annotated[int, typer.Option(min=1, help="Corrupt windows K drawn for each true window, "
                                                               "afresh every epoch.")] = _d("corrupt_per_true"),
     margin: Annotated[float, typer.Option(min=0.0, help="Margin of the hinge J = max(0, margin - s + s_c).")
@@ -86,8 +90,8 @@ def train_cmd(
     settings = ScoreSettings(
         out=str(out), train=train, dev=dev, label=label, embeddings=embeddings, window=window, hidden=hidden,
         layers=layers, activation=activation.value, casing_dim=casing_dim, max_pretrained=max_pretrained,
-        corrupt_per_true=corrupt_per_true, margin=margin, epochs=epochs, patience=patience, batch_size=batch_size,
-        optimizer=optimizer.value, lr=lr, embed_lr_scale=embed_lr_scale, dropout=dropout,
+        unk_replace=unk_replace, corrupt_per_true=corrupt_per_true, margin=margin, epochs=epochs, patience=patience,
+        batch_size=batch_size, optimizer=optimizer.value, lr=lr, embed_lr_scale=embed_lr_scale, dropout=dropout,
         hidden_dropout=hidden_dropout, l2=l2, seed=seed, resume=resume, quiet=quiet)
     train_scorer(settings)
 

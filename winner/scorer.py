@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # the numba core is imported only where a model is built, so 
     from winner.mlp import SparseGrads, WindowMLP
 
 KIND = "scorer"
+# A checkpoint holds the whole table and Adam's moments (~400 MB with all of GloVe) while an epoch takes
+# seconds, so it is written at most this often (and after the last epoch) rather than after every epoch.
+CHECKPOINT_SECONDS = 60.0
 
 
 @dataclass
@@ -47,7 +50,8 @@ class ScoreSettings:
     activation: str = "tanh"
     casing_dim: int = 10
     random_embed_dim: int = 50  # only with --embeddings none
-    max_pretrained: int = 100_000
+    max_pretrained: int = 0  # most frequent pretrained words added to the vocabulary (0: all), as the tagger
+    unk_replace: float = 0.5  # chance a rare training word without a vector is shown as <unk>, as the tagger
     corrupt_per_true: int = 5
     margin: float = 1.0
     epochs: int = 30
@@ -258,15 +262,16 @@ class Scorer:
         return cls(model, words, spec)
 
 
-def build_scorer(settings: ScoreSettings, train: list[Sentence]) -> tuple[Scorer, dict]:
-    """A freshly initialised scorer for `train`: vocabulary and embeddings exactly as the tagger builds them."""
+def build_scorer(settings: ScoreSettings, train: list[Sentence]) -> tuple[Scorer, dict, np.ndarray]:
+    """A freshly initialised scorer for `train` (vocabulary and embeddings exactly as the tagger builds them),
+    embedding stats, and which vocabulary words have a pretrained vector."""
     from winner.mlp import MLPConfig, WindowMLP
     from winner.ner import _embedding_table
     from winner.ner_settings import NERSettings
 
     rng = np.random.default_rng(settings.seed)
     emb = NERSettings(embeddings=settings.embeddings, max_pretrained=settings.max_pretrained, quiet=settings.quiet)
-    table, words, stats = _embedding_table(emb, train, rng)
+    table, words, stats, has_vector = _embedding_table(emb, train, rng)
     embed_dim = table.shape[1] if table is not None else settings.random_embed_dim
     config = MLPConfig(
         n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=embed_dim, n_out=1,
@@ -274,7 +279,8 @@ def build_scorer(settings: ScoreSettings, train: list[Sentence]) -> tuple[Scorer
         activation=settings.activation, loss="none", dropout_input=settings.dropout,
         dropout_hidden=settings.hidden_dropout)
     model = WindowMLP(config, seed=settings.seed, E=table)
-    return Scorer(model, Vocab(words), ScorerSpec(settings.window, settings.label, settings.margin)), stats
+    spec = ScorerSpec(settings.window, settings.label, settings.margin)
+    return Scorer(model, Vocab(words), spec), stats, has_vector
 
 
 # ---------------------------------------------------------------- training
@@ -283,8 +289,8 @@ def build_scorer(settings: ScoreSettings, train: list[Sentence]) -> tuple[Scorer
 def train_scorer(settings: ScoreSettings) -> dict:
     """Train with the max-margin loss, early-stop on dev token F1 at its best threshold, keep the best model
     (with that threshold) in OUT/model; returns the summary also written to OUT/summary.json."""
-    from winner.console import console, progress_bar
-    from winner.ner import _resolve_data
+    from winner.console import console
+    from winner.ner import _resolve_data, replace_rare_with_unk
     from winner.ner_settings import NERSettings
     from winner.optim import Optimizer
     from winner.train import LoopState, Metric, plot_learning_curve, restore_checkpoint, save_checkpoint, write_json
@@ -306,9 +312,12 @@ def train_scorer(settings: ScoreSettings) -> dict:
                   f"centred on {settings.label})")
     console.print(f"dev:   {dev_src} ({len(dev):,} sentences, {dev_gold.size:,} windows)")
 
-    scorer, emb_stats = build_scorer(settings, train)
+    scorer, emb_stats, has_vector = build_scorer(settings, train)
     model = scorer.model
     ids, feats = scorer.featurize([s.tokens for s in train])
+    # the tagger's word dropout, so that <unk> is trained (it reads only scorer.words)
+    ids = replace_rare_with_unk(ids, scorer, has_vector, settings.unk_replace,
+                                np.random.default_rng([settings.seed, 1]))
     dev_ids, dev_feats = scorer.featurize([s.tokens for s in dev])
     optimizer = Optimizer(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale, l2=settings.l2)
     console.print(f"model: window {2 * settings.window + 1}, {len(scorer.words):,} words x {model.config.embed_dim}, "
@@ -322,35 +331,23 @@ def train_scorer(settings: ScoreSettings) -> dict:
     if settings.resume and (out / "checkpoint").is_dir():
         state = restore_checkpoint(out / "checkpoint", model, optimizer)
         console.print(f"resuming from {out / 'checkpoint'} after epoch {state.epoch}")
+        # epochs logged after the last checkpoint are run again
+        metrics_path.write_text("".join(json.dumps(h) + "\n" for h in state.history), encoding="utf-8")
     elif metrics_path.exists():
         metrics_path.unlink()
     meta = {"settings": asdict(settings), "train_source": train_src, "dev_source": dev_src,
             "embedding_stats": emb_stats}
 
     compile_seconds = _warm_up(scorer, optimizer, ids, feats, is_true, settings)
-    K, B = settings.corrupt_per_true, settings.batch_size
-    t_train = time.perf_counter()
+    t_train = last_checkpoint = time.perf_counter()
+    checkpointed = state.epoch
     for epoch in range(state.epoch + 1, settings.epochs + 1):
         if state.bad_epochs >= settings.patience:
             break
-        order, corrupt = sample_pairs(is_true, K, settings.seed, epoch)
-        n = order.size
-        t0 = time.perf_counter()
-        total, violated = 0.0, 0
-        with progress_bar(f"epoch {epoch}", n, settings.quiet) as advance:
-            for s in range(0, n, B):
-                rows = np.concatenate([order[s : s + B], corrupt[s : s + B].reshape(-1)])
-                b = min(B, n - s)
-                loss, n_active, grads = hinge_grads(model, ids[rows], feats[rows], b, settings.margin, train=True,
-                                                    seed=settings.seed, step=optimizer.steps)
-                if not np.isfinite(loss):
-                    raise DivergenceError(f"training diverged in epoch {epoch} (loss {loss}); try a smaller --lr. "
-                                          f"The best model so far (epoch {state.best_epoch}) is kept in {out}")
-                optimizer.step(model, grads)
-                total += loss * b
-                violated += n_active
-                advance(b)
-        train_seconds = time.perf_counter() - t0
+        loss, violated, seconds = _train_epoch(model, optimizer, ids, feats, is_true, settings, epoch)
+        if not np.isfinite(loss):
+            raise DivergenceError(f"training diverged in epoch {epoch} (loss {loss}); try a smaller --lr. "
+                                  f"The best model so far (epoch {state.best_epoch}) is kept in {out}")
         dev_scores = scorer.score_windows(dev_ids, dev_feats)
         threshold, dev_prf = best_threshold(dev_scores, dev_gold)
         ranking = ranking_scores(dev_scores, dev_gold)
@@ -360,21 +357,26 @@ def train_scorer(settings: ScoreSettings) -> dict:
         else:
             state.bad_epochs += 1
         state.epoch = epoch
-        record = {"epoch": epoch, "loss": total / n, metric.name: dev_prf["f1"], "dev precision": dev_prf["precision"],
+        n_windows = int(is_true.sum()) * (settings.corrupt_per_true + 1)
+        record = {"epoch": epoch, "loss": loss, metric.name: dev_prf["f1"], "dev precision": dev_prf["precision"],
                   "dev recall": dev_prf["recall"], "dev threshold": threshold, "dev AUC": ranking["auc"],
-                  "dev AP": ranking["average_precision"], "violated_pairs": violated / (n * K),
-                  "windows_per_s": n * (K + 1) / train_seconds, "train_seconds": train_seconds, "best": improved}
+                  "dev AP": ranking["average_precision"], "violated_pairs": violated,
+                  "windows_per_s": n_windows / seconds, "train_seconds": seconds, "best": improved}
         state.history.append(record)
         with metrics_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if improved:
             scorer.spec.threshold = threshold
             scorer.save(out / "model", {**meta, "epoch": epoch, "dev": {**dev_prf, **ranking}})
-        save_checkpoint(out / "checkpoint", model, optimizer, state)
-        console.print(f"epoch {epoch} | loss {total / n:.4f} | violated {100 * violated / (n * K):.1f}% | "
+        if time.perf_counter() - last_checkpoint >= CHECKPOINT_SECONDS:
+            save_checkpoint(out / "checkpoint", model, optimizer, state)
+            last_checkpoint, checkpointed = time.perf_counter(), epoch
+        console.print(f"epoch {epoch} | loss {loss:.4f} | violated {100 * violated:.1f}% | "
                       f"dev F1 {dev_prf['f1']:.4f} at {threshold:+.3f} | dev AP {ranking['average_precision']:.4f} | "
-                      f"{record['windows_per_s'] / 1000:.1f}k windows/s | {train_seconds:.1f}s"
+                      f"{n_windows / seconds / 1000:.1f}k windows/s | {seconds:.1f}s"
                       + (" | saved best" if improved else ""))
+    if state.epoch > checkpointed:
+        save_checkpoint(out / "checkpoint", model, optimizer, state)
     plot_learning_curve(state.history, metric, out / "learning_curve.png")
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
     speeds = [h["windows_per_s"] for h in state.history]
@@ -390,6 +392,32 @@ def train_scorer(settings: ScoreSettings) -> dict:
                   f"{summary['threshold']:+.4f}); {summary['train_seconds']:.0f}s training "
                   f"(+{compile_seconds:.1f}s JIT), {summary['wall_seconds']:.0f}s in all; model in {out / 'model'}")
     return summary
+
+
+def _train_epoch(model: WindowMLP, optimizer, ids: np.ndarray, feats: np.ndarray, is_true: np.ndarray,
+                 settings: ScoreSettings, epoch: int) -> tuple[float, float, float]:
+    """Every true window once, each with K fresh corrupt windows: (loss per true window, share of violated
+    pairs, seconds). A non-finite loss stops the epoch and is returned."""
+    from winner.console import progress_bar
+
+    K, B = settings.corrupt_per_true, settings.batch_size
+    order, corrupt = sample_pairs(is_true, K, settings.seed, epoch)
+    n = order.size
+    t0 = time.perf_counter()
+    total, violated = 0.0, 0
+    with progress_bar(f"epoch {epoch}", n, settings.quiet) as advance:
+        for s in range(0, n, B):
+            b = min(B, n - s)
+            rows = np.concatenate([order[s : s + b], corrupt[s : s + b].reshape(-1)])
+            loss, n_active, grads = hinge_grads(model, ids[rows], feats[rows], b, settings.margin, train=True,
+                                                seed=settings.seed, step=optimizer.steps)
+            if not np.isfinite(loss):
+                return loss, violated / (n * K), time.perf_counter() - t0
+            optimizer.step(model, grads)
+            total += loss * b
+            violated += n_active
+            advance(b)
+    return total / n, violated / (n * K), time.perf_counter() - t0
 
 
 def _warm_up(scorer: Scorer, optimizer, ids: np.ndarray, feats: np.ndarray, is_true: np.ndarray,
