@@ -237,28 +237,19 @@ class Scorer:
         return self.score_windows(*self.featurize(sentences))
 
     def save(self, path: str | Path, training: dict | None = None) -> None:
-        from winner.model_io import save_model_dir
+        from winner.model_io import save_mlp_model
 
-        config = {"mlp": self.model.config_dict(), "scorer": self.spec.to_json(), "training": training or {}}
-        save_model_dir(path, KIND, config, self.model.to_arrays(), self.words)
+        save_mlp_model(path, KIND, self.model, self.words, self.spec.to_json(), training)
 
     @classmethod
     def load(cls, path: str | Path) -> Scorer:
-        from winner.mlp import MLPConfig, WindowMLP
-        from winner.model_io import load_model_dir
+        from winner.model_io import load_mlp_model
 
-        config, arrays, words = load_model_dir(path, KIND)
+        model, words, head, _ = load_mlp_model(path, KIND)
         try:
-            mlp_config = MLPConfig(**config["mlp"])
-            spec = ScorerSpec(**config["scorer"])
-        except (KeyError, TypeError, ValueError) as e:
+            spec = ScorerSpec(**head)
+        except TypeError as e:
             raise ModelFormatError(f"{path}/config.json: {e}") from e
-        if mlp_config.vocab_size != len(words):
-            raise ModelFormatError(f"{path}: vocab.json has {len(words)} words, config says {mlp_config.vocab_size}")
-        try:
-            model = WindowMLP.from_arrays(mlp_config, arrays)
-        except ModelFormatError as e:
-            raise ModelFormatError(f"{path}/params.npz: {e}") from e
         return cls(model, words, spec)
 
 
