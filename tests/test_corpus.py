@@ -94,3 +94,91 @@ def test_default_resource_paths(monkeypatch):
     assert resources.cache_dir().parts[-2:] == (".cache", "winner")
     shared = resources.shared_data_dir()
     assert shared is None or shared == repo.parent / "shared" / "data"
+
+
+# ---------------------------------------------------------------- raw text like the Brown preparation
+
+
+@pytest.mark.parametrize("text,tokens", [
+    ("A long long time ago in a", "a long long time ago in a"),
+    ("He didn't say it; they can't, won't.", "he did n't say it ; they ca n't , wo n't ."),
+    ("Atlanta's jury said it's John's and I'll, we're, you've, she'd, I'm", "atlanta 's jury said it 's john 's "
+     "and i 'll , we 're , you 've , she 'd , i 'm"),
+    ('He said "no evidence" -- that ...', "he said `` no evidence '' -- that ..."),
+    ("\u201cQuoted\u201d text", "`` quoted '' text"),
+    ("Mr. Smith of the U.S. left at 2:30 p.m. with $1,000.50 (50%) etc.", "mr. smith of the u.s. left at 2:30 "
+     "p.m. with $1,000.50 ( 50% ) etc."),
+    ("The end. A so-called o'clock start.", "the end . a so-called o'clock start ."),
+    ("<text> the <unk> word", "<text> the <unk> word"),
+])
+def test_tokenize_like_brown(text, tokens):
+    from winner.corpus import tokenize
+
+    assert tokenize(text) == tokens.split()
+
+
+def test_tokenize_keeps_known_abbreviations():
+    from winner.corpus import tokenize
+
+    assert tokenize("See the av. and the op. list") == "see the av . and the op . list".split()
+    assert tokenize("See the av. and the op. list", known={"av.", "op."}) == "see the av. and the op. list".split()
+
+
+def test_tokenize_reproduces_the_brown_streams(streams):
+    """Joined back into text, the Brown lines come out of the prompt tokenizer unchanged (99% of them)."""
+    from winner.corpus import tokenize
+
+    vocab = brown_vocab(streams)
+    lines = brown_sentences("valid")
+    same = sum(tokenize(" ".join(line), known=vocab.stoi) == line for line in lines)
+    assert same / len(lines) > 0.99
+
+
+# ---------------------------------------------------------------- other corpora
+
+
+def test_read_text_corpus_directory(tmp_path):
+    from winner.corpus import read_text_corpus
+
+    (tmp_path / "train.txt").write_text("The cat didn't sit.\nA dog sat.\n")
+    (tmp_path / "dev.txt.gz").write_bytes(gzip.compress(b"The dog.\n"))
+    streams = read_text_corpus(tmp_path)
+    assert streams == {"train": "the cat did n't sit . a dog sat .".split(), "valid": ["the", "dog", "."]}
+    (tmp_path / "test.txt").write_text("A cat.")
+    assert read_text_corpus(tmp_path)["test"] == ["a", "cat", "."]
+
+
+def test_read_text_corpus_single_file_holds_out_the_end(tmp_path):
+    from winner.corpus import read_text_corpus
+
+    path = tmp_path / "all.txt"
+    path.write_text(" ".join(f"w{i}" for i in range(100)))
+    streams = read_text_corpus(path)
+    assert streams["train"] == [f"w{i}" for i in range(90)]
+    assert streams["valid"] == [f"w{i}" for i in range(90, 100)]
+
+
+@pytest.mark.parametrize("files,message", [
+    ({}, "no train"), ({"train.txt": "a b"}, "no valid"), ({"train.txt": "a", "valid.txt": ""}, "no tokens"),
+    ({"train.txt": "a", "train2.txt": "b", "valid.txt": "c"}, "more than one train"),
+])
+def test_read_text_corpus_errors(tmp_path, files, message):
+    from winner.corpus import read_text_corpus
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(WinnerError, match=message):
+        read_text_corpus(tmp_path)
+    with pytest.raises(WinnerError, match="no such file"):
+        read_text_corpus(tmp_path / "absent")
+
+
+def test_text_vocab_min_count_and_max_size():
+    from winner.corpus import text_vocab
+
+    train = "a a a b b c".split()
+    assert text_vocab(train).itos == [UNK, "a", "b", "c"]
+    assert text_vocab(train, min_count=2).itos == [UNK, "a", "b"]
+    assert text_vocab(train, max_size=2).itos == [UNK, "a"]
+    with pytest.raises(WinnerError, match="max-vocab"):
+        text_vocab(train, max_size=1)

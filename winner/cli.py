@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from winner.cli_common import cli_errors
+from winner.cli_lm import lm_app
 from winner.cli_ner import ner_app
 from winner.cli_score import score_app
 from winner.errors import WinnerError
@@ -22,6 +23,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                        "neural language modelling.")
 app.add_typer(ner_app, name="ner")
 app.add_typer(score_app, name="score")
+app.add_typer(lm_app, name="lm")
 
 
 @app.command()
@@ -65,6 +67,32 @@ def run(
         k, v = item.split("=", 1)
         overrides[k.strip()] = v
     run_pipeline(pipeline, overrides)
+
+
+@app.command()
+@cli_errors
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer windows/tokens per run (noisier, faster).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.")] = False,
+    threads: Annotated[str, typer.Option(help="Comma-separated thread counts.")] = "1,2",
+    repeats: Annotated[int, typer.Option(min=3, help="Timed runs per figure; the median is reported.")] = 3,
+    only: Annotated[str, typer.Option(help="Comma-separated subset of gemm,ner,tag,lm.")] = "gemm,ner,tag,lm",
+    no_torch: Annotated[bool, typer.Option("--no-torch", help="Skip PyTorch (no ratios).")] = False,
+) -> None:
+    """Benchmark the core against PyTorch on the CPU (same shapes, batch sizes, threads, same run)."""
+    import json
+
+    from winner.bench import format_table, run
+
+    if not no_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise WinnerError("PyTorch is not installed: pip install torch==2.13.0 (or pass --no-torch)") from e
+    report = run(quick=quick, threads=tuple(int(t) for t in threads.split(",")), repeats=repeats,
+                 use_torch=not no_torch, workloads=tuple(w.strip() for w in only.split(",") if w.strip()),
+                 progress=lambda s: typer.echo(f"... {s}", err=True))
+    typer.echo(json.dumps(report.to_json(), indent=2) if json_out else format_table(report))
 
 
 def main() -> None:
