@@ -16,6 +16,7 @@ import numpy as np
 from winner import kernels as K
 from winner.errors import ModelFormatError
 
+LOOKUP_TABLE_BYTES = 256 << 20  # the lookup path's (position, word) table is at most this big per chunk
 ACTIVATIONS = {"tanh": K.TANH, "sigmoid": K.SIGMOID, "relu": K.RELU}
 LOSSES = {"softmax": K.LOSS_SOFTMAX, "sigmoid": K.LOSS_SIGMOID, "none": K.LOSS_NONE}
 
@@ -211,22 +212,84 @@ class WindowMLP:
 
     # ------------------------------------------------------------ inference
 
-    def predict_logits(self, ids: np.ndarray, feats: np.ndarray | None = None, batch: int = 1024) -> np.ndarray:
-        """Output scores (N, n_out) with dropout off; a batch gives the same rows as one by one."""
+    def predict_logits(self, ids: np.ndarray, feats: np.ndarray | None = None, batch: int = 1024,
+                       method: str = "gemm") -> np.ndarray:
+        """Output scores (N, n_out) with dropout off; a batch gives the same rows as one by one.
+
+        method "gemm": matrix products batch by batch (the straightforward path). "lookup": the first layer
+        as sums of precomputed (position, word) rows (`lookup_supported` models; equal to "gemm" to float
+        rounding, several times faster when words repeat). "auto": lookup when supported and the windows
+        hold fewer than half as many distinct words as windows.
+        """
+        return self._predict(ids, feats, batch, method, log_proba=False)
+
+    def predict_log_proba(self, ids: np.ndarray, feats: np.ndarray | None = None, batch: int = 1024,
+                          method: str = "gemm") -> np.ndarray:
+        """log softmax of the logits, (N, n_out); `method` as in predict_logits."""
+        return self._predict(ids, feats, batch, method, log_proba=True)
+
+    @property
+    def lookup_supported(self) -> bool:
+        """The lookup path needs a hidden layer and no direct input->output connections."""
+        return bool(self.config.hidden) and not self.config.direct
+
+    def _predict(self, ids: np.ndarray, feats: np.ndarray | None, batch: int, method: str,
+                 log_proba: bool) -> np.ndarray:
+        if method not in ("gemm", "lookup", "auto"):
+            raise ValueError(f"method must be gemm, lookup or auto, got {method!r}")
         ids, feats = self._check_inputs(ids, feats)
+        if method == "lookup" and not self.lookup_supported:
+            raise ValueError("the lookup path needs a hidden layer and no direct connections")
+        if method == "auto":
+            few = ids.shape[0] >= 64 and 2 * len(np.unique(ids[:4096])) < min(4096, ids.shape[0])
+            method = "lookup" if self.lookup_supported and few else "gemm"
+        if method == "lookup":
+            return self._predict_lookup(ids, feats, log_proba)
         b = self.buffers(min(batch, max(1, ids.shape[0])))
         out = np.zeros((ids.shape[0], self.config.n_out), dtype=self.dtype)
         cap = self._buf.capacity
         K.predict_batches(ids, feats, self.E, self.F, self.theta, self.sizes, self.config.direct,
                           ACTIVATIONS[self.config.activation], min(batch, cap), b["acts"], b["keep"], b["Z"], out)
+        if log_proba:
+            K.log_softmax_rows(out, out)
         return out
 
-    def predict_log_proba(self, ids: np.ndarray, feats: np.ndarray | None = None, batch: int = 1024) -> np.ndarray:
-        """log softmax of the logits, (N, n_out)."""
-        Z = self.predict_logits(ids, feats, batch)
-        out = np.empty_like(Z)
-        K.log_softmax_rows(Z, out)
+    def _predict_lookup(self, ids: np.ndarray, feats: np.ndarray, log_proba: bool) -> np.ndarray:
+        """Chunks of windows whose distinct words fit a table of at most LOOKUP_TABLE_BYTES."""
+        c = self.config
+        N, P = ids.shape
+        H0 = c.hidden[0]
+        W0 = self._views["W0"]
+        max_unique = max(1, min(c.vocab_size, LOOKUP_TABLE_BYTES // (P * H0 * self.dtype.itemsize)))
+        max_unique = min(max_unique, N * P)
+        T = np.empty((P, max_unique, H0), self.dtype)
+        C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
+        uniq = np.empty(max_unique + P, np.int32)
+        Eu = np.empty((max_unique + P, c.embed_dim), self.dtype)
+        WT = self.theta.copy()
+        for l in range(1, len(c.hidden) + 1):  # layers above the first, transposed for dot products
+            w = self._views[f"W{l}"]
+            off = self._offset(f"W{l}")
+            WT[off : off + w.size] = w.T.ravel()
+        out = np.empty((N, c.n_out), self.dtype)
+        local = np.empty((N, P), np.int32)
+        start = 0
+        while start < N:
+            stop, U = K.compact_rows(ids, start, self.slot_E, uniq, max_unique)
+            K.local_ids(ids, start, stop, self.slot_E, uniq, U, local)
+            K.first_layer_tables(self.E, self.F, W0, uniq, U, T, C, Eu)
+            K.lookup_logits(local[: stop - start], feats[start:stop], T, C, self.theta, WT, self.sizes,
+                            ACTIVATIONS[c.activation], log_proba, out[start:stop])
+            start = stop
         return out
+
+    def _offset(self, name: str) -> int:
+        off = 0
+        for k, v in self._views.items():
+            if k == name:
+                return off
+            off += v.size
+        raise KeyError(name)
 
     # ------------------------------------------------------------ gradients
 
@@ -321,6 +384,21 @@ class WindowMLP:
 
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Cores the core may use (numba's parallel loops and the BLAS behind its matrix products); None = all.
+
+    Results do not depend on it: parallel loops split independent rows, BLAS splits output blocks.
+    Returns the number set.
+    """
+    import numba
+    import threadpoolctl
+
+    n = numba.config.NUMBA_NUM_THREADS if n is None else max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    threadpoolctl.threadpool_limits(n, user_api="blas")
+    return n
 
 
 def load_params_npz(path: Path) -> dict[str, np.ndarray]:

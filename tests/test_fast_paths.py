@@ -1,0 +1,203 @@
+"""Every fast path of the core equals the straightforward path to float tolerance.
+
+The references here are independent of the fused kernels: dense gradients from `loss_and_grad` (checked by
+finite differences in test_core.py) applied with numpy, and the batch-by-batch GEMM forward pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+
+from winner import kernels as K
+from winner import mlp as mlp_module
+from winner.mlp import MLPConfig, WindowMLP, set_threads
+from winner.optim import Optimizer
+
+
+def make(config_kw: dict, n: int = 24, seed: int = 0):
+    cfg = MLPConfig(**{"n_positions": 5, "vocab_size": 30, "embed_dim": 4, "n_features": 6, "feature_dim": 3,
+                       "n_out": 5, "hidden": (8,), "dtype": "float64", **config_kw})
+    model = WindowMLP(cfg, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    ids = rng.integers(0, cfg.vocab_size - 3, (n, cfg.n_positions)).astype(np.int32)
+    ids[0, -1] = ids[0, 0]  # a word used twice in one window
+    feats = rng.integers(0, cfg.n_features, (n, cfg.n_positions)).astype(np.int32)
+    targets = rng.integers(0, 2 if cfg.loss == "sigmoid" else cfg.n_out, n)
+    return model, ids, feats, targets
+
+
+def reference_training(model: WindowMLP, opt: Optimizer, ids, feats, targets, order, batch: int, seed: int,
+                       step0: int = 0) -> None:
+    """The straightforward path: dense gradients of each minibatch, then the update written out in numpy."""
+    c = model.config
+    train = c.dropout_input > 0 or c.dropout_hidden > 0
+    state: dict[str, np.ndarray] = {}
+    for i, s in enumerate(range(0, len(order), batch)):
+        rows = order[s : s + batch]
+        step = step0 + i
+        _, grads = model.loss_and_grad(ids[rows], feats[rows], targets[rows], train=train, seed=seed, step=step)
+        t = step + 1
+        for name, p in model.params.items():
+            g = grads[name]
+            lr = opt.lr * (opt.embed_lr_scale if name in "EF" else 1.0)
+            if opt.name == "sgd":
+                p -= lr * g
+                continue
+            m = state.setdefault("m" + name, np.zeros_like(p))
+            v = state.setdefault("v" + name, np.zeros_like(p))
+            used = slice(None)
+            if name in "EF":  # lazy Adam: only the rows this batch uses
+                used = np.unique((ids if name == "E" else feats)[rows])
+            m[used] = opt.beta1 * m[used] + (1 - opt.beta1) * g[used]
+            v[used] = opt.beta2 * v[used] + (1 - opt.beta2) * g[used] ** 2
+            step_size = lr * np.sqrt(1 - opt.beta2**t) / (1 - opt.beta1**t)
+            p[used] -= step_size * m[used] / (np.sqrt(v[used]) + opt.eps)
+
+
+CONFIGS = [
+    {},
+    {"activation": "relu", "hidden": (7, 6)},
+    {"activation": "sigmoid", "dropout_input": 0.3, "dropout_hidden": 0.2},
+    {"direct": True, "feature_dim": 0, "n_features": 1},
+    {"hidden": ()},
+    {"loss": "sigmoid", "n_out": 1},
+]
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("kw", CONFIGS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "tagger")
+def test_fused_training_equals_straightforward_updates(kw, batch, opt_name):
+    """train_batches (one-window SGD sweep / fused minibatch step) == gradients + numpy updates, float64."""
+    fast, ids, feats, targets = make(kw)
+    ref, _, _, _ = make(kw)
+    lr = 0.05 if opt_name == "sgd" else 0.01
+    order = np.random.default_rng(3).permutation(len(targets)).astype(np.int64)
+    opt = Optimizer(opt_name, lr=lr, embed_lr_scale=0.5)
+    total = opt.train_batches(fast, ids, feats, targets, order, 0, len(order), batch, seed=7)
+    reference_training(ref, Optimizer(opt_name, lr=lr, embed_lr_scale=0.5), ids, feats, targets, order, batch, 7)
+    assert np.isfinite(total)
+    for name in fast.params:
+        np.testing.assert_allclose(fast.params[name], ref.params[name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_fused_float32_matches_float64_reference():
+    """The float32 fast paths (vectorised tanh, reassociated sums) stay within float32 rounding."""
+    fast, ids, feats, targets = make({"dtype": "float32"}, n=40)
+    ref, _, _, _ = make({}, n=40)
+    order = np.arange(40, dtype=np.int64)
+    for batch in (1, 8):
+        Optimizer("sgd", lr=0.05).train_batches(fast, ids, feats, targets, order, 0, 40, batch, 0)
+        reference_training(ref, Optimizer("sgd", lr=0.05), ids, feats, targets, order, batch, 0)
+    for name in fast.params:
+        np.testing.assert_allclose(fast.params[name], ref.params[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_weight_penalty_still_takes_the_straightforward_path():
+    fast, ids, feats, targets = make({})
+    before = fast.to_arrays()
+    opt = Optimizer("sgd", lr=0.05, l2=0.1)
+    _, grads = fast.loss_and_grad(ids[:4], feats[:4], targets[:4], l2=0.1)
+    opt.train_batches(fast, ids, feats, targets, np.arange(4, dtype=np.int64), 0, 4, 4, 0)
+    for name in fast.params:
+        np.testing.assert_allclose(fast.params[name], before[name] - 0.05 * grads[name], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_non_finite_loss_leaves_parameters_untouched(batch):
+    model, ids, feats, targets = make({})
+    model.params["b1"][0] = np.inf
+    before = model.to_arrays()
+    total = Optimizer("sgd", lr=0.1).train_batches(model, ids, feats, targets, np.arange(8, dtype=np.int64), 0, 8,
+                                                   batch, 0)
+    assert not np.isfinite(total)
+    for name, v in model.params.items():
+        np.testing.assert_array_equal(v, before[name], err_msg=name)
+
+
+@pytest.mark.parametrize("kw", [{}, {"activation": "relu", "hidden": (7, 6)}, {"activation": "sigmoid"},
+                                {"feature_dim": 0, "n_features": 1}])
+def test_lookup_inference_equals_gemm_path(kw, monkeypatch):
+    model, ids, feats, _ = make(kw, n=300)
+    ref = model.predict_log_proba(ids, feats, method="gemm")
+    np.testing.assert_allclose(model.predict_log_proba(ids, feats, method="lookup"), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.predict_logits(ids, feats, method="lookup"),
+                               model.predict_logits(ids, feats), rtol=1e-12, atol=1e-12)
+    # a table too small for all words: several chunks, each with its own table
+    monkeypatch.setattr(mlp_module, "LOOKUP_TABLE_BYTES", 12 * 5 * model.config.hidden[0] * 8)
+    np.testing.assert_allclose(model.predict_log_proba(ids, feats, method="lookup"), ref, rtol=1e-12, atol=1e-12)
+    assert np.all(model.slot_E == -1)
+
+
+def test_lookup_float32_gives_identical_tags():
+    model, ids, feats, _ = make({"dtype": "float32", "hidden": (64,)}, n=5000)
+    ref = model.predict_log_proba(ids, feats)
+    fast = model.predict_log_proba(ids, feats, method="auto")
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(fast.argmax(axis=1), ref.argmax(axis=1))
+
+
+def test_lookup_refuses_models_it_cannot_serve():
+    model, ids, feats, _ = make({"direct": True})
+    with pytest.raises(ValueError, match="lookup"):
+        model.predict_logits(ids, feats, method="lookup")
+    np.testing.assert_allclose(model.predict_logits(ids, feats, method="auto"), model.predict_logits(ids, feats))
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    def train_and_tag(threads: int):
+        set_threads(threads)
+        model, ids, feats, targets = make({"dtype": "float32", "hidden": (64,), "vocab_size": 200}, n=2048)
+        Optimizer("sgd", lr=0.05).train_batches(model, ids, feats, targets, np.arange(2048, dtype=np.int64), 0, 2048,
+                                                 512, 0)
+        return model.to_arrays(), model.predict_log_proba(ids, feats, method="lookup")
+
+    try:
+        (p1, t1), (p2, t2) = train_and_tag(1), train_and_tag(2)
+    finally:
+        set_threads(None)
+    for name in p1:
+        assert np.array_equal(p1[name], p2[name]), name
+    assert np.array_equal(t1, t2)
+
+
+def test_float32_tanh_is_within_three_ulp():
+    @njit
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = K.fast_tanh(x[i])
+
+    x = np.concatenate([np.linspace(-12, 12, 200_001), [0.0, 1e-30, -1e-8, np.inf, -np.inf]]).astype(np.float32)
+    out = np.empty_like(x)
+    apply(x, out)
+    exact = np.tanh(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(out - exact) / ulp) < 3.0
+    x64 = np.linspace(-5, 5, 1001)
+    out64 = np.empty_like(x64)
+    apply(x64, out64)
+    # float64 keeps the math library's tanh (within an ulp of numpy's), so gradient checks stay exact
+    np.testing.assert_allclose(out64, np.tanh(x64), rtol=5e-16, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_with_alpha_beta_and_transposes(dtype):
+    @njit
+    def call(ta, tb, alpha, A, B, beta, C):
+        K.gemm(ta, tb, alpha, A, B, beta, C)
+
+    rng = np.random.default_rng(0)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for ta in (False, True):
+        for tb in (False, True):
+            A = rng.standard_normal((5, 7) if ta else (7, 5)).astype(dtype)
+            B = rng.standard_normal((3, 5) if tb else (5, 3)).astype(dtype)
+            big = rng.standard_normal((9, 4)).astype(dtype)
+            C = big[1:8, :3]  # rows strided wider than they are long
+            C0, outside = C.copy(), big[:, 3].copy()
+            call(ta, tb, -0.5, A, B, 2.0, C)
+            expect = -0.5 * (A.T if ta else A) @ (B.T if tb else B) + 2.0 * C0
+            np.testing.assert_allclose(C, expect, rtol=tol, atol=tol)
+            assert np.array_equal(big[:, 3], outside)  # the column beyond C's rows is not written
