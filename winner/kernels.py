@@ -482,32 +482,45 @@ def sgd_rows(table, rows, G, n_rows, lr):
             table[r, j] -= lr * G[k, j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def adam_dense(theta, grad, m, v, lr, beta1, beta2, eps, t):
-    """One Adam step (Kingma & Ba 2015) with bias correction at step t (1-based)."""
+    """One Adam step (Kingma & Ba 2015) with bias correction at step t (1-based).
+
+    The scalars are cast to the arrays' dtype so a float32 model's loop stays float32 and vectorises.
+    """
     c1 = 1.0 - beta1**t
     c2 = 1.0 - beta2**t
-    step = lr * np.sqrt(c2) / c1
+    step = cast_like(lr * np.sqrt(c2) / c1, theta)
+    b1, b2 = cast_like(beta1, theta), cast_like(beta2, theta)
+    a1, a2 = cast_like(1.0 - beta1, theta), cast_like(1.0 - beta2, theta)
+    e = cast_like(eps, theta)
     for i in range(theta.shape[0]):
         g = grad[i]
-        m[i] = beta1 * m[i] + (1.0 - beta1) * g
-        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-        theta[i] -= step * m[i] / (np.sqrt(v[i]) + eps)
+        mi = b1 * m[i] + a1 * g
+        vi = b2 * v[i] + a2 * g * g
+        m[i] = mi
+        v[i] = vi
+        theta[i] -= step * mi / (np.sqrt(vi) + e)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def adam_rows(table, rows, G, n_rows, m, v, lr, beta1, beta2, eps, t):
     """Lazy (sparse) Adam: only the rows used in this batch have their moments decayed and updated."""
     c1 = 1.0 - beta1**t
     c2 = 1.0 - beta2**t
-    step = lr * np.sqrt(c2) / c1
+    step = cast_like(lr * np.sqrt(c2) / c1, table)
+    b1, b2 = cast_like(beta1, table), cast_like(beta2, table)
+    a1, a2 = cast_like(1.0 - beta1, table), cast_like(1.0 - beta2, table)
+    e = cast_like(eps, table)
     for k in range(n_rows):
         r = rows[k]
         for j in range(table.shape[1]):
             g = G[k, j]
-            m[r, j] = beta1 * m[r, j] + (1.0 - beta1) * g
-            v[r, j] = beta2 * v[r, j] + (1.0 - beta2) * g * g
-            table[r, j] -= step * m[r, j] / (np.sqrt(v[r, j]) + eps)
+            mi = b1 * m[r, j] + a1 * g
+            vi = b2 * v[r, j] + a2 * g * g
+            m[r, j] = mi
+            v[r, j] = vi
+            table[r, j] -= step * mi / (np.sqrt(vi) + e)
 
 
 # ---------------------------------------------------------------- fused loops over many batches

@@ -386,6 +386,23 @@ class WindowMLP:
         return dataclasses.asdict(self.config)
 
 
+_CONTROLLER = None
+
+
+def blas_threads(n: int | None):
+    """Context manager: BLAS limited to n threads inside (None: leave the current setting)."""
+    global _CONTROLLER
+    import contextlib
+
+    if n is None:
+        return contextlib.nullcontext()
+    if _CONTROLLER is None:
+        import threadpoolctl
+
+        _CONTROLLER = threadpoolctl.ThreadpoolController()  # after kernels loaded numba's BLAS
+    return _CONTROLLER.limit(limits=n, user_api="blas")
+
+
 def set_threads(n: int | None = None) -> int:
     """Cores the core may use (numba's parallel loops and the BLAS behind its matrix products); None = all.
 

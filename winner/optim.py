@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from winner import kernels as K
-from winner.mlp import ACTIVATIONS, LOSSES, SparseGrads, WindowMLP
+from winner.mlp import ACTIVATIONS, LOSSES, SparseGrads, WindowMLP, blas_threads
 
 OPTIMIZERS = {"sgd": K.OPT_SGD, "adam": K.OPT_ADAM}
+# Minibatches smaller than this keep BLAS on one thread: their products are too small to split profitably
+# (PyTorch gains 5% from a second core at batch 32, 60% at 128), and a split stalls badly when the other
+# core is busy. Results do not depend on it (BLAS splits output blocks, never a sum).
+SPLIT_BATCH = 128
 
 
 @dataclass
@@ -63,11 +67,19 @@ class Optimizer:
     def train_batches(self, model: WindowMLP, ids: np.ndarray, feats: np.ndarray, targets: np.ndarray,
                       order: np.ndarray, start: int, stop: int, batch: int, seed: int) -> float:
         """Train on windows order[start:stop] in minibatches; returns the summed loss (nan/inf if diverged)."""
-        c = model.config
         b = model.buffers(batch)
         s = self._state(model)
         n_batches = -(-(stop - start) // batch)
-        total = K.train_batches(
+        with blas_threads(1 if batch < SPLIT_BATCH else None):
+            total = self._train_batches(model, b, s, ids, feats, targets, order, start, stop, batch, seed)
+        self.steps += n_batches
+        return float(total)
+
+    def _train_batches(self, model: WindowMLP, b: dict[str, np.ndarray], s: dict[str, np.ndarray], ids: np.ndarray,
+                       feats: np.ndarray, targets: np.ndarray, order: np.ndarray, start: int, stop: int, batch: int,
+                       seed: int) -> float:
+        c = model.config
+        return K.train_batches(
             ids, feats, targets, order, start, stop, batch, b["ids"], b["feats"], b["targets"],
             model.E, model.F, model.theta, model.sizes, c.direct, ACTIVATIONS[c.activation], LOSSES[c.loss],
             c.dropout_input, c.dropout_hidden, seed, self.steps, model.weight_mask, self.l2, self.l1,
@@ -75,8 +87,6 @@ class Optimizer:
             s["m"], s["v"], s["mE"], s["vE"], s["mF"], s["vF"], self.update_embeddings, self.update_embeddings,
             b["acts"], b["keep"], b["Z"], b["dZ"], b["dacts"], model.grad,
             model.slot_E, b["rows_E"], b["G_E"], model.slot_F, b["rows_F"], b["G_F"])
-        self.steps += n_batches
-        return float(total)
 
     def hyperparams(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "lr", "embed_lr_scale", "l2", "l1", "beta1", "beta2",
