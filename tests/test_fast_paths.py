@@ -61,6 +61,8 @@ CONFIGS = [
     {"activation": "relu", "hidden": (7, 6)},
     {"activation": "sigmoid", "dropout_input": 0.3, "dropout_hidden": 0.2},
     {"direct": True, "feature_dim": 0, "n_features": 1},
+    {"direct": True, "hidden": (6, 5), "dropout_input": 0.2},
+    {"direct": True, "hidden": ()},
     {"hidden": ()},
     {"loss": "sigmoid", "n_out": 1},
 ]

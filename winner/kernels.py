@@ -281,6 +281,11 @@ def forward_core(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_
         ao = acts_offset(sizes, l, B)
         A = acts[ao : ao + B * n].reshape(B, n)
         last = l == n_layers - 1
+        if last and has_direct:
+            # W_last, b_last and D sit back to back in theta: Z = [A, 1, X] @ [W_last; b_last; D] in one product
+            U = top_inputs(acts, sizes, B)
+            gemm(False, False, 1.0, U, top_block(theta, sizes), 0.0, Z)
+            break
         out = Z if last else acts[ao + B * n : ao + B * n + B * m].reshape(B, m)
         gemm(False, False, 1.0, A, W, 0.0, out)
         bias_activate(out, bias, act, not last)
@@ -291,11 +296,32 @@ def forward_core(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_
                 o = out.reshape(-1)
                 for i in range(B * m):
                     o[i] *= K[i]
-    if has_direct:
-        n_out = sizes[-1]
-        do = weight_offset(sizes, n_layers)
-        D = theta[do : do + n_in * n_out].reshape(n_in, n_out)
-        gemm(False, False, 1.0, X, D, 1.0, Z)
+
+
+@njit(cache=True)
+def top_block(theta, sizes):
+    """[W_last; b_last; D] as one (n_last + 1 + n_in, n_out) matrix: they are contiguous in theta."""
+    n_layers = sizes.shape[0] - 1
+    n_last, n_out, n_in = sizes[n_layers - 1], sizes[-1], sizes[0]
+    wo = weight_offset(sizes, n_layers - 1)
+    width = n_last + 1 + n_in
+    return theta[wo : wo + width * n_out].reshape(width, n_out)
+
+
+@njit(cache=True)
+def top_inputs(acts, sizes, B):
+    """U = [A_last, 1, X] (B, n_last + 1 + n_in): the input rows of top_block."""
+    n_layers = sizes.shape[0] - 1
+    n_last, n_in = sizes[n_layers - 1], sizes[0]
+    ao = acts_offset(sizes, n_layers - 1, B)
+    U = np.empty((B, n_last + 1 + n_in), acts.dtype)
+    for b in range(B):
+        for j in range(n_last):
+            U[b, j] = acts[ao + b * n_last + j]
+        U[b, n_last] = 1.0
+        for j in range(n_in):
+            U[b, n_last + 1 + j] = acts[b * n_in + j]
+    return U
 
 
 # ---------------------------------------------------------------- losses
@@ -828,9 +854,9 @@ def fused_step(ids, feats, targets, E, F, theta, sizes, has_direct, act, loss_ki
         return loss
     n_layers = sizes.shape[0] - 1
     n_in = sizes[0]
-    n_out = sizes[-1]
-    X = acts[0 : B * n_in].reshape(B, n_in)
+    n_last = sizes[n_layers - 1]
     dcur = dZ[:B]
+    dU = dZ[:1, :1]  # with direct connections: dL/d[A_last, 1, X] from the combined top product
     for l in range(n_layers - 1, -1, -1):
         n, mm = sizes[l], sizes[l + 1]
         wo = weight_offset(sizes, l)
@@ -839,27 +865,35 @@ def fused_step(ids, feats, targets, E, F, theta, sizes, has_direct, act, loss_ki
         A = acts[ao : ao + B * n].reshape(B, n)
         dA = dacts[ao : ao + B * n].reshape(B, n)
         need = l > 0 or update_E or update_F
-        if need:
-            gemm(False, True, 1.0, dcur, W, 0.0, dA)
-        if l == 0 and has_direct:
-            do = weight_offset(sizes, n_layers)
-            nd = n_in * n_out
-            D = theta[do : do + nd].reshape(n_in, n_out)
+        if has_direct and l == n_layers - 1:
+            U = top_inputs(acts, sizes, B)
+            block = top_block(theta, sizes)
+            dU = np.empty((B, U.shape[1]), dZ.dtype)
             if need:
-                gemm(False, True, 1.0, dZ[:B], D, 1.0, dA)
+                gemm(False, True, 1.0, dcur, block, 0.0, dU)
+                for b in range(B):
+                    for j in range(n):
+                        dA[b, j] = dU[b, j]
             if opt == OPT_SGD:
-                gemm(True, False, -lr, X, dZ[:B], 1.0, D)
+                gemm(True, False, -lr, U, dcur, 1.0, block)
             else:
-                gemm(True, False, 1.0, X, dZ[:B], 0.0, grad[do : do + nd].reshape(n_in, n_out))
-                adam_dense(theta[do : do + nd], grad[do : do + nd], m[do : do + nd], v[do : do + nd], lr, beta1,
-                           beta2, eps, t)
-        e = wo + n * mm + mm
-        if opt == OPT_SGD:
-            dense_block_update(opt, A, dcur, theta[wo:e], n, mm, grad[wo:e], grad[wo:e], grad[wo:e], lr, beta1,
-                               beta2, eps, t)
+                e = wo + block.size
+                gemm(True, False, 1.0, U, dcur, 0.0, grad[wo:e].reshape(block.shape))
+                adam_dense(theta[wo:e], grad[wo:e], m[wo:e], v[wo:e], lr, beta1, beta2, eps, t)
         else:
-            dense_block_update(opt, A, dcur, theta[wo:e], n, mm, grad[wo:e], m[wo:e], v[wo:e], lr, beta1, beta2,
-                               eps, t)
+            if need:
+                gemm(False, True, 1.0, dcur, W, 0.0, dA)
+            e = wo + n * mm + mm
+            if opt == OPT_SGD:
+                dense_block_update(opt, A, dcur, theta[wo:e], n, mm, grad[wo:e], grad[wo:e], grad[wo:e], lr,
+                                   beta1, beta2, eps, t)
+            else:
+                dense_block_update(opt, A, dcur, theta[wo:e], n, mm, grad[wo:e], m[wo:e], v[wo:e], lr, beta1,
+                                   beta2, eps, t)
+        if l == 0 and has_direct and need:
+            for b in range(B):
+                for j in range(n_in):
+                    dA[b, j] += dU[b, n_last + 1 + j]
         if l > 0:
             hidden_grad(dacts[ao : ao + B * n], acts[ao : ao + B * n], keep[ao : ao + B * n], act, drop_hidden)
         elif drop_in > 0.0 and need:
