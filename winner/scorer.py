@@ -52,10 +52,13 @@ class ScoreSettings:
     random_embed_dim: int = 50  # only with --embeddings none
     max_pretrained: int = 0  # most frequent pretrained words added to the vocabulary (0: all), as the tagger
     unk_replace: float = 0.5  # chance a rare training word without a vector is shown as <unk>, as the tagger
-    corrupt_per_true: int = 5
+    # Tuned on CoNLL-2003 valid (LOC, GloVe 100-d, seed 0): dev token F1 rose with the negatives seen,
+    # K = 5 / 10 / 20 -> 0.949 / 0.951 / 0.957 best in 60 epochs; lr 2e-3 (0.940) and dropout 0.25 (0.947) were
+    # worse than 1e-3 and 0.5, window 7 was within noise of 5. K = 20 for 60 epochs trains in about 7 minutes.
+    corrupt_per_true: int = 20
     margin: float = 1.0
-    epochs: int = 30
-    patience: int = 5
+    epochs: int = 60
+    patience: int = 10
     batch_size: int = 32  # true windows per update, each with its corrupt windows
     optimizer: str = "adam"
     lr: float = 1e-3
