@@ -85,6 +85,25 @@ def test_fused_training_equals_straightforward_updates(kw, batch, opt_name):
         np.testing.assert_allclose(fast.params[name], ref.params[name], rtol=1e-10, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("kw", [{"feature_dim": 0, "n_features": 1},
+                                {"feature_dim": 0, "n_features": 1, "activation": "relu", "hidden": (7, 6),
+                                 "dropout_hidden": 0.3},
+                                {"feature_dim": 0, "n_features": 1, "loss": "sigmoid", "n_out": 1}])
+def test_distinct_pair_sgd_equals_straightforward_updates(kw):
+    """Batches of >= PAIRS_MIN_BATCH windows over a small vocabulary: many repeated (position, word) pairs."""
+    fast, ids, feats, targets = make(kw, n=2 * K.PAIRS_MIN_BATCH + 10)
+    ref, _, _, _ = make(kw, n=2 * K.PAIRS_MIN_BATCH + 10)
+    order = np.random.default_rng(3).permutation(len(targets)).astype(np.int64)
+    opt = Optimizer("sgd", lr=0.05, embed_lr_scale=0.5)
+    assert opt._pairs_apply(fast, K.PAIRS_MIN_BATCH)
+    opt.train_batches(fast, ids, feats, targets, order, 0, len(order), K.PAIRS_MIN_BATCH, seed=7)
+    reference_training(ref, Optimizer("sgd", lr=0.05, embed_lr_scale=0.5), ids, feats, targets, order,
+                       K.PAIRS_MIN_BATCH, 7)
+    for name in fast.params:
+        np.testing.assert_allclose(fast.params[name], ref.params[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    assert np.all(fast.slot_E == -1)
+
+
 def test_fused_float32_matches_float64_reference():
     """The float32 fast paths (vectorised tanh, reassociated sums) stay within float32 rounding."""
     fast, ids, feats, targets = make({"dtype": "float32"}, n=40)

@@ -22,6 +22,7 @@ from numba.extending import overload
 TANH, SIGMOID, RELU = 0, 1, 2
 LOSS_SOFTMAX, LOSS_SIGMOID, LOSS_NONE = 0, 1, 2
 OPT_SGD, OPT_ADAM = 0, 1
+PAIRS_MIN_BATCH = 64  # below this, few (position, word) pairs repeat in a batch: sgd_step_pairs would not pay
 
 # Fast paths may reassociate float sums so that row loops vectorise (deterministic for a given build), but
 # never assume finite values: the divergence check (np.isfinite of the loss) must survive.
@@ -262,7 +263,6 @@ def forward_core(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_
                  fill_keep):
     """`forward`; without fill_keep, `keep` is only written where a dropout rate is > 0 (fused paths)."""
     B = ids.shape[0]
-    n_layers = sizes.shape[0] - 1
     n_in = sizes[0]
     X = acts[0 : B * n_in].reshape(B, n_in)
     gather(ids, feats, E, F, X)
@@ -273,7 +273,14 @@ def forward_core(ids, feats, E, F, theta, sizes, has_direct, act, drop_in, drop_
             Xf = acts[0 : B * n_in]
             for i in range(B * n_in):
                 Xf[i] *= K[i]
-    for l in range(n_layers):
+    forward_layers(theta, sizes, has_direct, act, drop_hidden, seed, step, acts, keep, Z, B, 0, fill_keep)
+
+
+@njit(cache=True)
+def forward_layers(theta, sizes, has_direct, act, drop_hidden, seed, step, acts, keep, Z, B, l0, fill_keep):
+    """Layers l0, l0+1, ... of the forward pass, from the input of layer l0 already in acts."""
+    n_layers = sizes.shape[0] - 1
+    for l in range(l0, n_layers):
         n, m = sizes[l], sizes[l + 1]
         wo = weight_offset(sizes, l)
         W = theta[wo : wo + n * m].reshape(n, m)
@@ -922,21 +929,139 @@ def fused_step(ids, feats, targets, E, F, theta, sizes, has_direct, act, loss_ki
 
 
 @njit(cache=True)
+def number_pairs(ids, slot, pmap, words, offsets):
+    """Number the distinct (position, word) pairs of a batch, position by position.
+
+    pmap[b, p] = the pair of window b's word at position p; words[i] = pair i's word; pairs of position p
+    are offsets[p]:offsets[p+1]. slot: (V,) int32, -1 on entry and on exit. Returns the number of pairs.
+    """
+    B, P = ids.shape
+    n = 0
+    for p in range(P):
+        offsets[p] = n
+        for b in range(B):
+            r = ids[b, p]
+            if slot[r] < 0:
+                slot[r] = n
+                words[n] = r
+                n += 1
+            pmap[b, p] = slot[r]
+        for i in range(offsets[p], n):
+            slot[words[i]] = -1
+    offsets[P] = n
+    return n
+
+
+@njit(cache=True)
+def sgd_step_pairs(ids, targets, E, theta, sizes, act, loss_kind, drop_hidden, seed, step, lr, lr_embed, update_E,
+                   acts, keep, Z, dZ, dacts, slot, pmap, words, offsets, Xp, Tp, Sp, Gp):
+    """fused_step for plain SGD without input dropout, word features or direct connections, by distinct pairs.
+
+    The first layer is linear in the embeddings, so a (position, word) pair used by k windows of the batch
+    needs its products once, not k times: T = E[w] @ W0_p per distinct pair (forward), the windows' dH
+    summed per pair (S), then S @ W0_p.T for the word's gradient and Xp.T @ S for W0_p's update. Running
+    text repeats words (at batch 512, ~30% of pairs are repeats), so all three big products shrink.
+    Equal to fused_step up to float rounding, with the same dropout masks. Scratch: pmap (B, P) int32,
+    words (B*P,) int32, offsets (P+1,) int64, Xp (B*P, d), Tp and Sp (B*P, H0), Gp (B*P, d).
+    """
+    B, P = ids.shape
+    d = E.shape[1]
+    n_layers = sizes.shape[0] - 1
+    n_in, H0 = sizes[0], sizes[1]
+    n = number_pairs(ids, slot, pmap, words, offsets)
+    for i in range(n):
+        for j in range(d):
+            Xp[i, j] = E[words[i], j]
+    W0 = theta[0 : n_in * H0].reshape(n_in, H0)
+    b0 = theta[n_in * H0 : n_in * H0 + H0]
+    for p in range(P):
+        a, e = offsets[p], offsets[p + 1]
+        gemm(False, False, 1.0, Xp[a:e], W0[p * d : (p + 1) * d], 0.0, Tp[a:e])
+    H = acts[B * n_in : B * n_in + B * H0].reshape(B, H0)
+    for b in range(B):
+        for j in range(H0):
+            H[b, j] = b0[j]
+        for p in range(P):
+            k = pmap[b, p]
+            for j in range(H0):
+                H[b, j] += Tp[k, j]
+    activate(H, act)
+    if drop_hidden > 0.0:
+        K = keep[B * n_in : B * n_in + B * H0]
+        fill_dropout(K, drop_hidden, seed, step, B * n_in)
+        o = H.reshape(-1)
+        for i in range(B * H0):
+            o[i] *= K[i]
+    forward_layers(theta, sizes, False, act, drop_hidden, seed, step, acts, keep, Z[:B], B, 1, False)
+    scale = 1.0 / B
+    if loss_kind == LOSS_SOFTMAX:
+        loss = softmax_xent(Z[:B], targets, scale, dZ[:B])
+    else:
+        loss = sigmoid_xent(Z[:B], targets, scale, dZ[:B])
+    loss *= scale
+    if not np.isfinite(loss):
+        return loss
+    dcur = dZ[:B]
+    for l in range(n_layers - 1, 0, -1):
+        nl, ml = sizes[l], sizes[l + 1]
+        wo = weight_offset(sizes, l)
+        W = theta[wo : wo + nl * ml].reshape(nl, ml)
+        ao = acts_offset(sizes, l, B)
+        A = acts[ao : ao + B * nl].reshape(B, nl)
+        dA = dacts[ao : ao + B * nl].reshape(B, nl)
+        gemm(False, True, 1.0, dcur, W, 0.0, dA)
+        e = wo + nl * ml + ml
+        dense_block_update(OPT_SGD, A, dcur, theta[wo:e], nl, ml, theta[0:1], theta[0:1], theta[0:1], lr, 0.0, 0.0,
+                           0.0, 0)
+        hidden_grad(dacts[ao : ao + B * nl], acts[ao : ao + B * nl], keep[ao : ao + B * nl], act, drop_hidden)
+        dcur = dA
+    S = Sp[:n]
+    S[:, :] = 0.0
+    for b in range(B):
+        for p in range(P):
+            k = pmap[b, p]
+            for j in range(H0):
+                S[k, j] += dcur[b, j]
+    for p in range(P):
+        a, e = offsets[p], offsets[p + 1]
+        W0p = W0[p * d : (p + 1) * d]
+        if update_E:
+            gemm(False, True, 1.0, S[a:e], W0p, 0.0, Gp[a:e])
+        gemm(True, False, -lr, Xp[a:e], S[a:e], 1.0, W0p)
+    lr_t = cast_like(lr, theta)
+    for j in range(H0):
+        s = dcur[0, j] * 0.0
+        for b in range(B):
+            s += dcur[b, j]
+        b0[j] -= lr_t * s
+    if update_E:
+        c = cast_like(lr_embed, E)
+        for i in range(n):
+            r = words[i]
+            for j in range(d):
+                E[r, j] -= c * Gp[i, j]
+    return loss
+
+
+@njit(cache=True)
 def train_batches(ids, feats, targets, order, start, stop, batch, ids_b, feats_b, targets_b,
                   E, F, theta, sizes, has_direct, act, loss_kind, drop_in, drop_hidden, seed, step0,
                   weight_mask, l2, l1, opt, lr, lr_embed, beta1, beta2, eps, m, v, mE, vE, mF, vF,
                   update_E, update_F, acts, keep, Z, dZ, dacts, grad,
-                  slotE, rowsE, GE, slotF, rowsF, GF):
+                  slotE, rowsE, GE, slotF, rowsF, GF, pmap, words, offsets, Xp, Tp, Sp, Gp):
     """Train on windows order[start:stop] in minibatches of `batch`; returns the summed batch losses.
 
     Steps are numbered from step0 (dropout masks and Adam's bias correction use step+1).
     A non-finite loss stops the loop early and is returned so the caller can react.
-    Without a weight penalty the fused paths run (`sgd_example` for plain SGD on one window, else
-    `fused_step`); with one, the straightforward loss_and_grad + apply_update.
+    Without a weight penalty the fused paths run (`sgd_example` for plain SGD on one window;
+    `sgd_step_pairs` for plain SGD on batches of >= PAIRS_MIN_BATCH when it applies and its scratch
+    (pmap ... Gp, see there) is big enough; else `fused_step`); with one, loss_and_grad + apply_update.
     """
     total = 0.0
     step = step0
     fused = l2 == 0.0 and l1 == 0.0 and loss_kind != LOSS_NONE
+    pairs = (fused and opt == OPT_SGD and drop_in == 0.0 and F.shape[1] == 0 and not has_direct
+             and sizes.shape[0] >= 3)
     for s in range(start, stop, batch):
         e = min(s + batch, stop)
         B = e - s
@@ -944,7 +1069,14 @@ def train_batches(ids, feats, targets, order, start, stop, batch, ids_b, feats_b
         take_rows(feats, order, s, e, feats_b)
         for i in range(B):
             targets_b[i] = targets[order[s + i]]
-        if fused and B == 1 and opt == OPT_SGD:
+        if pairs and B >= PAIRS_MIN_BATCH and pmap.shape[0] >= B:
+            loss = sgd_step_pairs(ids_b[:B], targets_b[:B], E, theta, sizes, act, loss_kind, drop_hidden, seed, step,
+                                  lr, lr_embed, update_E, acts, keep, Z, dZ, dacts, slotE, pmap, words, offsets, Xp,
+                                  Tp, Sp, Gp)
+            step += 1
+            if not np.isfinite(loss):
+                return loss
+        elif fused and B == 1 and opt == OPT_SGD:
             loss = sgd_example(ids_b[:1], feats_b[:1], targets_b[:1], E, F, theta, sizes, has_direct, act, loss_kind,
                                drop_in, drop_hidden, seed, step, lr, lr_embed, update_E, update_F, acts, keep, Z, dZ,
                                dacts)
@@ -1030,18 +1162,19 @@ def local_ids(ids, start, stop, slot, uniq, U, local):
 def first_layer_tables(E, F, W0, uniq, U, T, C, Eu):
     """Each (position, word) and (position, feature) pair's contribution to the first layer.
 
-    T[p, u] = E[uniq[u]] @ W0[p*w : p*w+d] (P, >=U, H); C[p, f] = F[f] @ W0[p*w+d : (p+1)*w] (P, Vf, H),
+    T[u, p] = E[uniq[u]] @ W0[p*w : p*w+d] (>=U, P, H); C[p, f] = F[f] @ W0[p*w+d : (p+1)*w] (P, Vf, H),
     w = d + df. Eu: (>=U, d) scratch. The first layer is linear in the embeddings (Collobert et al. 2011).
+    A word's P rows are contiguous: consecutive windows of a text reuse them while they are in cache.
     """
     d = E.shape[1]
     df = F.shape[1]
     w = d + df
-    P = T.shape[0]
+    P = T.shape[1]
     for u in range(U):
         for j in range(d):
             Eu[u, j] = E[uniq[u], j]
     for p in range(P):
-        gemm(False, False, 1.0, Eu[:U], W0[p * w : p * w + d], 0.0, T[p, :U])
+        gemm(False, False, 1.0, Eu[:U], W0[p * w : p * w + d], 0.0, T[:U, p])
         if df > 0:
             gemm(False, False, 1.0, F, W0[p * w + d : (p + 1) * w], 0.0, C[p])
 
@@ -1050,7 +1183,7 @@ def first_layer_tables(E, F, W0, uniq, U, T, C, Eu):
 def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out):
     """Logits (or log-probabilities) of windows whose first layer is a sum of table rows.
 
-    local: (N, P) int32 indices into T's second axis; feats: (N, P) int32; T: (P, U, H0); C: (P, Vf, H0);
+    local: (N, P) int32 indices into T's first axis; feats: (N, P) int32; T: (U, P, H0); C: (P, Vf, H0);
     WT: theta with every layer above the first stored transposed (so each output is a contiguous dot
     product); out: (N, n_out). Windows are independent, so threads split them with no shared sums: the
     result does not depend on the thread count.
@@ -1073,13 +1206,16 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out):
             for p in range(P):
                 u = local[t, p]
                 for j in range(H0):
-                    h[j] += T[p, u, j]
+                    h[j] += T[u, p, j]
                 f = feats[t, p]
                 for j in range(C.shape[2]):
                     h[j] += C[p, f, j]
             if n_layers == 1:
                 for j in range(H0):
                     out[t, j] = h[j]
+            elif act == TANH:  # its own loop, so that it vectorises
+                for j in range(H0):
+                    h[j] = fast_tanh(h[j])
             else:
                 for j in range(H0):
                     h[j] = activation(h[j], act)
@@ -1095,10 +1231,10 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out):
                     if last:
                         out[t, k] = s
                     else:
-                        g[k] = activation(s, act)
+                        g[k] = s
                 if not last:
                     for k in range(m):
-                        h[k] = g[k]
+                        h[k] = activation(g[k], act)
             if log_proba:
                 n_out = out.shape[1]
                 mx = out[t, 0]

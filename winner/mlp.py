@@ -199,6 +199,19 @@ class WindowMLP:
             })
         return self._buf.arrays
 
+    def pair_buffers(self, batch: int) -> tuple[np.ndarray, ...]:
+        """Scratch of kernels.sgd_step_pairs for batches of up to `batch` windows (0: tiny placeholders)."""
+        c = self.config
+        if getattr(self, "_pairs", None) is None or self._pairs[0].shape[0] < batch:
+            n = batch * c.n_positions
+            H0 = c.hidden[0] if c.hidden and batch else 0
+            d = c.embed_dim if batch else 0
+            dt = self.dtype
+            self._pairs = (np.zeros((batch, c.n_positions), np.int32), np.zeros(n, np.int32),
+                           np.zeros(c.n_positions + 1, np.int64), np.zeros((n, d), dt), np.zeros((n, H0), dt),
+                           np.zeros((n, H0), dt), np.zeros((n, d), dt))
+        return self._pairs
+
     def _check_inputs(self, ids: np.ndarray, feats: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         ids = np.ascontiguousarray(ids, dtype=np.int32)
         if ids.ndim != 2 or ids.shape[1] != self.config.n_positions:
@@ -262,7 +275,7 @@ class WindowMLP:
         W0 = self._views["W0"]
         max_unique = max(1, min(c.vocab_size, LOOKUP_TABLE_BYTES // (P * H0 * self.dtype.itemsize)))
         max_unique = min(max_unique, N * P)
-        T = np.empty((P, max_unique, H0), self.dtype)
+        T = np.empty((max_unique, P, H0), self.dtype)
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
         uniq = np.empty(max_unique + P, np.int32)
         Eu = np.empty((max_unique + P, c.embed_dim), self.dtype)

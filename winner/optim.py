@@ -86,7 +86,15 @@ class Optimizer:
             OPTIMIZERS[self.name], self.lr, self.lr * self.embed_lr_scale, self.beta1, self.beta2, self.eps,
             s["m"], s["v"], s["mE"], s["vE"], s["mF"], s["vF"], self.update_embeddings, self.update_embeddings,
             b["acts"], b["keep"], b["Z"], b["dZ"], b["dacts"], model.grad,
-            model.slot_E, b["rows_E"], b["G_E"], model.slot_F, b["rows_F"], b["G_F"])
+            model.slot_E, b["rows_E"], b["G_E"], model.slot_F, b["rows_F"], b["G_F"],
+            *model.pair_buffers(batch if self._pairs_apply(model, batch) else 0))
+
+    def _pairs_apply(self, model: WindowMLP, batch: int) -> bool:
+        """Whether kernels.sgd_step_pairs serves this training (its scratch is only allocated then)."""
+        c = model.config
+        return (self.name == "sgd" and self.l2 == 0.0 and self.l1 == 0.0 and c.dropout_input == 0.0
+                and c.feature_dim == 0 and not c.direct and bool(c.hidden) and batch >= K.PAIRS_MIN_BATCH
+                and c.loss != "none")
 
     def hyperparams(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "lr", "embed_lr_scale", "l2", "l1", "beta1", "beta2",
