@@ -8,6 +8,7 @@ owns its scratch buffers, so a training step allocates nothing.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -429,6 +430,19 @@ def set_threads(n: int | None = None) -> int:
     numba.set_num_threads(n)
     threadpoolctl.threadpool_limits(n, user_api="blas")
     return n
+
+
+def _threads_from_environment() -> None:
+    """WINNER_THREADS=n limits every command to n cores (the CLI's thread setting)."""
+    value = os.environ.get("WINNER_THREADS", "").strip()
+    if value:
+        try:
+            set_threads(int(value))
+        except ValueError as e:
+            raise ValueError(f"WINNER_THREADS must be a whole number, got {value!r}") from e
+
+
+_threads_from_environment()
 
 
 def load_params_npz(path: Path) -> dict[str, np.ndarray]:
