@@ -13,6 +13,7 @@ or numba cache load) is reported on its own. PyTorch is imported only here, and 
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -218,7 +219,8 @@ def run(quick: bool = False, threads: tuple[int, ...] = (1, 2), repeats: int = 3
     report = Report()
     report.machine = {"cpu": platform.processor() or platform.machine(), "numpy": np.__version__,
                       "numba": numba.__version__, "torch": torch.__version__ if torch else None,
-                      "cores": numba.config.NUMBA_NUM_THREADS, "quick": quick}
+                      "cores": numba.config.NUMBA_NUM_THREADS, "quick": quick,
+                      "load average at start": _loadavg()}
     rng = np.random.default_rng(0)
     first = report.first_call_seconds
 
@@ -254,7 +256,16 @@ def run(quick: bool = False, threads: tuple[int, ...] = (1, 2), repeats: int = 3
     if "lm" in workloads:
         lm_workload(report, rng, threads, repeats, quick, torch, progress)
     set_all_threads(max(threads), torch)
+    report.machine["load average at end"] = _loadavg()
     return report
+
+
+def _loadavg() -> str:
+    """The 1/5/15-minute load averages: other jobs sharing the cores make every figure noisier."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def tag_workload(report: Report, rng: np.random.Generator, threads: tuple[int, ...], repeats: int, quick: bool,
