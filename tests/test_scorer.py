@@ -368,22 +368,35 @@ def test_shipped_pipeline_parses():
     assert steps[0][1]["label"] == "LOC" and str(out).endswith("seed2")
 
 
-def test_compare_script(trained, tmp_path):
-    from winner.ner import train_tagger
-    from winner.ner_settings import NERSettings
+def test_compare_script(trained, tmp_path, capsys):
+    import importlib.util
 
+    from winner.tagger import Tagger, TaggerSpec
+    from winner.windows import CASINGS
+
+    # an untrained tagger is enough to exercise the comparison
+    tags = ["O", "I-LOC", "I-MISC", "I-ORG", "I-PER"]
+    words = Vocab(["<pad>", "<unk>", "paris", "the"])
+    cfg = MLPConfig(n_positions=5, vocab_size=len(words), embed_dim=3, n_out=len(tags), hidden=(4,),
+                    n_features=len(CASINGS), feature_dim=2)
     tagger_run = tmp_path / "ner"
-    train_tagger(NERSettings(out=str(tagger_run), train=str(wikigold_path("dev")), dev=str(wikigold_path("test")),
-                             embeddings="none", hidden=8, epochs=1, quiet=True))
+    Tagger(WindowMLP(cfg), words, TaggerSpec(2, tags, "iob1", "iob1", "argmax")).save(tagger_run / "model")
     script = REPO / "scripts" / "compare_location.py"
-    args = [sys.executable, str(script), "--scorer", str(trained), "--tagger", str(tagger_run), "--data",
-            str(wikigold_path("test"))]
-    result = subprocess.run([*args, "--json"], capture_output=True, text=True, check=True)
-    r = json.loads(result.stdout)
+    spec = importlib.util.spec_from_file_location("compare_location", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["--scorer", str(trained), "--tagger", str(tagger_run), "--data", str(wikigold_path("test"))]
+    capsys.readouterr()
+    assert module.main([*args, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
     assert r["label"] == "LOC" and r["tokens"] == 3427
     for side in ("scorer", "tagger"):
         assert 0.0 <= r[side]["f1"] <= 1.0
-    table = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert r["f1_difference"] == pytest.approx(r["scorer"]["f1"] - r["tagger"]["f1"])
+    assert module.main(args) == 0
+    table = capsys.readouterr().out
     assert "softmax tagger" in table and "scorer (threshold" in table
-    assert "usage" in subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
-                                     check=True).stdout
+    assert module.main([*args[:2], "--tagger", str(tmp_path / "nothing"), *args[4:]]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+    help_text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True)
+    assert "usage" in help_text.stdout
