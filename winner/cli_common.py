@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from enum import Enum
 from typing import TypeVar
 
 import typer
@@ -25,3 +26,18 @@ def cli_errors(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class Activation(str, Enum):
+    """Hidden-layer activations of the core (choices for every head's --activation)."""
+
+    tanh = "tanh"
+    sigmoid = "sigmoid"
+    relu = "relu"
+
+
+class OptimizerName(str, Enum):
+    """Optimisers of the core (choices for every head's --optimizer)."""
+
+    sgd = "sgd"
+    adam = "adam"

@@ -9,14 +9,9 @@ from typing import Annotated
 
 import typer
 
-from winner.cli_common import cli_errors
+from winner.cli_common import OptimizerName, cli_errors
 
 lm_app = typer.Typer(no_args_is_help=True, help="Fixed-window neural language model (Bengio et al. 2003).")
-
-
-class OptimizerName(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
 
 
 class Split(str, Enum):

@@ -10,20 +10,9 @@ from typing import Annotated
 
 import typer
 
-from winner.cli_common import cli_errors
+from winner.cli_common import Activation, OptimizerName, cli_errors
 
 ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the softmax window tagger.")
-
-
-class Activation(str, Enum):
-    tanh = "tanh"
-    sigmoid = "sigmoid"
-    relu = "relu"
-
-
-class OptimizerName(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
 
 
 class Scheme(str, Enum):

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from winner.cli_common import cli_errors
+from winner.cli_common import Activation, OptimizerName, cli_errors
 
 score_app = typer.Typer(no_args_is_help=True, help="Max-margin window scorer: is the centre word of a window an "
                                                    "entity of one type (LOC by default)?")
-
-
-class Activation(str, Enum):
-    tanh = "tanh"
-    sigmoid = "sigmoid"
-    relu = "relu"
-
-
-class OptimizerName(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
 
 
 # Defaults come from ScoreSettings so the library and the CLI cannot disagree.
