@@ -107,7 +107,7 @@ def test_rare_words_without_vectors_sometimes_become_unk():
     # john (2) twice, lives (3) once with a vector, paris (5) once without one
     ids = make_windows([np.array([2, 3, 4, 5, 2], np.int32)], 1, 0)
     has_vector = np.array([False, False, True, True, True, False])
-    out = replace_rare_with_unk(ids, tagger, has_vector, 1.0, np.random.default_rng(0))
+    out = replace_rare_with_unk(ids, tagger.words, has_vector, 1.0, np.random.default_rng(0))
     assert not np.any(out == 5) and np.count_nonzero(out == 1) == np.count_nonzero(ids == 5)
     np.testing.assert_array_equal(out[ids != 5], ids[ids != 5])
-    assert np.array_equal(replace_rare_with_unk(ids, tagger, has_vector, 0.0, np.random.default_rng(0)), ids)
+    assert np.array_equal(replace_rare_with_unk(ids, tagger.words, has_vector, 0.0, np.random.default_rng(0)), ids)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from winner.console import console
 from winner.errors import WinnerError
-from winner.pipeline import _coerce, _settings, step
+from winner.pipeline import coerce_option, settings_from_options, step
 
 
 @step("lm train")
@@ -18,10 +18,10 @@ def _lm_train(options: dict, out: Path) -> dict:
     from winner.lm import LMSettings, train_lm
 
     opts = {"out": str(out), **options}
-    for key in ("min_count", "max_vocab"):  # default None: _settings cannot infer their type
+    for key in ("min_count", "max_vocab"):  # default None: settings_from_options cannot infer their type
         if isinstance(opts.get(key), str):
-            opts[key] = _coerce(opts[key], 0, f"step 'lm train' option {key}")
-    return train_lm(_settings(LMSettings, opts, "lm train"))
+            opts[key] = coerce_option(opts[key], 0, f"step 'lm train' option {key}")
+    return train_lm(settings_from_options(LMSettings, opts, "lm train"))
 
 
 @step("lm perplexity")
@@ -46,7 +46,7 @@ def _lm_generate(options: dict, out: Path) -> dict:
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise WinnerError(f"step 'lm generate': unknown option(s) {unknown}; expected some of {sorted(defaults)}")
-    opts = {k: _coerce(options.get(k, v), v, f"step 'lm generate' option {k}") for k, v in defaults.items()}
+    opts = {k: coerce_option(options.get(k, v), v, f"step 'lm generate' option {k}") for k, v in defaults.items()}
     result = generate_text(opts["model"], opts["prompt"], opts["n"], opts["temperature"], opts["top_k"],
                            opts["seed"])
     console.print(result["text"])

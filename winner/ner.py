@@ -23,17 +23,20 @@ from winner.ner_settings import DEFAULT_EMBEDDINGS, NERSettings
 from winner.optim import Optimizer
 from winner.tagger import Tagger, TaggerSpec
 from winner.train import FitResult, LoopSettings, LoopState, Metric, TrainData, fit, write_json
+from winner.vocab import Vocab
 from winner.windows import CASINGS, build_word_vocab, normalise
 
 
-def _resolve_data(settings: NERSettings) -> tuple[list[Sentence], list[Sentence], str, str]:
-    """(train, dev, train source, dev source); no --train means the shipped WikiGold split."""
+def resolve_data(train_source: str | None, dev_source: str | None,
+                 ) -> tuple[list[Sentence], list[Sentence], str, str]:
+    """(train, dev, train source, dev source); no train source means the shipped WikiGold split, no dev
+    source with a train source means every 10th training sentence is held out."""
     from winner.resources import wikigold_path
 
-    train_src = settings.train or str(wikigold_path("train"))
-    if settings.dev:
-        dev_src = settings.dev
-    elif settings.train is None:
+    train_src = train_source or str(wikigold_path("train"))
+    if dev_source:
+        dev_src = dev_source
+    elif train_source is None:
         dev_src = str(wikigold_path("dev"))
     else:
         dev_src = ""
@@ -49,20 +52,20 @@ def _resolve_data(settings: NERSettings) -> tuple[list[Sentence], list[Sentence]
     return train, dev, train_src, dev_src
 
 
-def _embedding_table(settings: NERSettings, train: list[Sentence], rng: np.random.Generator,
-                     ) -> tuple[np.ndarray | None, list[str], dict, np.ndarray]:
-    """(table or None, vocabulary words, stats, has_vector): pretrained vectors aligned to train words plus
-    the most frequent pretrained words; has_vector marks the words that got a pretrained row."""
+def embedding_table(spec: str, max_pretrained: int, train: list[Sentence], rng: np.random.Generator,
+                    quiet: bool = False) -> tuple[np.ndarray | None, list[str], dict, np.ndarray]:
+    """(table or None, vocabulary words, stats, has_vector): pretrained vectors (`spec`: a file, a downloader
+    name, "default" or "none") aligned to the training words plus the `max_pretrained` most frequent pretrained
+    words (0: all); has_vector marks the words that got a pretrained row."""
     tokens = [s.tokens for s in train]
-    spec = settings.embeddings
     if spec.lower() == "none":
         vocab = build_word_vocab(tokens)
         return None, vocab.itos, {"embeddings": "none"}, np.zeros(len(vocab), dtype=bool)
     from winner import embeddings
 
-    kv = embeddings.default_vectors(progress=not settings.quiet) if spec == DEFAULT_EMBEDDINGS \
-        else embeddings.load_keyed_vectors(spec, progress=not settings.quiet)
-    top = embeddings.top_words(kv, settings.max_pretrained or len(kv.index_to_key))
+    kv = embeddings.default_vectors(progress=not quiet) if spec == DEFAULT_EMBEDDINGS \
+        else embeddings.load_keyed_vectors(spec, progress=not quiet)
+    top = embeddings.top_words(kv, max_pretrained or len(kv.index_to_key))
     vocab = build_word_vocab(tokens, extra_words=top)
     table, stats = embeddings.align_vectors(kv, vocab.itos, rng)
     train_words = [normalise(w) for t in tokens for w in t]
@@ -78,13 +81,12 @@ def _embedding_table(settings: NERSettings, train: list[Sentence], rng: np.rando
 def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, str, dict, np.ndarray]:
     """A freshly initialised tagger for `train` (vocabulary, tag set, embeddings), the training data's tag
     scheme, embedding stats, and which vocabulary words have a pretrained vector."""
-    from winner.vocab import Vocab
-
     source_scheme = detect_scheme([s.tags for s in train])
     tags = sorted({t for s in train for t in convert_tags(s.tags, source_scheme, settings.scheme)},
                   key=lambda t: (t != "O", t[2:], t))
     rng = np.random.default_rng(settings.seed)
-    table, words, stats, has_vector = _embedding_table(settings, train, rng)
+    table, words, stats, has_vector = embedding_table(settings.embeddings, settings.max_pretrained, train, rng,
+                                                      settings.quiet)
     embed_dim = table.shape[1] if table is not None else settings.random_embed_dim
     config = MLPConfig(
         n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=embed_dim, n_out=len(tags),
@@ -96,18 +98,18 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
     return Tagger(model, Vocab(words), spec), source_scheme, stats, has_vector
 
 
-def replace_rare_with_unk(ids: np.ndarray, tagger: Tagger, has_vector: np.ndarray, p: float,
+def replace_rare_with_unk(ids: np.ndarray, words: Vocab, has_vector: np.ndarray, p: float,
                           rng: np.random.Generator) -> np.ndarray:
     """Word dropout for the `<unk>` row: each use of a word seen once in training and without a pretrained
     vector becomes `<unk>` with probability p, so `<unk>` learns what rare unseen words (often names) look
     like instead of staying a random vector that only test data ever reaches."""
-    unk = tagger.words.unk_id
+    unk = words.unk_id
     if p <= 0.0 or unk is None:
         return ids
     centre = ids[:, ids.shape[1] // 2]  # each token once
-    counts = np.bincount(centre, minlength=len(tagger.words))
+    counts = np.bincount(centre, minlength=len(words))
     rare = (counts == 1) & ~has_vector
-    rare[[i for i in (tagger.words.pad_id, unk) if i is not None]] = False
+    rare[[i for i in (words.pad_id, unk) if i is not None]] = False
     out = ids.copy()
     out[rare[ids] & (rng.random(ids.shape) < p)] = unk
     return out
@@ -117,12 +119,12 @@ def train_tagger(settings: NERSettings) -> dict:
     """Train, early-stop on dev entity F1, keep the best model in OUT/model; returns the summary."""
     t_all = time.perf_counter()
     out = Path(settings.out)
-    train, dev, train_src, dev_src = _resolve_data(settings)
+    train, dev, train_src, dev_src = resolve_data(settings.train, settings.dev)
     console.print(f"train: {train_src} ({len(train):,} sentences, {sum(len(s.tokens) for s in train):,} tokens)")
     console.print(f"dev:   {dev_src} ({len(dev):,} sentences)")
     tagger, source_scheme, emb_stats, has_vector = build_tagger(settings, train)
     ids, feats = tagger.featurize([s.tokens for s in train])
-    ids = replace_rare_with_unk(ids, tagger, has_vector, settings.unk_replace,
+    ids = replace_rare_with_unk(ids, tagger.words, has_vector, settings.unk_replace,
                                 np.random.default_rng([settings.seed, 1]))
     data = TrainData(ids, feats, tagger.target_ids([s.tags for s in train], source_scheme))
     optimizer = Optimizer(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale,

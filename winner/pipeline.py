@@ -48,7 +48,7 @@ def _ner_train(options: dict, out: Path) -> dict:
     from winner.ner import train_tagger
     from winner.ner_settings import NERSettings
 
-    return train_tagger(_settings(NERSettings, {"out": str(out), **options}, "ner train"))
+    return train_tagger(settings_from_options(NERSettings, {"out": str(out), **options}, "ner train"))
 
 
 @step("ner evaluate")
@@ -56,7 +56,7 @@ def _ner_evaluate(options: dict, out: Path) -> dict:
     from winner.ner import evaluate_tagger, format_report
 
     opts = {"model": str(out), **options}
-    data = _require(opts, "data", "ner evaluate")
+    data = require_option(opts, "data", "ner evaluate")
     plot = opts.get("plot") or str(out / f"confusion_{Path(data).stem}.png")
     scores = evaluate_tagger(opts["model"], data, plot)
     console.print(format_report(scores))
@@ -75,7 +75,7 @@ def _load_head_steps() -> None:
                 raise
 
 
-def _settings(cls, options: dict, where: str):
+def settings_from_options(cls, options: dict, where: str):
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(cls)}
@@ -83,10 +83,10 @@ def _settings(cls, options: dict, where: str):
     if unknown:
         raise WinnerError(f"step '{where}': unknown option(s) {unknown}; expected some of {sorted(names)}")
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    return cls(**{k: _coerce(v, defaults[k], f"step '{where}' option {k}") for k, v in options.items()})
+    return cls(**{k: coerce_option(v, defaults[k], f"step '{where}' option {k}") for k, v in options.items()})
 
 
-def _coerce(value, default, where: str):
+def coerce_option(value, default, where: str):
     """Strings from ${var} substitution take the type of the setting's default (int, float, bool)."""
     if not isinstance(value, str) or isinstance(default, str) or default is None:
         return value
@@ -100,7 +100,7 @@ def _coerce(value, default, where: str):
         raise WinnerError(f"{where}: expected a {type(default).__name__}, found {value!r}") from None
 
 
-def _require(options: dict, key: str, where: str) -> str:
+def require_option(options: dict, key: str, where: str) -> str:
     if key not in options:
         raise WinnerError(f"step '{where}' needs the option '{key}'")
     return str(options[key])

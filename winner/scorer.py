@@ -22,7 +22,7 @@ import numpy as np
 from winner.errors import DivergenceError, ModelFormatError, WinnerError
 from winner.ner_settings import DEFAULT_EMBEDDINGS
 from winner.vocab import PAD, Vocab
-from winner.windows import CASING_VOCAB, CASINGS, casing_ids, make_windows, word_ids
+from winner.windows import CASINGS, featurize
 
 if TYPE_CHECKING:  # the numba core is imported only where a model is built, so `winner --help` stays fast
     from winner.conll import Sentence
@@ -73,13 +73,6 @@ class ScoreSettings:
 
 
 # ---------------------------------------------------------------- windows and pairs
-
-
-def featurize(sentences: Sequence[Sequence[str]], words: Vocab, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Word and casing windows (N_tokens, 2w+1), built exactly as the tagger builds its inputs."""
-    ids = make_windows(word_ids(sentences, words), window, words.pad_id or 0)
-    feats = make_windows(casing_ids(sentences), window, CASING_VOCAB.stoi[PAD])
-    return ids, feats
 
 
 def centre_is_label(tag_sequences: Sequence[Sequence[str]], label: str) -> np.ndarray:
@@ -261,12 +254,11 @@ def build_scorer(settings: ScoreSettings, train: list[Sentence]) -> tuple[Scorer
     """A freshly initialised scorer for `train` (vocabulary and embeddings exactly as the tagger builds them),
     embedding stats, and which vocabulary words have a pretrained vector."""
     from winner.mlp import MLPConfig, WindowMLP
-    from winner.ner import _embedding_table
-    from winner.ner_settings import NERSettings
+    from winner.ner import embedding_table
 
     rng = np.random.default_rng(settings.seed)
-    emb = NERSettings(embeddings=settings.embeddings, max_pretrained=settings.max_pretrained, quiet=settings.quiet)
-    table, words, stats, has_vector = _embedding_table(emb, train, rng)
+    table, words, stats, has_vector = embedding_table(settings.embeddings, settings.max_pretrained, train, rng,
+                                                      settings.quiet)
     embed_dim = table.shape[1] if table is not None else settings.random_embed_dim
     config = MLPConfig(
         n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=embed_dim, n_out=1,
@@ -285,8 +277,7 @@ def train_scorer(settings: ScoreSettings) -> dict:
     """Train with the max-margin loss, early-stop on dev token F1 at its best threshold, keep the best model
     (with that threshold) in OUT/model; returns the summary also written to OUT/summary.json."""
     from winner.console import console
-    from winner.ner import _resolve_data, replace_rare_with_unk
-    from winner.ner_settings import NERSettings
+    from winner.ner import replace_rare_with_unk, resolve_data
     from winner.optim import Optimizer
     from winner.train import LoopState, Metric, plot_learning_curve, restore_checkpoint, save_checkpoint, write_json
 
@@ -294,7 +285,7 @@ def train_scorer(settings: ScoreSettings) -> dict:
     out = Path(settings.out)
     if settings.corrupt_per_true < 1:
         raise WinnerError("--corrupt-per-true must be at least 1")
-    train, dev, train_src, dev_src = _resolve_data(NERSettings(train=settings.train, dev=settings.dev))
+    train, dev, train_src, dev_src = resolve_data(settings.train, settings.dev)
     train_tags = [s.tags for s in train]
     if settings.label not in entity_types(train_tags):
         raise WinnerError(f"label {settings.label!r} does not occur in {train_src}; its types are "
@@ -310,8 +301,8 @@ def train_scorer(settings: ScoreSettings) -> dict:
     scorer, emb_stats, has_vector = build_scorer(settings, train)
     model = scorer.model
     ids, feats = scorer.featurize([s.tokens for s in train])
-    # the tagger's word dropout, so that <unk> is trained (it reads only scorer.words)
-    ids = replace_rare_with_unk(ids, scorer, has_vector, settings.unk_replace,
+    # the tagger's word dropout, so that <unk> is trained
+    ids = replace_rare_with_unk(ids, scorer.words, has_vector, settings.unk_replace,
                                 np.random.default_rng([settings.seed, 1]))
     dev_ids, dev_feats = scorer.featurize([s.tokens for s in dev])
     optimizer = Optimizer(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale, l2=settings.l2)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from winner.console import console
-from winner.pipeline import _require, _settings, step
+from winner.pipeline import require_option, settings_from_options, step
 
 
 @step("score train")
 def _score_train(options: dict, out: Path) -> dict:
     from winner.scorer import ScoreSettings, train_scorer
 
-    return train_scorer(_settings(ScoreSettings, {"out": str(out), **options}, "score train"))
+    return train_scorer(settings_from_options(ScoreSettings, {"out": str(out), **options}, "score train"))
 
 
 @step("score evaluate")
@@ -20,7 +20,7 @@ def _score_evaluate(options: dict, out: Path) -> dict:
     from winner.scorer import evaluate_scorer, format_evaluation
 
     opts = {"model": str(out), **options}
-    data = _require(opts, "data", "score evaluate")
+    data = require_option(opts, "data", "score evaluate")
     result = evaluate_scorer(opts["model"], data)
     console.print(format_evaluation(result))
     return result

@@ -20,7 +20,7 @@ from winner.errors import ModelFormatError
 from winner.mlp import WindowMLP
 from winner.model_io import load_mlp_model, save_mlp_model
 from winner.vocab import Vocab
-from winner.windows import CASING_VOCAB, casing_ids, make_windows, word_ids
+from winner.windows import featurize
 
 KIND = "tagger"
 
@@ -84,9 +84,7 @@ class Tagger:
 
     def featurize(self, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Word and casing windows (N_tokens, 2w+1) for all tokens of all sentences."""
-        ids = make_windows(word_ids(sentences, self.words), self.spec.window, self.words.pad_id or 0)
-        feats = make_windows(casing_ids(sentences), self.spec.window, CASING_VOCAB.stoi["<pad>"])
-        return ids, feats
+        return featurize(sentences, self.words, self.spec.window)
 
     def target_ids(self, tag_sequences: Sequence[Sequence[str]], source_scheme: str) -> np.ndarray:
         """Tag ids in the model's scheme, for training. Tags the model does not know are an error."""

@@ -81,3 +81,11 @@ def build_word_vocab(sentences: Sequence[Sequence[str]], extra_words: Sequence[s
     known = set(vocab.itos)
     extra = [w for w in dict.fromkeys(normalise(w) for w in extra_words) if w not in known]
     return Vocab(vocab.itos + extra)
+
+
+def featurize(sentences: Sequence[Sequence[str]], words: Vocab, half_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Word and casing windows (N_tokens, 2w+1) for every token of every sentence: the input of every head
+    that reads labelled sentences (tagger, scorer)."""
+    ids = make_windows(word_ids(sentences, words), half_width, words.pad_id or 0)
+    feats = make_windows(casing_ids(sentences), half_width, CASING_VOCAB.stoi[PAD])
+    return ids, feats
