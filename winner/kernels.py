@@ -673,17 +673,19 @@ def rows_times_vector(W, a, out):
     """out += a @ W, four rows per sweep over out. W: (n, m); a: (n,); out: (m,). (No row views: in a hot
     loop each view costs reference counting.)"""
     n, m = W.shape
-    i = 0
-    while i + 4 <= n:
-        a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
-        for j in range(m):
-            out[j] += a0 * W[i, j] + a1 * W[i + 1, j] + a2 * W[i + 2, j] + a3 * W[i + 3, j]
-        i += 4
-    while i < n:
-        ai = a[i]
-        for j in range(m):
-            out[j] += ai * W[i, j]
-        i += 1
+    for j0 in range(0, m, 2048):  # a block of out stays in L1 while every row passes over it
+        j1 = min(m, j0 + 2048)
+        i = 0
+        while i + 4 <= n:
+            a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
+            for j in range(j0, j1):
+                out[j] += a0 * W[i, j] + a1 * W[i + 1, j] + a2 * W[i + 2, j] + a3 * W[i + 3, j]
+            i += 4
+        while i < n:
+            ai = a[i]
+            for j in range(j0, j1):
+                out[j] += ai * W[i, j]
+            i += 1
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
