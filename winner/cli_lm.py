@@ -53,6 +53,9 @@ def train_cmd(
                           ] = _d("batch_size"),
     optimizer: Annotated[OptimizerName, typer.Option(help="Optimiser.")] = OptimizerName(_d("optimizer")),
     lr: Annotated[float, typer.Option(min=0.0, help="Learning rate.")] = _d("lr"),
+    adam_eps: Annotated[float, typer.Option(min=0.0, help="Adam's epsilon. Above the usual 1e-8 so that the "
+                                                          "outputs of words never seen in train keep their "
+                                                          "small initial probability.")] = _d("adam_eps"),
     lr_decay: Annotated[float, typer.Option(min=0.0, max=1.0, help="Multiply the learning rate by this after an "
                                                                    "epoch that does not improve valid perplexity "
                                                                    "(1 = constant).")] = _d("lr_decay"),
@@ -73,8 +76,8 @@ def train_cmd(
     train_lm(LMSettings(
         out=str(out), corpus=corpus, min_count=min_count, max_vocab=max_vocab, context=context, embed_dim=embed_dim,
         hidden=hidden, direct=direct, epochs=epochs, patience=patience, batch_size=batch_size,
-        optimizer=optimizer.value, lr=lr, lr_decay=lr_decay, dropout=dropout, hidden_dropout=hidden_dropout, l2=l2,
-        seed=seed, resume=resume, quiet=quiet))
+        optimizer=optimizer.value, lr=lr, adam_eps=adam_eps, lr_decay=lr_decay, dropout=dropout,
+        hidden_dropout=hidden_dropout, l2=l2, seed=seed, resume=resume, quiet=quiet))
 
 
 @lm_app.command("perplexity")

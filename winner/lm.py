@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 KIND = "lm"
 SPLITS = ("train", "valid", "test")
 CHUNK = 1024  # windows per chunk of logits in perplexity: 1024 x 16,493 float32 = 68 MB
+# Word vectors start small (std 0.05, not the core's 0.5): a word seen a few dozen times cannot move a
+# large random vector far, so rare words would keep reading as noise (valid perplexity after one Brown
+# epoch: 328 with 0.05, 381 with 0.5).
+EMBED_INIT_STD = 0.05
+UNIGRAM_PRIOR = 0.5  # added to every train count for the initial output biases (log unigram frequencies)
 DOC_MARKER = "<text>"  # Brown's start-of-text token, printed as a paragraph break
 
 
@@ -64,6 +69,7 @@ class LMSettings:
     batch_size: int = 256
     optimizer: str = "adam"
     lr: float = 1e-3
+    adam_eps: float = 1e-5  # Adam's epsilon; 1e-8 lets outputs of words unseen in train drift to p = 0
     lr_decay: float = 0.5  # multiply the learning rate by this after an epoch that does not improve valid
     dropout: float = 0.25  # on the input embeddings
     hidden_dropout: float = 0.25
@@ -183,10 +189,12 @@ class LanguageModel:
         config = MLPConfig(n_positions=context, vocab_size=len(vocab) + 1, embed_dim=embed_dim, n_out=len(vocab),
                            hidden=hidden, direct=direct and bool(hidden), loss="softmax", dropout_input=dropout,
                            dropout_hidden=hidden_dropout, dtype=dtype)
-        model = WindowMLP(config, seed=seed)
+        rng = np.random.default_rng([seed, 1])
+        E = rng.uniform(-1.0, 1.0, (len(vocab) + 1, embed_dim)) * (EMBED_INIT_STD * np.sqrt(3.0))
+        model = WindowMLP(config, seed=seed, E=E)
         if train_ids is not None:
             # Starting from the unigram model saves the first part of an epoch that would learn just that.
-            counts = np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=len(vocab)) + 0.5
+            counts = np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=len(vocab)) + UNIGRAM_PRIOR
             model.params[f"b{len(hidden)}"][...] = np.log(counts / counts.sum())
         return cls(model, vocab, context)
 
@@ -346,7 +354,9 @@ def train_lm(settings: LMSettings) -> dict:
     console.print(f"model: context {settings.context}, embeddings {len(vocab):,}+1 x {settings.embed_dim}, hidden "
                   f"{c.hidden or 'none'}, direct {c.direct or not c.hidden}, {lm.model.n_parameters():,} parameters")
 
-    optimizer = Optimizer(settings.optimizer, lr=settings.lr, l2=settings.l2)
+    # Adam's eps is raised from 1e-8: an output unit whose word never occurs in train gets a tiny but
+    # steady gradient that Adam would normalise into full-size steps, pushing its probability to 0.
+    optimizer = Optimizer(settings.optimizer, lr=settings.lr, l2=settings.l2, eps=settings.adam_eps)
     schedule = LRSchedule(optimizer, settings.lr_decay)
     if settings.resume:
         _restore_lr(out, optimizer, schedule)
