@@ -209,3 +209,23 @@ def test_penalty_applies_to_weights_not_biases():
     np.testing.assert_allclose(g1["W0"] - g0["W0"], 0.1 * model.params["W0"], rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(g1["b0"], g0["b0"])
     np.testing.assert_array_equal(g1["E"], g0["E"])
+
+
+def test_ids_outside_the_tables_are_refused():
+    model, ids, feats, targets = tiny({})
+    bad = ids.copy()
+    bad[0, 0] = model.config.vocab_size
+    with pytest.raises(ValueError, match=r"word ids must lie in \[0, 20\)"):
+        model.predict_logits(bad, feats)
+    bad_feats = feats.copy()
+    bad_feats[1, 2] = -1
+    with pytest.raises(ValueError, match="feature ids"):
+        model.loss_and_grad(ids, bad_feats, targets)
+
+
+def test_raw_score_model_cannot_be_trained_on_targets():
+    model, ids, feats, targets = tiny({"loss": "none", "n_out": 1})
+    with pytest.raises(ValueError, match="loss 'none'"):
+        model.loss_and_grad(ids, feats, targets)
+    with pytest.raises(ValueError, match="loss 'none'"):
+        Optimizer("sgd").train_batches(model, ids, feats, targets, np.arange(len(ids)), 0, len(ids), 2, 0)

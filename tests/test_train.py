@@ -61,3 +61,12 @@ def test_lower_is_better_metric(tmp_path):
                  Metric("valid perplexity", higher_is_better=False), lambda state: None, tmp_path,
                  LoopSettings(epochs=3, batch_size=8, quiet=True))
     assert result.state.best == 250.0 and result.state.best_epoch == 2
+
+
+def test_checkpoint_after_last_epoch_even_when_rare(tmp_path):
+    model, data = _problem()
+    scores = iter([0.1, 0.2, 0.3])
+    fit(model, Optimizer("sgd", lr=0.1), data, lambda: next(scores), Metric("dev F1"), lambda state: None, tmp_path,
+        LoopSettings(epochs=3, batch_size=8, quiet=True, checkpoint_seconds=1e9))
+    meta = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert meta["loop"]["epoch"] == 3

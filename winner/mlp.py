@@ -222,7 +222,19 @@ class WindowMLP:
         feats = np.ascontiguousarray(feats, dtype=np.int32)
         if feats.shape != ids.shape:
             raise ValueError(f"feats must have the shape of ids {ids.shape}, got {feats.shape}")
+        self.check_ids(ids, feats)
         return ids, feats
+
+    def check_ids(self, ids: np.ndarray, feats: np.ndarray) -> None:
+        """Refuse ids outside the tables: the kernels do not bounds-check, so a bad id would read other memory."""
+        for name, a, n in (("word id", ids, self.config.vocab_size), ("feature id", feats, self.config.n_features)):
+            if a.size and (int(a.min()) < 0 or int(a.max()) >= n):
+                raise ValueError(f"{name}s must lie in [0, {n}), found {int(a.min())}..{int(a.max())}")
+
+    def _require_targets_loss(self) -> None:
+        if self.config.loss == "none":
+            raise ValueError("this model has loss 'none' (raw scores): train it through forward/backprop with the "
+                             "head's own loss, not with targets")
 
     # ------------------------------------------------------------ inference
 
@@ -314,6 +326,7 @@ class WindowMLP:
 
         For tests and gradient checks: training uses the fused `train_batches` path instead.
         """
+        self._require_targets_loss()
         ids, feats = self._check_inputs(ids, feats)
         targets = np.ascontiguousarray(targets, dtype=np.int64)
         B = ids.shape[0]

@@ -66,7 +66,11 @@ class Optimizer:
 
     def train_batches(self, model: WindowMLP, ids: np.ndarray, feats: np.ndarray, targets: np.ndarray,
                       order: np.ndarray, start: int, stop: int, batch: int, seed: int) -> float:
-        """Train on windows order[start:stop] in minibatches; returns the summed loss (nan/inf if diverged)."""
+        """Train on windows order[start:stop] in minibatches; returns the summed loss (nan/inf if diverged).
+
+        The caller checks the ids once (WindowMLP.check_ids): this runs per stretch of batches.
+        """
+        model._require_targets_loss()
         b = model.buffers(batch)
         s = self._state(model)
         n_batches = -(-(stop - start) // batch)

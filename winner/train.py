@@ -33,6 +33,9 @@ class LoopSettings:
     seed: int = 0
     resume: bool = False
     quiet: bool = False
+    # A checkpoint holds the parameters and Adam's moments (~400 MB with all GloVe words): write one at most
+    # this often, and always after the last epoch, so saving does not rival training for time.
+    checkpoint_seconds: float = 60.0
 
 
 @dataclass
@@ -97,9 +100,10 @@ def fit(model: WindowMLP, optimizer: Optimizer, data: TrainData, evaluate: Calla
     elif metrics_path.exists():
         metrics_path.unlink()
 
+    model.check_ids(data.ids, data.feats)
     compile_seconds = warm_up(model, optimizer, data, settings.batch_size)
     n = data.targets.shape[0]
-    t_start = time.perf_counter()
+    t_start = last_checkpoint = time.perf_counter()
     for epoch in range(state.epoch + 1, settings.epochs + 1):
         if state.bad_epochs >= settings.patience:
             break
@@ -131,7 +135,10 @@ def fit(model: WindowMLP, optimizer: Optimizer, data: TrainData, evaluate: Calla
             f.write(json.dumps(record) + "\n")
         if improved:
             save_best(state)
-        save_checkpoint(run_dir / "checkpoint", model, optimizer, state)
+        last_epoch = epoch == settings.epochs or state.bad_epochs >= settings.patience
+        if last_epoch or time.perf_counter() - last_checkpoint >= settings.checkpoint_seconds:
+            save_checkpoint(run_dir / "checkpoint", model, optimizer, state)
+            last_checkpoint = time.perf_counter()
         console.print(
             f"epoch {epoch} | loss {total / n:.4f} | {metric.name} {metric.fmt.format(score)} | "
             f"{n / train_seconds / 1000:.1f}k windows/s | {train_seconds:.1f}s"
