@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from enum import Enum
-from typing import TypeVar
+from pathlib import Path
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -41,3 +42,20 @@ class OptimizerName(str, Enum):
 
     sgd = "sgd"
     adam = "adam"
+
+
+# Options that every head reading labelled sentences (tagger, scorer) takes with the same meaning.
+RunDirOption = Annotated[Path, typer.Option("--out", "-o", help="Run directory: model/, metrics.jsonl, plots.")]
+EmbeddingsOption = Annotated[str, typer.Option(help="Pretrained vectors: a file gensim reads, a gensim-downloader "
+                                                    "name already on disk, 'default' (word2vec on the shipped "
+                                                    "Brown text) or 'none'.")]
+WindowOption = Annotated[int, typer.Option(min=0, help="Half-width w: windows of 2w+1 words.")]
+HiddenOption = Annotated[int, typer.Option(min=1, help="Units per hidden layer.")]
+LayersOption = Annotated[int, typer.Option(min=0, help="Hidden layers.")]
+ActivationOption = Annotated[Activation, typer.Option(help="Hidden activation.")]
+CasingDimOption = Annotated[int, typer.Option(min=0, help="Size of the casing feature embedding (0: none).")]
+MaxPretrainedOption = Annotated[int, typer.Option(min=0, help="Most frequent pretrained words added to the "
+                                                              "vocabulary beside the training words (0: all).")]
+UnkReplaceOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that a use of a word seen once in "
+                                                                        "training and without a pretrained vector "
+                                                                        "is shown as <unk> (trains <unk>).")]

@@ -10,7 +10,20 @@ from typing import Annotated
 
 import typer
 
-from winner.cli_common import Activation, OptimizerName, cli_errors
+from winner.cli_common import (
+    Activation,
+    ActivationOption,
+    CasingDimOption,
+    EmbeddingsOption,
+    HiddenOption,
+    LayersOption,
+    MaxPretrainedOption,
+    OptimizerName,
+    RunDirOption,
+    UnkReplaceOption,
+    WindowOption,
+    cli_errors,
+)
 
 ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the softmax window tagger.")
 
@@ -47,27 +60,19 @@ def _d(name: str):
 @ner_app.command("train")
 @cli_errors
 def train_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: model/, metrics.jsonl, plots.")],
+    out: RunDirOption,
     train: Annotated[str | None, typer.Option(help="Training data: CoNLL file or Hugging Face dataset name. "
                                                     "Default: the shipped WikiGold train split.")] = None,
     dev: Annotated[str | None, typer.Option(help="Dev data for early stopping (default: shipped WikiGold dev, "
                                                   "or every 10th training sentence with --train).")] = None,
-    embeddings: Annotated[str, typer.Option(help="Pretrained vectors: a file gensim reads, a gensim-downloader "
-                                                 "name already on disk, 'default' (word2vec on the shipped "
-                                                 "Brown text) or 'none'.")] = _d("embeddings"),
-    window: Annotated[int, typer.Option(min=0, help="Half-width w: windows of 2w+1 words.")] = _d("window"),
-    hidden: Annotated[int, typer.Option(min=1, help="Units per hidden layer.")] = _d("hidden"),
-    layers: Annotated[int, typer.Option(min=0, help="Hidden layers.")] = _d("layers"),
-    activation: Annotated[Activation, typer.Option(help="Hidden activation.")] = Activation(_d("activation")),
-    casing_dim: Annotated[int, typer.Option(min=0, help="Size of the casing feature embedding (0: none).")
-                          ] = _d("casing_dim"),
-    max_pretrained: Annotated[int, typer.Option(min=0, help="Most frequent pretrained words added to the "
-                                                            "vocabulary beside the training words (0: all).")
-                              ] = _d("max_pretrained"),
-    unk_replace: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that a use of a word seen once "
-                                                                      "in training and without a pretrained "
-                                                                      "vector is shown as <unk> (trains <unk>).")
-                           ] = _d("unk_replace"),
+    embeddings: EmbeddingsOption = _d("embeddings"),
+    window: WindowOption = _d("window"),
+    hidden: HiddenOption = _d("hidden"),
+    layers: LayersOption = _d("layers"),
+    activation: ActivationOption = Activation(_d("activation")),
+    casing_dim: CasingDimOption = _d("casing_dim"),
+    max_pretrained: MaxPretrainedOption = _d("max_pretrained"),
+    unk_replace: UnkReplaceOption = _d("unk_replace"),
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = _d("epochs"),
     patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without a better dev F1.")
                         ] = _d("patience"),
