@@ -17,6 +17,9 @@ from winner.lm import (
     LanguageModel,
     LMSettings,
     LRSchedule,
+    ParameterAverage,
+    UnseenOutputs,
+    averaging_optimizer,
     evaluate_lm,
     gradcheck_cases,
     lm_windows,
@@ -230,6 +233,48 @@ def test_load_refuses_other_kinds(tmp_path):
     save_model_dir(tmp_path / "t", "tagger", {}, lm.model.to_arrays(), lm.vocab)
     with pytest.raises(ModelFormatError, match="winner.lm.v1"):
         LanguageModel.load(tmp_path / "t")
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_outputs_of_words_unseen_in_train_keep_their_initial_values(direct):
+    lm = tiny_lm(hidden=(6,), direct=direct, dtype="float32")
+    train = np.array([1, 2, 3, 4, 1, 5, 6, 7, 3, 6] * 5, dtype=np.int32)  # never 0 (<unk>), 8 or 9
+    unseen = UnseenOutputs(lm, train)
+    assert list(unseen.cols) == [0, 8, 9]
+    before = {k: v.copy() for k, v in lm.model.params.items()}
+    opt = Optimizer("adam", lr=0.05, eps=1e-8)
+    X, y = lm.windows(train)
+    opt.train_batches(lm.model, X, np.zeros_like(X), y, np.arange(len(y)), 0, len(y), 8, 0)
+    names = ["W1", "b1", *(["D"] if direct else [])]
+    assert all(not np.array_equal(lm.model.params[k][..., [0, 8, 9]], before[k][..., [0, 8, 9]]) for k in names)
+    unseen.restore(lm.model, opt)
+    for k in names:
+        np.testing.assert_array_equal(lm.model.params[k][..., [0, 8, 9]], before[k][..., [0, 8, 9]])
+        assert not np.array_equal(lm.model.params[k][..., 1], before[k][..., 1])  # seen words trained
+        view = lm.model.params[k]
+        off = (view.__array_interface__["data"][0] - lm.model.theta.__array_interface__["data"][0]) // 4
+        m = opt.state["m"][off : off + view.size].reshape(view.shape)
+        assert np.all(m[..., [0, 8, 9]] == 0.0) and np.any(m[..., 1] != 0.0)
+
+
+def test_parameter_average_is_an_ema_of_the_iterates_and_swaps_back():
+    lm = tiny_lm(dtype="float64")
+    opt = averaging_optimizer(Optimizer("adam", lr=0.01), epochs=0.5, epoch_windows=40)
+    X, y = lm.windows(np.arange(40) % len(lm.vocab))
+    order = np.arange(40)
+    opt.train_batches(lm.model, X, np.zeros_like(X), y, order, 0, 20, 4, 0)
+    np.testing.assert_array_equal(opt.state["avg_theta"], lm.model.theta)  # starts at the first iterate
+    first = lm.model.theta.copy()
+    opt.train_batches(lm.model, X, np.zeros_like(X), y, order, 20, 40, 4, 0)
+    rate = 1.0 - math.exp(-20 / 20.0)
+    np.testing.assert_allclose(opt.state["avg_theta"], (1 - rate) * first + rate * lm.model.theta, rtol=1e-12)
+    raw = lm.model.to_arrays()
+    with ParameterAverage(lm.model, opt).applied():
+        np.testing.assert_array_equal(lm.model.theta, opt.state["avg_theta"])
+        np.testing.assert_array_equal(lm.model.E, opt.state["avg_E"])
+    for k, v in lm.model.params.items():
+        np.testing.assert_array_equal(v, raw[k])
+    assert opt.steps == 10 and opt.hyperparams()["lr"] == 0.01
 
 
 def test_lr_schedule_decays_when_valid_does_not_improve():

@@ -59,6 +59,9 @@ def train_cmd(
     lr_decay: Annotated[float, typer.Option(min=0.0, max=1.0, help="Multiply the learning rate by this after an "
                                                                    "epoch that does not improve valid perplexity "
                                                                    "(1 = constant).")] = _d("lr_decay"),
+    average: Annotated[float, typer.Option(min=0.0, help="Evaluate and keep a moving average of the weights with "
+                                                         "this time constant in epochs (0 = the raw weights).")
+                       ] = _d("average"),
     dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on the input embeddings.")
                        ] = _d("dropout"),
     hidden_dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on hidden units.")
@@ -76,7 +79,7 @@ def train_cmd(
     train_lm(LMSettings(
         out=str(out), corpus=corpus, min_count=min_count, max_vocab=max_vocab, context=context, embed_dim=embed_dim,
         hidden=hidden, direct=direct, epochs=epochs, patience=patience, batch_size=batch_size,
-        optimizer=optimizer.value, lr=lr, adam_eps=adam_eps, lr_decay=lr_decay, dropout=dropout,
+        optimizer=optimizer.value, lr=lr, adam_eps=adam_eps, lr_decay=lr_decay, average=average, dropout=dropout,
         hidden_dropout=hidden_dropout, l2=l2, seed=seed, resume=resume, quiet=quiet))
 
 

@@ -26,7 +26,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,6 +74,7 @@ class LMSettings:
     lr: float = 1e-3
     adam_eps: float = 1e-5  # Adam's epsilon; 1e-8 lets outputs of words unseen in train drift to p = 0
     lr_decay: float = 0.5  # multiply the learning rate by this after an epoch that does not improve valid
+    average: float = 0.25  # time constant of the parameter average, in epochs (0 = evaluate the raw weights)
     dropout: float = 0.25  # on the input embeddings
     hidden_dropout: float = 0.25
     l2: float = 0.0
@@ -258,13 +262,14 @@ class LanguageModel:
 
     # ------------------------------------------------------------ I/O
 
-    def save(self, path: str | Path, meta: dict | None = None) -> None:
+    def save(self, path: str | Path, meta: dict | None = None, arrays: dict[str, np.ndarray] | None = None) -> None:
+        """Write the model (or `arrays`, parameters of this model's shapes) with kind "lm"."""
         from winner.model_io import save_model_dir
 
         config = {"mlp": self.model.config_dict(), "lm": {"context": self.context, "tokenizer": "brown",
                                                             "padding_row": self.pad_id},
                   "meta": {**self.meta, **(meta or {})}}
-        save_model_dir(path, KIND, config, self.model.to_arrays(), self.vocab)
+        save_model_dir(path, KIND, config, self.model.to_arrays() if arrays is None else arrays, self.vocab)
 
     @classmethod
     def load(cls, path: str | Path) -> LanguageModel:
@@ -312,6 +317,95 @@ def load_corpus(corpus: str, min_count: int | None = None, max_vocab: int | None
 # ---------------------------------------------------------------- training
 
 
+class UnseenOutputs:
+    """Output units of words that never occur in train keep their initial parameters.
+
+    Nothing in train speaks for such a word (the Brown vocabulary has 701: it counts frequency over all
+    splits), so maximum likelihood only ever pushes its probability towards 0, and Adam does so at full
+    speed. Their output weights, bias (and direct connections) are put back to the initial values, the
+    add-1/2 unigram prior, before every evaluation, so every saved model has them there.
+    """
+
+    def __init__(self, lm: LanguageModel, train_ids: np.ndarray):
+        counts = np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=len(lm.vocab))
+        self.cols = np.flatnonzero(counts == 0)
+        model = lm.model
+        last = len(model.config.hidden)
+        self.names = [f"W{last}", f"b{last}"] + (["D"] if model.config.direct else [])
+        self.saved = {name: model.params[name][..., self.cols].copy() for name in self.names}
+
+    def restore(self, model: WindowMLP, optimizer: Optimizer) -> None:
+        for name in self.names:
+            view = model.params[name]
+            view[..., self.cols] = self.saved[name]
+            off = (view.__array_interface__["data"][0] - model.theta.__array_interface__["data"][0])
+            off //= model.theta.itemsize
+            for key in ("m", "v"):  # Adam's moments for these entries start again from zero
+                state = optimizer.state.get(key)
+                if state is not None and state.shape == model.theta.shape:
+                    state[off : off + view.size].reshape(view.shape)[..., self.cols] = 0.0
+
+
+def averaging_optimizer(optimizer: Optimizer, epochs: float, epoch_windows: int) -> Optimizer:
+    """`optimizer` that also keeps an exponential moving average of the parameters (theta and E).
+
+    Adam at a useful learning rate leaves the weights jittering around a good point; the average of the
+    recent iterates sits closer to it (Polyak & Juditsky 1992, here in EMA form). The average is updated
+    after every stretch of minibatches that fit() trains, with a time constant of `epochs` epochs, and
+    lives in the optimiser's state dict, so checkpoints and --resume keep it. Evaluation and the saved
+    model use it (`ParameterAverage`); training continues from the raw weights.
+    """
+    cls = _averaging_class()
+    return cls(**{f.name: getattr(optimizer, f.name) for f in fields(optimizer)},
+               average_windows=epochs * epoch_windows)
+
+
+@cache
+def _averaging_class():
+    from winner.optim import Optimizer  # the core is imported lazily (see the module docstring)
+
+    @dataclass
+    class AveragingOptimizer(Optimizer):
+        average_windows: float = 0.0
+
+        def train_batches(self, model, ids, feats, targets, order, start, stop, batch, seed) -> float:
+            total = super().train_batches(model, ids, feats, targets, order, start, stop, batch, seed)
+            if self.average_windows > 0 and math.isfinite(total):
+                rate = 1.0 - math.exp(-(stop - start) / self.average_windows)
+                for key, current in (("avg_theta", model.theta), ("avg_E", model.E)):
+                    avg = self.state.get(key)
+                    if avg is None:
+                        self.state[key] = current.copy()
+                    else:  # avg += rate * (current - avg), without temporaries
+                        avg *= 1.0 - rate
+                        avg += rate * current
+            return total
+
+    return AveragingOptimizer
+
+
+class ParameterAverage:
+    """Swap the optimiser's parameter average into the model and back (a no-op without an average)."""
+
+    def __init__(self, model: WindowMLP, optimizer: Optimizer):
+        self.model = model
+        self.optimizer = optimizer
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        pairs = [(self.model.theta, self.optimizer.state.get("avg_theta")),
+                 (self.model.E, self.optimizer.state.get("avg_E"))]
+        pairs = [(current, avg) for current, avg in pairs if avg is not None]
+        saved = [current.copy() for current, _ in pairs]
+        for current, avg in pairs:
+            current[...] = avg
+        try:
+            yield
+        finally:
+            for (current, _), raw in zip(pairs, saved, strict=True):
+                current[...] = raw
+
+
 class LRSchedule:
     """Multiply the learning rate by `decay` after every epoch whose valid perplexity is not a new best."""
 
@@ -357,12 +451,23 @@ def train_lm(settings: LMSettings) -> dict:
     # Adam's eps is raised from 1e-8: an output unit whose word never occurs in train gets a tiny but
     # steady gradient that Adam would normalise into full-size steps, pushing its probability to 0.
     optimizer = Optimizer(settings.optimizer, lr=settings.lr, l2=settings.l2, eps=settings.adam_eps)
+    if settings.average > 0:
+        optimizer = averaging_optimizer(optimizer, settings.average, len(y))
     schedule = LRSchedule(optimizer, settings.lr_decay)
     if settings.resume:
         _restore_lr(out, optimizer, schedule)
 
+    unseen = UnseenOutputs(lm, split_ids["train"])
+
+    average = ParameterAverage(lm.model, optimizer)
+    evaluated: dict[str, np.ndarray] = {}  # the weights of the last evaluation: save_best writes these
+
     def evaluate() -> float:
-        ppl = perplexity(lm.model, Xv, yv)
+        unseen.restore(lm.model, optimizer)
+        with average.applied():
+            unseen.restore(lm.model, optimizer)
+            ppl = perplexity(lm.model, Xv, yv)
+            evaluated.update(lm.model.to_arrays())
         schedule.update(ppl)
         return ppl
 
@@ -370,7 +475,7 @@ def train_lm(settings: LMSettings) -> dict:
             "train_tokens": int(len(y)), "valid_tokens": int(len(yv))}
 
     def save_best(state: LoopState) -> None:
-        lm.save(out / "model", {**meta, "epoch": state.best_epoch, "valid_perplexity": state.best})
+        lm.save(out / "model", {**meta, "epoch": state.best_epoch, "valid_perplexity": state.best}, evaluated)
 
     loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
                         settings.quiet)
