@@ -14,6 +14,7 @@ from winner.cli import app
 from winner.corpus import tokenize
 from winner.errors import ModelFormatError, WinnerError
 from winner.lm import (
+    ContextNoise,
     LanguageModel,
     LMSettings,
     LRSchedule,
@@ -275,6 +276,24 @@ def test_parameter_average_is_an_ema_of_the_iterates_and_swaps_back():
     for k, v in lm.model.params.items():
         np.testing.assert_array_equal(v, raw[k])
     assert opt.steps == 10 and opt.hyperparams()["lr"] == 0.01
+
+
+def test_context_noise_is_seeded_per_epoch_and_spares_padding():
+    X = lm_windows(np.arange(1, 2001) % 9 + 1, 3, pad_id=10)[0]
+    clean = X.copy()
+    noise = ContextNoise(X, 0.2, unk_id=0, pad_id=10, seed=3)
+    noise.draw(1)
+    first = X.copy()
+    hit = first != clean
+    assert np.all(first[hit] == 0) and abs(hit.mean() - 0.2) < 0.02
+    assert np.all(first[clean == 10] == 10)
+    noise.draw(2)
+    assert not np.array_equal(X, first)
+    noise.draw(1)
+    np.testing.assert_array_equal(X, first)
+    noise.p = 0.0
+    noise.draw(5)
+    np.testing.assert_array_equal(X, clean)
 
 
 def test_lr_schedule_decays_when_valid_does_not_improve():

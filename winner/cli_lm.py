@@ -62,6 +62,9 @@ def train_cmd(
     average: Annotated[float, typer.Option(min=0.0, help="Evaluate and keep a moving average of the weights with "
                                                          "this time constant in epochs (0 = the raw weights).")
                        ] = _d("average"),
+    word_noise: Annotated[float, typer.Option(min=0.0, max=0.99, help="Each epoch, read every training context "
+                                                                      "word as <unk> with this probability.")
+                          ] = _d("word_noise"),
     dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on the input embeddings.")
                        ] = _d("dropout"),
     hidden_dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on hidden units.")
@@ -79,7 +82,8 @@ def train_cmd(
     train_lm(LMSettings(
         out=str(out), corpus=corpus, min_count=min_count, max_vocab=max_vocab, context=context, embed_dim=embed_dim,
         hidden=hidden, direct=direct, epochs=epochs, patience=patience, batch_size=batch_size,
-        optimizer=optimizer.value, lr=lr, adam_eps=adam_eps, lr_decay=lr_decay, average=average, dropout=dropout,
+        optimizer=optimizer.value, lr=lr, adam_eps=adam_eps, lr_decay=lr_decay, average=average, word_noise=word_noise,
+        dropout=dropout,
         hidden_dropout=hidden_dropout, l2=l2, seed=seed, resume=resume, quiet=quiet))
 
 

@@ -75,6 +75,7 @@ class LMSettings:
     adam_eps: float = 1e-5  # Adam's epsilon; 1e-8 lets outputs of words unseen in train drift to p = 0
     lr_decay: float = 0.5  # multiply the learning rate by this after an epoch that does not improve valid
     average: float = 0.25  # time constant of the parameter average, in epochs (0 = evaluate the raw weights)
+    word_noise: float = 0.0  # probability that a training context word reads as <unk>, drawn afresh each epoch
     dropout: float = 0.25  # on the input embeddings
     hidden_dropout: float = 0.25
     l2: float = 0.0
@@ -406,6 +407,31 @@ class ParameterAverage:
                 current[...] = raw
 
 
+class ContextNoise:
+    """Blank noising of the training contexts (Xie et al. 2017, https://arxiv.org/abs/1703.02573).
+
+    Before every epoch each context word is replaced by `<unk>` with probability p (padding stays), drawn
+    afresh from (seed, epoch): like the back-off of an n-gram model, the network learns to predict from
+    partial contexts, and `<unk>` learns to stand for any word. The arrays are changed in place, because
+    fit() holds them.
+    """
+
+    def __init__(self, X: np.ndarray, p: float, unk_id: int, pad_id: int, seed: int):
+        self.X = X
+        self.clean = X.copy()
+        self.p = p
+        self.unk_id = unk_id
+        self.pad_id = pad_id
+        self.seed = seed
+
+    def draw(self, epoch: int) -> None:
+        """Noise for epoch `epoch` (1-based)."""
+        self.X[...] = self.clean
+        if self.p > 0.0:
+            hit = np.random.default_rng([self.seed, epoch, 7]).random(self.X.shape) < self.p
+            self.X[hit & (self.clean != self.pad_id)] = self.unk_id
+
+
 class LRSchedule:
     """Multiply the learning rate by `decay` after every epoch whose valid perplexity is not a new best."""
 
@@ -414,10 +440,12 @@ class LRSchedule:
         self.decay = decay
         self.best: float | None = None
         self.last_lr = optimizer.lr  # the rate the epoch just evaluated was trained with
+        self.history: list[float] = []  # valid perplexities seen in this process
 
     def update(self, valid_ppl: float) -> None:
         from winner.console import console
 
+        self.history.append(valid_ppl)
         self.last_lr = self.optimizer.lr
         if self.best is None or valid_ppl < self.best:
             self.best = valid_ppl
@@ -454,8 +482,10 @@ def train_lm(settings: LMSettings) -> dict:
     if settings.average > 0:
         optimizer = averaging_optimizer(optimizer, settings.average, len(y))
     schedule = LRSchedule(optimizer, settings.lr_decay)
-    if settings.resume:
-        _restore_lr(out, optimizer, schedule)
+    epochs_done = _restore_lr(out, optimizer, schedule) if settings.resume else 0
+    data = TrainData(X, np.zeros_like(X), y)
+    noise = ContextNoise(data.ids, settings.word_noise, vocab.unk_id, lm.pad_id, settings.seed)
+    noise.draw(epochs_done + 1)
 
     unseen = UnseenOutputs(lm, split_ids["train"])
 
@@ -469,6 +499,7 @@ def train_lm(settings: LMSettings) -> dict:
             ppl = perplexity(lm.model, Xv, yv)
             evaluated.update(lm.model.to_arrays())
         schedule.update(ppl)
+        noise.draw(len(schedule.history) + epochs_done + 1)  # the data of the next epoch
         return ppl
 
     meta = {"settings": asdict(settings), "corpus": settings.corpus, "vocab_size": len(vocab),
@@ -479,7 +510,7 @@ def train_lm(settings: LMSettings) -> dict:
 
     loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
                         settings.quiet)
-    result = fit(lm.model, optimizer, TrainData(X, np.zeros_like(X), y), evaluate,
+    result = fit(lm.model, optimizer, data, evaluate,
                  Metric("valid perplexity", higher_is_better=False, fmt="{:.2f}"), save_best, out, loop,
                  extra_log=lambda: {"lr": schedule.last_lr, "next_lr": optimizer.lr})
     s = result.state
@@ -496,15 +527,18 @@ def train_lm(settings: LMSettings) -> dict:
     return summary
 
 
-def _restore_lr(out: Path, optimizer: Optimizer, schedule: LRSchedule) -> None:
-    """On --resume, continue with the learning rate the schedule had reached (from metrics.jsonl)."""
+def _restore_lr(out: Path, optimizer: Optimizer, schedule: LRSchedule) -> int:
+    """On --resume, continue with the learning rate the schedule had reached (from metrics.jsonl);
+    returns the number of epochs already done."""
     path = out / "metrics.jsonl"
-    if not path.is_file():
-        return
+    if not path.is_file() or not (out / "checkpoint").is_dir():
+        return 0
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if records:
-        optimizer.lr = float(records[-1].get("next_lr", optimizer.lr))
-        schedule.best = min(r["valid perplexity"] for r in records)
+    if not records:
+        return 0
+    optimizer.lr = float(records[-1].get("next_lr", optimizer.lr))
+    schedule.best = min(r["valid perplexity"] for r in records)
+    return int(records[-1]["epoch"])
 
 
 # ---------------------------------------------------------------- applying a model
