@@ -181,7 +181,8 @@ def test_same_seed_gives_bit_identical_parameters():
     assert any(not np.array_equal(a[k], c[k]) for k in a)
 
 
-@pytest.mark.parametrize("opt_name,lr,batch", [("sgd", 0.5, 1), ("adam", 0.02, 8)])
+# SGD at batch 1 with lr 0.5 sat at the edge of chaos: a last-bit change in exp decided whether it converged.
+@pytest.mark.parametrize("opt_name,lr,batch", [("sgd", 0.2, 1), ("adam", 0.02, 8)])
 def test_tiny_set_is_overfit_to_100_percent(opt_name, lr, batch):
     model, ids, feats, targets = tiny({"dtype": "float32", "hidden": (32,)}, n=40)
     opt = Optimizer(opt_name, lr=lr)

@@ -203,6 +203,42 @@ def test_float32_tanh_is_within_three_ulp():
     np.testing.assert_allclose(out64, np.tanh(x64), rtol=5e-16, atol=0)
 
 
+def test_float32_exp_is_within_one_ulp_and_keeps_the_special_values():
+    @njit
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = K.fast_exp(x[i])
+
+    x = np.concatenate([np.linspace(-87, 88.7, 400_001), [0.0, -0.0, 1e-30, -1e-8]]).astype(np.float32)
+    out = np.empty_like(x)
+    apply(x, out)
+    exact = np.exp(x.astype(np.float64))
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(out - exact) / ulp) <= 1.0
+    special = np.array([np.inf, -np.inf, np.nan, 89.0, -120.0, -1e30], dtype=np.float32)
+    out = np.empty_like(special)
+    apply(special, out)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(out, np.exp(special.astype(np.float64)).astype(np.float32))
+
+
+@pytest.mark.parametrize("n", [1, 5, 9, 15, 16, 17, 33, 16_493])
+def test_row_max_equals_numpy(n):
+    z = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    assert K.row_max(z) == z.max()
+    z[-1] = 50.0  # the maximum in the tail after the 16-lane blocks
+    assert K.row_max(z) == 50.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_loss_is_nan_when_a_score_is(dtype):
+    Z = np.random.default_rng(0).standard_normal((3, 40)).astype(dtype)
+    dZ = np.empty_like(Z)
+    assert np.isfinite(K.softmax_xent(Z, np.array([1, 2, 3]), 1.0, dZ))
+    Z[1, 7] = np.nan
+    assert np.isnan(K.softmax_xent(Z, np.array([1, 2, 3]), 1.0, dZ))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gemm_with_alpha_beta_and_transposes(dtype):
     @njit
