@@ -152,6 +152,28 @@ def test_lookup_inference_equals_gemm_path(kw, monkeypatch):
     assert np.all(model.slot_E == -1)
 
 
+def test_vocabulary_table_is_built_once_and_never_used_stale():
+    model, ids, feats, targets = make({}, n=300)
+    few = ids[:2]  # 10 lookups < 30 words: not worth a table
+    model.predict_logits(few, feats[:2], method="lookup")
+    assert model._vocab_table is None
+    model.predict_logits(ids, feats, method="lookup")
+    table = model._vocab_table
+    assert table is not None
+    model.predict_logits(few, feats[:2], method="lookup")
+    assert model._vocab_table is table  # reused, even for a small call
+    for change in ("train", "E", "F", "W1"):
+        if change == "train":
+            Optimizer("sgd", lr=0.1).train_batches(model, ids, feats, targets, np.arange(40, dtype=np.int64), 0, 40,
+                                                   8, 0)
+        else:
+            model.params[change][...] *= 1.01  # a write into a parameter view, past every method
+        np.testing.assert_allclose(model.predict_log_proba(ids, feats, method="lookup"),
+                                   model.predict_log_proba(ids, feats, method="gemm"), rtol=1e-12, atol=1e-12)
+        assert model._vocab_table is not table
+        table = model._vocab_table
+
+
 def test_lookup_float32_gives_identical_tags():
     model, ids, feats, _ = make({"dtype": "float32", "hidden": (64,)}, n=5000)
     ref = model.predict_log_proba(ids, feats)

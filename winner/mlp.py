@@ -23,6 +23,34 @@ LOSSES = {"softmax": K.LOSS_SOFTMAX, "sigmoid": K.LOSS_SIGMOID, "none": K.LOSS_N
 
 
 @dataclass
+class VocabularyTable:
+    """The lookup path's first-layer table for the whole vocabulary, with copies of the parameters it was
+    computed from: it is used only while the model still has exactly those (any training step or set_params
+    changes them), so it can never be stale."""
+
+    T: np.ndarray  # (V, P, H0): E[w] @ W0[rows of position p]
+    C: np.ndarray  # (P, Vf, H0 or 0): the same for the feature table
+    WT: np.ndarray  # theta with the upper layers transposed
+    theta: np.ndarray
+    E: np.ndarray
+    F: np.ndarray
+
+    @classmethod
+    def build(cls, model: WindowMLP) -> VocabularyTable:
+        c = model.config
+        V, P, H0 = c.vocab_size, c.n_positions, c.hidden[0]
+        T = np.empty((V, P, H0), model.dtype)
+        C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), model.dtype)
+        Eu = np.empty((V, c.embed_dim), model.dtype)
+        K.first_layer_tables(model.E, model.F, model._views["W0"], np.arange(V, dtype=np.int32), V, T, C, Eu)
+        return cls(T, C, model._transposed_theta(), model.theta.copy(), model.E.copy(), model.F.copy())
+
+    def matches(self, model: WindowMLP) -> bool:
+        return (np.array_equal(self.theta, model.theta) and np.array_equal(self.E, model.E)
+                and np.array_equal(self.F, model.F))
+
+
+@dataclass
 class MLPConfig:
     """Every dimension of a window MLP, named once."""
 
@@ -146,6 +174,7 @@ class WindowMLP:
         self._buf = Buffers()
         self.slot_E = np.full(config.vocab_size, -1, dtype=np.int32)
         self.slot_F = np.full(config.n_features, -1, dtype=np.int32)
+        self._vocab_table: VocabularyTable | None = None
 
     def _table(self, given: np.ndarray | None, shape: tuple[int, int], rng: np.random.Generator,
                name: str) -> np.ndarray:
@@ -281,9 +310,16 @@ class WindowMLP:
         return out
 
     def _predict_lookup(self, ids: np.ndarray, feats: np.ndarray, log_proba: bool) -> np.ndarray:
-        """Chunks of windows whose distinct words fit a table of at most LOOKUP_TABLE_BYTES."""
+        """From the whole vocabulary's table when there is one (see VocabularyTable), else in chunks of
+        windows whose distinct words fit a table of at most LOOKUP_TABLE_BYTES."""
         c = self.config
         N, P = ids.shape
+        act = ACTIVATIONS[c.activation]
+        out = np.empty((N, c.n_out), self.dtype)
+        table = self._vocabulary_table(N * P)
+        if table is not None:
+            K.lookup_logits(ids, feats, table.T, table.C, self.theta, table.WT, self.sizes, act, log_proba, out)
+            return out
         H0 = c.hidden[0]
         W0 = self._views["W0"]
         max_unique = max(1, min(c.vocab_size, LOOKUP_TABLE_BYTES // (P * H0 * self.dtype.itemsize)))
@@ -292,22 +328,45 @@ class WindowMLP:
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
         uniq = np.empty(max_unique + P, np.int32)
         Eu = np.empty((max_unique + P, c.embed_dim), self.dtype)
-        WT = self.theta.copy()
-        for l in range(1, len(c.hidden) + 1):  # layers above the first, transposed for dot products
-            w = self._views[f"W{l}"]
-            off = self._offset(f"W{l}")
-            WT[off : off + w.size] = w.T.ravel()
-        out = np.empty((N, c.n_out), self.dtype)
+        WT = self._transposed_theta()
         local = np.empty((N, P), np.int32)
         start = 0
         while start < N:
             stop, U = K.compact_rows(ids, start, self.slot_E, uniq, max_unique)
             K.local_ids(ids, start, stop, self.slot_E, uniq, U, local)
             K.first_layer_tables(self.E, self.F, W0, uniq, U, T, C, Eu)
-            K.lookup_logits(local[: stop - start], feats[start:stop], T, C, self.theta, WT, self.sizes,
-                            ACTIVATIONS[c.activation], log_proba, out[start:stop])
+            K.lookup_logits(local[: stop - start], feats[start:stop], T, C, self.theta, WT, self.sizes, act,
+                            log_proba, out[start:stop])
             start = stop
         return out
+
+    def _transposed_theta(self) -> np.ndarray:
+        """theta with every layer above the first stored transposed, so each output is a contiguous dot product."""
+        WT = self.theta.copy()
+        for l in range(1, len(self.config.hidden) + 1):
+            w = self._views[f"W{l}"]
+            off = self._offset(f"W{l}")
+            WT[off : off + w.size] = w.T.ravel()
+        return WT
+
+    def _vocabulary_table(self, n_lookups: int) -> VocabularyTable | None:
+        """Every (word, position) pair's first-layer contribution, computed once and kept while the parameters
+        stay as they were (Collobert et al. 2011 precompute it after training).
+
+        Only when it fits in LOOKUP_TABLE_BYTES, and built only for a call that looks up at least as many
+        words as the vocabulary has, so that building it costs no more than the per-chunk tables it replaces.
+        """
+        c = self.config
+        if c.vocab_size * c.n_positions * c.hidden[0] * self.dtype.itemsize > LOOKUP_TABLE_BYTES:
+            return None
+        table = self._vocab_table
+        if table is not None and table.matches(self):
+            return table
+        self._vocab_table = None
+        if n_lookups < c.vocab_size:
+            return None
+        self._vocab_table = VocabularyTable.build(self)
+        return self._vocab_table
 
     def _offset(self, name: str) -> int:
         off = 0
