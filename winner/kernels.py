@@ -736,20 +736,26 @@ def sgd_scatter(ids, dX, col0, width, stride, table, lr):
 @njit(cache=True, fastmath=FAST, error_model="numpy")
 def rows_times_vector(W, a, out):
     """out += a @ W, four rows per sweep over out. W: (n, m); a: (n,); out: (m,). (No row views: in a hot
-    loop each view costs reference counting.)"""
+    loop each view costs reference counting.)
+
+    Row and column indices are unsigned on purpose: numba checks a signed computed index (i + 1) for negative
+    wraparound, and that check kept the sweep from vectorising (5x slower at 500 x 300).
+    """
     n, m = W.shape
     for j0 in range(0, m, 2048):  # a block of out stays in L1 while every row passes over it
-        j1 = min(m, j0 + 2048)
+        j1 = np.uint64(min(m, j0 + 2048))
         i = 0
         while i + 4 <= n:
             a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
-            for j in range(j0, j1):
-                out[j] += a0 * W[i, j] + a1 * W[i + 1, j] + a2 * W[i + 2, j] + a3 * W[i + 3, j]
+            r0, r1, r2, r3 = np.uint64(i), np.uint64(i + 1), np.uint64(i + 2), np.uint64(i + 3)
+            for j in range(np.uint64(j0), j1):
+                out[j] += a0 * W[r0, j] + a1 * W[r1, j] + a2 * W[r2, j] + a3 * W[r3, j]
             i += 4
         while i < n:
             ai = a[i]
-            for j in range(j0, j1):
-                out[j] += ai * W[i, j]
+            r0 = np.uint64(i)
+            for j in range(np.uint64(j0), j1):
+                out[j] += ai * W[r0, j]
             i += 1
 
 
