@@ -14,10 +14,11 @@ from winner import kernels as K
 from winner.mlp import ACTIVATIONS, LOSSES, SparseGrads, WindowMLP, blas_threads
 
 OPTIMIZERS = {"sgd": K.OPT_SGD, "adam": K.OPT_ADAM}
-# Minibatches smaller than this keep BLAS on one thread: their products are too small to split profitably
-# (PyTorch gains 5% from a second core at batch 32, 60% at 128), and a split stalls badly when the other
-# core is busy. Results do not depend on it (BLAS splits output blocks, never a sum).
-SPLIT_BATCH = 128
+# Minibatches whose products are smaller than this (batch x weights, in multiply-adds) keep BLAS on one thread:
+# they are too small to split profitably (the NER window MLP, 150k weights, gains from a second core from batch
+# 128 on, not at 32), and a split stalls badly when the other core is busy. A language model's 5.6M weights pass
+# it from batch 4 on. Results do not depend on it (BLAS splits output blocks, never a sum).
+SPLIT_WORK = 128 * 150_000
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Optimizer:
         b = model.buffers(batch)
         s = self._state(model)
         n_batches = -(-(stop - start) // batch)
-        with blas_threads(1 if batch < SPLIT_BATCH else None):
+        with blas_threads(1 if batch * model.theta.size < SPLIT_WORK else None):
             total = self._train_batches(model, b, s, ids, feats, targets, order, start, stop, batch, seed)
         self.steps += n_batches
         return float(total)
