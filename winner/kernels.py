@@ -116,8 +116,11 @@ def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
         k = A.shape[0] if trans_a else A.shape[1]
         if m == 0 or n == 0:
             return
-        if m == 1 or k == 0:  # a vector times a matrix: a plain loop beats BLAS here
-            vector_times_matrix(trans_a, trans_b, alpha, A, B, beta, C[0]) if m == 1 else scale_rows(C, beta)
+        if k == 0:
+            scale_rows(C, beta)
+            return
+        if m == 1:  # a vector times a matrix: a plain loop beats BLAS here
+            vector_times_matrix(trans_a, trans_b, alpha, A, B, beta, C[0])
             return
         cblas(CBLAS_ROW_MAJOR, CBLAS_TRANS if trans_a else CBLAS_NO_TRANS, CBLAS_TRANS if trans_b else CBLAS_NO_TRANS,
               m, n, k, dt(alpha), A.ctypes, A.strides[0] // A.itemsize, B.ctypes, B.strides[0] // B.itemsize,
