@@ -166,21 +166,28 @@ def _tanh_rational(x):
     return p / q
 
 
-def fast_tanh(x):
-    """tanh in the precision of x: the rational fit for float32 (libm's tanhf does not vectorise), np.tanh else."""
-    return np.tanh(x)
+def float32_fast_path(exact, float32_fit, doc: str):
+    """A jit-callable function of x: `float32_fit` (a vectorisable float64 fit, rounded) when x is float32,
+    the math library's `exact` otherwise, so float64 gradient checks keep exact values."""
+    def fn(x):
+        return exact(x)
+    fn.__doc__ = doc
+
+    @overload(fn)
+    def _overload(x):
+        if x == types.float32:
+            def impl32(x):
+                return np.float32(float32_fit(np.float64(x)))
+            return impl32
+
+        def impl(x):
+            return exact(x)
+        return impl
+    return fn
 
 
-@overload(fast_tanh)
-def _fast_tanh_overload(x):
-    if x == types.float32:
-        def impl32(x):
-            return np.float32(_tanh_rational(np.float64(x)))
-        return impl32
-
-    def impl(x):
-        return np.tanh(x)
-    return impl
+fast_tanh = float32_fast_path(np.tanh, _tanh_rational, "tanh in the precision of x: the rational fit for float32 "
+                                                       "(libm's tanhf does not vectorise), np.tanh else.")
 
 
 @intrinsic
@@ -212,21 +219,8 @@ def _exp_poly(x):
     return p * _float64_from_bits((np.int64(n) + 1023) << 52)
 
 
-def fast_exp(x):
-    """exp in the precision of x: the polynomial for float32 (libm's expf does not vectorise), np.exp else."""
-    return np.exp(x)
-
-
-@overload(fast_exp)
-def _fast_exp_overload(x):
-    if x == types.float32:
-        def impl32(x):
-            return np.float32(_exp_poly(np.float64(x)))
-        return impl32
-
-    def impl(x):
-        return np.exp(x)
-    return impl
+fast_exp = float32_fast_path(np.exp, _exp_poly, "exp in the precision of x: the polynomial for float32 "
+                                                 "(libm's expf does not vectorise), np.exp else.")
 
 
 @njit(cache=True, inline="always", error_model="numpy")
