@@ -111,23 +111,21 @@ def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
     kind = ord("s") if A.dtype == types.float32 else ord("d")
     dt = np.float32 if A.dtype == types.float32 else np.float64
 
-    def impl_cblas(trans_a, trans_b, alpha, A, B, beta, C):
-        m, n = C.shape
-        k = A.shape[0] if trans_a else A.shape[1]
-        if m == 0 or n == 0:
-            return
-        if k == 0:
-            scale_rows(C, beta)
-            return
-        if m == 1:  # a vector times a matrix: a plain loop beats BLAS here
-            vector_times_matrix(trans_a, trans_b, alpha, A, B, beta, C[0])
-            return
+    def numpy_blas(trans_a, trans_b, alpha, A, B, beta, C, m, n, k):
         cblas(CBLAS_ROW_MAJOR, CBLAS_TRANS if trans_a else CBLAS_NO_TRANS, CBLAS_TRANS if trans_b else CBLAS_NO_TRANS,
               m, n, k, dt(alpha), A.ctypes, A.strides[0] // A.itemsize, B.ctypes, B.strides[0] // B.itemsize,
               dt(beta), C.ctypes, C.strides[0] // C.itemsize)
 
-    if NUMPY_CBLAS:
-        return impl_cblas
+    def scipy_blas(trans_a, trans_b, alpha, A, B, beta, C, m, n, k):
+        ab = np.empty(2, dt)
+        ab[0] = alpha
+        ab[1] = beta
+        # row-major C is column-major C.T = op(B).T @ op(A).T: BLAS gets the operands swapped
+        fn(kind, 116 if trans_b else 110, 116 if trans_a else 110, n, m, k, ab.ctypes, B.ctypes,
+           B.strides[0] // B.itemsize, A.ctypes, A.strides[0] // A.itemsize, ab[1:].ctypes, C.ctypes,
+           C.strides[0] // C.itemsize)
+
+    blas = njit(inline="always")(numpy_blas if NUMPY_CBLAS else scipy_blas)
 
     def impl(trans_a, trans_b, alpha, A, B, beta, C):
         m, n = C.shape
@@ -137,16 +135,10 @@ def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
         if k == 0:
             scale_rows(C, beta)
             return
-        if m == 1:  # a vector times a matrix: scipy's OpenBLAS is ~10x slower than a plain loop here
+        if m == 1:  # a vector times a matrix: a plain loop beats BLAS here (scipy's OpenBLAS ~10x slower)
             vector_times_matrix(trans_a, trans_b, alpha, A, B, beta, C[0])
             return
-        ab = np.empty(2, dt)
-        ab[0] = alpha
-        ab[1] = beta
-        # row-major C is column-major C.T = op(B).T @ op(A).T: BLAS gets the operands swapped
-        fn(kind, 116 if trans_b else 110, 116 if trans_a else 110, n, m, k, ab.ctypes, B.ctypes,
-           B.strides[0] // B.itemsize, A.ctypes, A.strides[0] // A.itemsize, ab[1:].ctypes, C.ctypes,
-           C.strides[0] // C.itemsize)
+        blas(trans_a, trans_b, alpha, A, B, beta, C, m, n, k)
 
     return impl
 
