@@ -86,6 +86,7 @@ def test_fused_training_equals_straightforward_updates(kw, batch, opt_name):
 
 
 @pytest.mark.parametrize("kw", [{"feature_dim": 0, "n_features": 1},
+                                {"feature_dim": 0, "n_features": 1, "dropout_hidden": 0.25},
                                 {"feature_dim": 0, "n_features": 1, "activation": "relu", "hidden": (7, 6),
                                  "dropout_hidden": 0.3},
                                 {"feature_dim": 0, "n_features": 1, "loss": "sigmoid", "n_out": 1}])

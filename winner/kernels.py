@@ -939,8 +939,8 @@ def sgd_example(ids, feats, targets, E, F, theta, sizes, has_direct, act, loss_k
 def dense_block_update(opt, A, dcur, Wb, n, m, g, mo, vo, lr, beta1, beta2, eps, t):
     """Update one weight block Wb = (W (n, m) then b (m,)) flat in theta from A (B, n) and dcur (B, m).
 
-    SGD adds -lr * A.T @ dcur straight into W (one BLAS call, no gradient array); Adam writes the block's
-    gradient into g (same layout) and steps its moments mo, vo.
+    SGD adds -lr * A.T @ dcur straight into W (one BLAS call, no gradient array; g's bias slot, if g has one,
+    holds the bias sums); Adam writes the block's gradient into g (same layout) and steps its moments mo, vo.
     """
     B = A.shape[0]
     W = Wb[0 : n * m].reshape(n, m)
@@ -948,11 +948,20 @@ def dense_block_update(opt, A, dcur, Wb, n, m, g, mo, vo, lr, beta1, beta2, eps,
         gemm(True, False, -lr, A, dcur, 1.0, W)
         bias = Wb[n * m : n * m + m]
         lr_t = cast_like(lr, Wb)
-        for j in range(m):
-            s = dcur[0, j] * 0.0
+        if g.shape[0] >= n * m + m:  # g's bias slot as scratch: summing row by row reads dcur in order
+            gb = g[n * m : n * m + m]
+            gb[:] = 0.0
             for b in range(B):
-                s += dcur[b, j]
-            bias[j] -= lr_t * s
+                for j in range(m):
+                    gb[j] += dcur[b, j]
+            for j in range(m):
+                bias[j] -= lr_t * gb[j]
+        else:  # the same sums, column by column
+            for j in range(m):
+                s = dcur[0, j] * 0.0
+                for b in range(B):
+                    s += dcur[b, j]
+                bias[j] -= lr_t * s
     else:
         gemm(True, False, 1.0, A, dcur, 0.0, g[0 : n * m].reshape(n, m))
         gb = g[n * m : n * m + m]
@@ -1078,6 +1087,63 @@ def number_pairs(ids, slot, pmap, words, offsets):
     return n
 
 
+@njit(cache=True, error_model="numpy")
+def gather_rows(table, rows, n, out):
+    """out[i] = table[rows[i]] for i < n."""
+    d = table.shape[1]
+    for i in range(n):
+        r = rows[i]
+        for j in range(d):
+            out[i, j] = table[r, j]
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def pair_hidden(Tp, pmap, bias, act, drop, seed, step, base, keep, H):
+    """H[b] = act(bias + sum over positions p of Tp[pmap[b, p]]), then dropout: the first hidden layer of
+    sgd_step_pairs, a window at a time while its row is in cache. keep: (B, m), written only when drop > 0
+    (fill_dropout's masks, from index base)."""
+    B, P = pmap.shape
+    m = H.shape[1]
+    scale = cast_like(1.0 / (1.0 - drop), H) if drop > 0.0 else cast_like(1.0, H)
+    for b in range(B):
+        for j in range(m):
+            H[b, j] = bias[j]
+        for p in range(P):
+            k = pmap[b, p]
+            for j in range(m):
+                H[b, j] += Tp[k, j]
+        if act == TANH:  # its own loop, so that it vectorises
+            for j in range(m):
+                H[b, j] = fast_tanh(H[b, j])
+        else:
+            for j in range(m):
+                H[b, j] = activation(H[b, j], act)
+        if drop > 0.0:
+            for j in range(m):
+                keep[b, j] = 0.0 if hash_uniform(seed, step, base + b * m + j) < drop else scale
+                H[b, j] *= keep[b, j]
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def pair_sums(dH, pmap, n, S, bias_sum):
+    """S[k] = the sum of dH's rows over the windows using pair k, and bias_sum = the sum of every row, a window
+    at a time (in window order, as a column sum would add them). dH: (B, m); S: (>= n, m)."""
+    B, P = pmap.shape
+    m = dH.shape[1]
+    for k in range(n):
+        for j in range(m):
+            S[k, j] = 0.0
+    for j in range(m):
+        bias_sum[j] = 0.0
+    for b in range(B):
+        for p in range(P):
+            k = pmap[b, p]
+            for j in range(m):
+                S[k, j] += dH[b, j]
+        for j in range(m):
+            bias_sum[j] += dH[b, j]
+
+
 @njit(cache=True)
 def sgd_step_pairs(ids, targets, E, theta, sizes, act, loss_kind, drop_hidden, seed, step, lr, lr_embed, update_E,
                    acts, keep, Z, dZ, dacts, slot, pmap, words, offsets, Xp, Tp, Sp, Gp):
@@ -1088,36 +1154,24 @@ def sgd_step_pairs(ids, targets, E, theta, sizes, act, loss_kind, drop_hidden, s
     summed per pair (S), then S @ W0_p.T for the word's gradient and Xp.T @ S for W0_p's update. Running
     text repeats words (at batch 512, ~30% of pairs are repeats), so all three big products shrink.
     Equal to fused_step up to float rounding, with the same dropout masks. Scratch: pmap (B, P) int32,
-    words (B*P,) int32, offsets (P+1,) int64, Xp (B*P, d), Tp and Sp (B*P, H0), Gp (B*P, d).
+    words (B*P,) int32, offsets (P+1,) int64, Xp (B*P, d), Tp (B*P, H0), Sp (B*P + 1, H0) (its last row
+    the bias gradient), Gp (B*P, d).
     """
     B, P = ids.shape
-    d = E.shape[1]
     n_layers = sizes.shape[0] - 1
     n_in, H0 = sizes[0], sizes[1]
+    d = E.shape[1]
     n = number_pairs(ids, slot, pmap, words, offsets)
-    for i in range(n):
-        for j in range(d):
-            Xp[i, j] = E[words[i], j]
+    gather_rows(E, words, n, Xp)
     W0 = theta[0 : n_in * H0].reshape(n_in, H0)
     b0 = theta[n_in * H0 : n_in * H0 + H0]
     for p in range(P):
         a, e = offsets[p], offsets[p + 1]
         gemm(False, False, 1.0, Xp[a:e], W0[p * d : (p + 1) * d], 0.0, Tp[a:e])
-    H = acts[B * n_in : B * n_in + B * H0].reshape(B, H0)
-    for b in range(B):
-        for j in range(H0):
-            H[b, j] = b0[j]
-        for p in range(P):
-            k = pmap[b, p]
-            for j in range(H0):
-                H[b, j] += Tp[k, j]
-    activate(H, act)
-    if drop_hidden > 0.0:
-        K = keep[B * n_in : B * n_in + B * H0]
-        fill_dropout(K, drop_hidden, seed, step, B * n_in)
-        o = H.reshape(-1)
-        for i in range(B * H0):
-            o[i] *= K[i]
+    h0 = B * n_in
+    H = acts[h0 : h0 + B * H0].reshape(B, H0)
+    K1 = keep[h0 : h0 + B * H0].reshape(B, H0)
+    pair_hidden(Tp, pmap, b0, act, drop_hidden, seed, step, h0, K1, H)
     forward_layers(theta, sizes, False, act, drop_hidden, seed, step, acts, keep, Z[:B], B, 1, False)
     scale = 1.0 / B
     if loss_kind == LOSS_SOFTMAX:
@@ -1142,12 +1196,8 @@ def sgd_step_pairs(ids, targets, E, theta, sizes, act, loss_kind, drop_hidden, s
         hidden_grad(dacts[ao : ao + B * nl], acts[ao : ao + B * nl], keep[ao : ao + B * nl], act, drop_hidden)
         dcur = dA
     S = Sp[:n]
-    S[:, :] = 0.0
-    for b in range(B):
-        for p in range(P):
-            k = pmap[b, p]
-            for j in range(H0):
-                S[k, j] += dcur[b, j]
+    bias_sum = Sp[Sp.shape[0] - 1]
+    pair_sums(dcur, pmap, n, S, bias_sum)
     for p in range(P):
         a, e = offsets[p], offsets[p + 1]
         W0p = W0[p * d : (p + 1) * d]
@@ -1156,10 +1206,7 @@ def sgd_step_pairs(ids, targets, E, theta, sizes, act, loss_kind, drop_hidden, s
         gemm(True, False, -lr, Xp[a:e], S[a:e], 1.0, W0p)
     lr_t = cast_like(lr, theta)
     for j in range(H0):
-        s = dcur[0, j] * 0.0
-        for b in range(B):
-            s += dcur[b, j]
-        b0[j] -= lr_t * s
+        b0[j] -= lr_t * bias_sum[j]
     if update_E:
         c = cast_like(lr_embed, E)
         for i in range(n):

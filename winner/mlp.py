@@ -239,7 +239,7 @@ class WindowMLP:
             dt = self.dtype
             self._pairs = (np.zeros((batch, c.n_positions), np.int32), np.zeros(n, np.int32),
                            np.zeros(c.n_positions + 1, np.int64), np.zeros((n, d), dt), np.zeros((n, H0), dt),
-                           np.zeros((n, H0), dt), np.zeros((n, d), dt))
+                           np.zeros((n + 1, H0), dt), np.zeros((n, d), dt))
         return self._pairs
 
     def _check_inputs(self, ids: np.ndarray, feats: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
