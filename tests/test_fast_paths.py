@@ -281,12 +281,8 @@ def test_float32_softmax_over_a_language_model_vocabulary_matches_float64():
     np.testing.assert_allclose(dZ, ref, rtol=2e-5, atol=0)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gemm_with_alpha_beta_and_transposes(dtype):
-    @njit
-    def call(ta, tb, alpha, A, B, beta, C):
-        K.gemm(ta, tb, alpha, A, B, beta, C)
-
+def check_gemm(call, dtype) -> None:
+    """call(ta, tb, alpha, A, B, beta, C) computes C = alpha op(A) @ op(B) + beta C for every transpose pair."""
     rng = np.random.default_rng(0)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for ta in (False, True):
@@ -300,3 +296,58 @@ def test_gemm_with_alpha_beta_and_transposes(dtype):
             expect = -0.5 * (A.T if ta else A) @ (B.T if tb else B) + 2.0 * C0
             np.testing.assert_allclose(C, expect, rtol=tol, atol=tol)
             assert np.array_equal(big[:, 3], outside)  # the column beyond C's rows is not written
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_with_alpha_beta_and_transposes(dtype):
+    @njit
+    def call(ta, tb, alpha, A, B, beta, C):
+        K.gemm(ta, tb, alpha, A, B, beta, C)
+
+    check_gemm(call, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scipy_adapter_is_a_row_major_cblas_gemm(dtype):
+    """The cblas_?gemm that kernels.gemm links to where numpy's OpenBLAS is absent, called as a C function."""
+    from winner import scipy_blas
+
+    fn = (scipy_blas.sgemm_rowmajor if dtype == np.float32 else scipy_blas.dgemm_rowmajor).ctypes
+    pointer = fn.argtypes[7]
+    item = np.dtype(dtype).itemsize
+
+    def call(ta, tb, alpha, A, B, beta, C):
+        m, n = C.shape
+        k = A.shape[0] if ta else A.shape[1]
+        fn(K.CBLAS_ROW_MAJOR, K.CBLAS_TRANS if ta else K.CBLAS_NO_TRANS, K.CBLAS_TRANS if tb else K.CBLAS_NO_TRANS,
+           m, n, k, alpha, A.ctypes.data_as(pointer), A.strides[0] // item, B.ctypes.data_as(pointer),
+           B.strides[0] // item, beta, C.ctypes.data_as(pointer), C.strides[0] // item)
+
+    check_gemm(call, dtype)
+
+
+def test_training_with_scipy_blas_links_the_cached_kernels_and_matches():
+    """WINNER_BLAS=scipy in a fresh process, over the same numba cache: the kernels cached against numpy's
+    OpenBLAS link to the adapter instead and train to the same parameters (up to BLAS rounding)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, numpy as np\n"
+        "from winner import kernels as K\n"
+        "from tests.test_fast_paths import make\n"
+        "from winner.optim import Optimizer\n"
+        "model, ids, feats, targets = make({'dtype': 'float32'}, n=40)\n"
+        "order = np.arange(len(targets), dtype=np.int64)\n"
+        "Optimizer('sgd', lr=0.05).train_batches(model, ids, feats, targets, order, 0, len(order), 8, seed=1)\n"
+        "print(json.dumps({'numpy_cblas': K.NUMPY_CBLAS, 'theta': model.theta.tolist()}))\n")
+    runs = {}
+    for choice in ("numpy", "scipy"):
+        env = {**os.environ, "WINNER_BLAS": choice}
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        runs[choice] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runs["scipy"]["numpy_cblas"] is False
+    np.testing.assert_allclose(runs["scipy"]["theta"], runs["numpy"]["theta"], rtol=1e-5, atol=1e-6)

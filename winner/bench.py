@@ -214,7 +214,7 @@ def run(quick: bool = False, threads: tuple[int, ...] = (1, 2), repeats: int = 3
 
     import numba
 
-    from winner import kernels  # noqa: F401 — loads numba's BLAS so thread limits reach it
+    from winner import kernels  # noqa: F401 — loads the BLAS the kernels use, so thread limits reach it
 
     report = Report()
     report.machine = {"cpu": platform.processor() or platform.machine(), "numpy": np.__version__,

@@ -14,11 +14,12 @@ without any random state inside numba.
 
 from __future__ import annotations
 
-import numba.np.linalg
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
+
+from winner.cblas import CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, cblas_signature
 
 TANH, SIGMOID, RELU = 0, 1, 2
 LOSS_SOFTMAX, LOSS_SIGMOID, LOSS_NONE = 0, 1, 2
@@ -33,41 +34,21 @@ FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # ---------------------------------------------------------------- BLAS and scalar helpers
 
 
-def _gemm_signature(t):
-    p = types.CPointer(t)
-    return types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
-                      p, p, types.intp, p, types.intp, p, p, types.intp)
+# Every product goes through one cblas_?gemm, registered with LLVM under a fixed name so that numba's cached
+# kernels link to it whichever library is behind it: numpy's own OpenBLAS (the 64-bit-index build its wheels
+# bundle) where it can be found, else an adapter over numba's BLAS entry point (scipy's OpenBLAS). numpy's is
+# newer and faster for the few-row products of minibatches (1 thread, GFLOP/s, numpy's vs scipy's build:
+# 64 x 340 @ 340 x 16,493 99 vs 60; its A.T @ B 142 vs 117; A @ B.T 88 vs 104). Never both: with two OpenBLAS
+# thread pools spinning side by side, 2-thread training collapsed (batch 512: 8k windows/s).
+_CBLAS = {types.float32: types.ExternalFunction("winner_cblas_sgemm", cblas_signature(types.float32)),
+          types.float64: types.ExternalFunction("winner_cblas_dgemm", cblas_signature(types.float64))}
 
 
-# numba's own BLAS entry point (scipy's OpenBLAS behind it), here with alpha and beta, so a product can be added
-# straight into its destination: W += -lr * A.T @ dZ without a temporary.
-_XXGEMM = {t: types.ExternalFunction("numba_xxgemm", _gemm_signature(t)) for t in (types.float32, types.float64)}
-numba.np.linalg.ensure_blas()
-
-
-def _cblas_signature(t):
-    p = types.CPointer(t)
-    return types.void(types.intc, types.intc, types.intc, types.int64, types.int64, types.int64, t, p, types.int64,
-                      p, types.int64, t, p, types.int64)
-
-
-# numpy's own OpenBLAS (the 64-bit-index build its wheels bundle), where it can be found: a newer OpenBLAS than
-# scipy's, faster for the forward and weight-gradient products with few rows that minibatches make (1 thread,
-# GFLOP/s, numpy's vs scipy's build: 64 x 340 @ 340 x 16,493 99 vs 60; its A.T @ B 142 vs 117; A @ B.T 88 vs
-# 104). Every product goes to the one library: with two OpenBLAS thread pools spinning side by side, 2-thread
-# training collapsed (batch 512: 8k windows/s). Registered with LLVM under fixed names, so cached kernels link.
-_CBLAS = {types.float32: types.ExternalFunction("winner_cblas_sgemm", _cblas_signature(types.float32)),
-          types.float64: types.ExternalFunction("winner_cblas_dgemm", _cblas_signature(types.float64))}
-CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS = 101, 111, 112
-
-
-def _register_numpy_cblas() -> bool:
-    """Find numpy's bundled OpenBLAS and register its cblas_sgemm/dgemm; False (scipy's BLAS) if absent."""
+def _numpy_cblas() -> tuple[int, int] | None:
+    """Addresses of cblas_sgemm/dgemm in numpy's bundled OpenBLAS, or None if this numpy has none."""
     import ctypes
     import glob
     import os
-
-    from llvmlite import binding
 
     root = os.path.dirname(np.__file__)
     for pattern in (os.path.join(root, os.pardir, "numpy.libs", "libscipy_openblas64_*"),
@@ -78,13 +59,35 @@ def _register_numpy_cblas() -> bool:
                 sgemm, dgemm = lib.scipy_cblas_sgemm64_, lib.scipy_cblas_dgemm64_
             except (OSError, AttributeError):
                 continue
-            binding.add_symbol("winner_cblas_sgemm", ctypes.cast(sgemm, ctypes.c_void_p).value)
-            binding.add_symbol("winner_cblas_dgemm", ctypes.cast(dgemm, ctypes.c_void_p).value)
-            return True
-    return False
+            return ctypes.cast(sgemm, ctypes.c_void_p).value, ctypes.cast(dgemm, ctypes.c_void_p).value
+    return None
 
 
-NUMPY_CBLAS = _register_numpy_cblas()
+def _register_cblas() -> bool:
+    """Register winner_cblas_sgemm/dgemm with LLVM; True when they are numpy's OpenBLAS.
+
+    WINNER_BLAS=scipy chooses scipy's even where numpy's is there (to compare them, or to test the adapter).
+    """
+    import os
+
+    from llvmlite import binding
+
+    choice = os.environ.get("WINNER_BLAS", "").strip().lower()
+    if choice not in ("", "numpy", "scipy"):
+        raise ValueError(f"WINNER_BLAS must be numpy or scipy, got {choice!r}")
+    found = None if choice == "scipy" else _numpy_cblas()
+    if found is None:
+        from winner import scipy_blas  # compiled, or loaded from numba's cache, only when needed
+
+        sgemm, dgemm = scipy_blas.sgemm_rowmajor.address, scipy_blas.dgemm_rowmajor.address
+    else:
+        sgemm, dgemm = found
+    binding.add_symbol("winner_cblas_sgemm", sgemm)
+    binding.add_symbol("winner_cblas_dgemm", dgemm)
+    return found is not None
+
+
+NUMPY_CBLAS = _register_cblas()
 
 
 @njit(cache=True)
@@ -106,26 +109,8 @@ def gemm(trans_a, trans_b, alpha, A, B, beta, C):
 
 @overload(gemm)
 def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
-    fn = _XXGEMM[A.dtype]
     cblas = _CBLAS[A.dtype]
-    kind = ord("s") if A.dtype == types.float32 else ord("d")
     dt = np.float32 if A.dtype == types.float32 else np.float64
-
-    def numpy_blas(trans_a, trans_b, alpha, A, B, beta, C, m, n, k):
-        cblas(CBLAS_ROW_MAJOR, CBLAS_TRANS if trans_a else CBLAS_NO_TRANS, CBLAS_TRANS if trans_b else CBLAS_NO_TRANS,
-              m, n, k, dt(alpha), A.ctypes, A.strides[0] // A.itemsize, B.ctypes, B.strides[0] // B.itemsize,
-              dt(beta), C.ctypes, C.strides[0] // C.itemsize)
-
-    def scipy_blas(trans_a, trans_b, alpha, A, B, beta, C, m, n, k):
-        ab = np.empty(2, dt)
-        ab[0] = alpha
-        ab[1] = beta
-        # row-major C is column-major C.T = op(B).T @ op(A).T: BLAS gets the operands swapped
-        fn(kind, 116 if trans_b else 110, 116 if trans_a else 110, n, m, k, ab.ctypes, B.ctypes,
-           B.strides[0] // B.itemsize, A.ctypes, A.strides[0] // A.itemsize, ab[1:].ctypes, C.ctypes,
-           C.strides[0] // C.itemsize)
-
-    blas = njit(inline="always")(numpy_blas if NUMPY_CBLAS else scipy_blas)
 
     def impl(trans_a, trans_b, alpha, A, B, beta, C):
         m, n = C.shape
@@ -138,7 +123,9 @@ def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
         if m == 1:  # a vector times a matrix: a plain loop beats BLAS here (scipy's OpenBLAS ~10x slower)
             vector_times_matrix(trans_a, trans_b, alpha, A, B, beta, C[0])
             return
-        blas(trans_a, trans_b, alpha, A, B, beta, C, m, n, k)
+        cblas(CBLAS_ROW_MAJOR, CBLAS_TRANS if trans_a else CBLAS_NO_TRANS, CBLAS_TRANS if trans_b else CBLAS_NO_TRANS,
+              m, n, k, dt(alpha), A.ctypes, A.strides[0] // A.itemsize, B.ctypes, B.strides[0] // B.itemsize,
+              dt(beta), C.ctypes, C.strides[0] // C.itemsize)
 
     return impl
 

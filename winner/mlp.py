@@ -485,7 +485,7 @@ def blas_threads(n: int | None):
     if _CONTROLLER is None:
         import threadpoolctl
 
-        _CONTROLLER = threadpoolctl.ThreadpoolController()  # after kernels loaded numba's BLAS
+        _CONTROLLER = threadpoolctl.ThreadpoolController()  # after kernels loaded its BLAS
     return _CONTROLLER.limit(limits=n, user_api="blas")
 
 
