@@ -212,12 +212,18 @@ def activation(x, act):
     return x if x > 0.0 else x * 0.0
 
 
-@njit(cache=True, inline="always")
 def cast_like(value, arr):
-    """value in arr's dtype, so float32 loops stay float32 (a float64 scalar would widen them)."""
-    tmp = np.empty(1, arr.dtype)
-    tmp[0] = value
-    return tmp[0]
+    """value in arr's dtype, so float32 loops stay float32 (a float64 scalar would widen them); jitted code only."""
+    raise TypeError("kernels.cast_like is only callable from jitted code")
+
+
+@overload(cast_like, inline="always")
+def _cast_like_overload(value, arr):
+    to = np.float32 if arr.dtype == types.float32 else np.float64  # chosen when compiling: no array, no allocation
+
+    def impl(value, arr):
+        return to(value)
+    return impl
 
 
 # ---------------------------------------------------------------- layout
