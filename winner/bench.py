@@ -202,12 +202,36 @@ def torch_train_rate(torch, net, ids: np.ndarray, targets: np.ndarray, batch: in
 # ---------------------------------------------------------------- the suite
 
 
+WORKLOADS = ("gemm", "ner", "tag", "lm")
+
+
+def parse_list(text: str, what: str, choices: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """'a,b' -> ('a', 'b'); a ValueError naming `what` for an empty list or an item outside `choices`."""
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        raise ValueError(f"{what}: expected a comma-separated list, got {text!r}")
+    unknown = [t for t in items if choices is not None and t not in choices]
+    if unknown:
+        raise ValueError(f"{what}: unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
+    return items
+
+
+def parse_threads(text: str) -> tuple[int, ...]:
+    """'1,2' -> (1, 2); a ValueError for anything but whole numbers >= 1."""
+    items = parse_list(text, "threads")
+    if not all(t.isdigit() and int(t) >= 1 for t in items):
+        raise ValueError(f"threads: expected whole numbers >= 1 such as 1,2, got {text!r}")
+    return tuple(int(t) for t in items)
+
+
 def run(quick: bool = False, threads: tuple[int, ...] = (1, 2), repeats: int = 3, use_torch: bool = True,
-        workloads: tuple[str, ...] = ("gemm", "ner", "tag", "lm"),
-        progress: Callable[[str], None] = lambda s: None) -> Report:
+        workloads: tuple[str, ...] = WORKLOADS, progress: Callable[[str], None] = lambda s: None) -> Report:
     """Measure every workload; returns the report (see the module docstring)."""
     if repeats < 3:
         raise ValueError("repeats must be at least 3 (every figure is a median)")
+    unknown = set(workloads) - set(WORKLOADS)
+    if unknown:
+        raise ValueError(f"unknown workload(s) {sorted(unknown)}; choose from {', '.join(WORKLOADS)}")
     torch = None
     if use_torch:
         import torch  # noqa: PLC0415 — optional dependency, only for the comparison

@@ -72,27 +72,43 @@ def run(
 @app.command()
 @cli_errors
 def bench(
-    quick: Annotated[bool, typer.Option("--quick", help="Fewer windows/tokens per run (noisier, faster).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer windows/tokens per run (noisier, ~4x faster).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.")] = False,
+    out: Annotated[Path | None, typer.Option(dir_okay=False, help="Also write the JSON report to this file.")] = None,
     threads: Annotated[str, typer.Option(help="Comma-separated thread counts.")] = "1,2",
     repeats: Annotated[int, typer.Option(min=3, help="Timed runs per figure; the median is reported.")] = 3,
     only: Annotated[str, typer.Option(help="Comma-separated subset of gemm,ner,tag,lm.")] = "gemm,ner,tag,lm",
     no_torch: Annotated[bool, typer.Option("--no-torch", help="Skip PyTorch (no ratios).")] = False,
 ) -> None:
-    """Benchmark the core against PyTorch on the CPU (same shapes, batch sizes, threads, same run)."""
+    """Benchmark the core against PyTorch on the CPU (same shapes, batch sizes, threads, same run).
+
+    A table of winner's and PyTorch's rates, their ratio and winner's share of the numpy GEMM ceiling.
+
+    Each figure is the median of --repeats timed runs after a warm-up; JIT time is reported on its own.
+
+    PyTorch comparisons need torch==2.13.0, the "bench" extra. Measure on a quiet machine.
+    """
     import json
 
-    from winner.bench import format_table, run
+    from winner.atomic import write_text_atomic
+    from winner.bench import WORKLOADS, format_table, parse_list, parse_threads, run
 
+    try:
+        thread_counts = parse_threads(threads)
+        workloads = parse_list(only, "only", WORKLOADS)
+    except ValueError as e:
+        raise WinnerError(str(e)) from None
     if not no_torch:
         try:
             import torch  # noqa: F401
         except ImportError as e:
             raise WinnerError("PyTorch is not installed: pip install torch==2.13.0 (or pass --no-torch)") from e
-    report = run(quick=quick, threads=tuple(int(t) for t in threads.split(",")), repeats=repeats,
-                 use_torch=not no_torch, workloads=tuple(w.strip() for w in only.split(",") if w.strip()),
+    report = run(quick=quick, threads=thread_counts, repeats=repeats, use_torch=not no_torch, workloads=workloads,
                  progress=lambda s: typer.echo(f"... {s}", err=True))
-    typer.echo(json.dumps(report.to_json(), indent=2) if json_out else format_table(report))
+    text = json.dumps(report.to_json(), indent=2)
+    if out is not None:
+        write_text_atomic(out, text + "\n")
+    typer.echo(text if json_out else format_table(report))
 
 
 def main() -> None:
