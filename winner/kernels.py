@@ -410,12 +410,24 @@ def top_block(theta, sizes):
 
 
 @njit(cache=True)
+def top_scratch(buf, sizes, B):
+    """A (B, n_last + 1 + n_in) array in the region after the layers of `buf` (acts or dacts), which
+    WindowMLP.buffers adds for models with direct connections; a new array if `buf` has no such region."""
+    n_layers = sizes.shape[0] - 1
+    width = sizes[n_layers - 1] + 1 + sizes[0]
+    o = acts_offset(sizes, n_layers, B)
+    if buf.shape[0] >= o + B * width:
+        return buf[o : o + B * width].reshape(B, width)
+    return np.empty((B, width), buf.dtype)
+
+
+@njit(cache=True)
 def top_inputs(acts, sizes, B):
-    """U = [A_last, 1, X] (B, n_last + 1 + n_in): the input rows of top_block."""
+    """U = [A_last, 1, X] (B, n_last + 1 + n_in): the input rows of top_block, written into top_scratch."""
     n_layers = sizes.shape[0] - 1
     n_last, n_in = sizes[n_layers - 1], sizes[0]
     ao = acts_offset(sizes, n_layers - 1, B)
-    U = np.empty((B, n_last + 1 + n_in), acts.dtype)
+    U = top_scratch(acts, sizes, B)
     for b in range(B):
         for j in range(n_last):
             U[b, j] = acts[ao + b * n_last + j]
@@ -430,21 +442,31 @@ def top_inputs(acts, sizes, B):
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
 def row_max(z):
-    """max of a 1-d array. Sixteen running maxima, one per SIMD lane, because LLVM will not vectorise a
-    single running max (5x slower over a 16k-word row). NaN entries are skipped, which is safe where the
-    caller goes on to exponentiate every entry: a NaN then still reaches the loss and the divergence check."""
+    """max of a 1-d array. Eight running maxima in scalars, which LLVM packs into one vector register: it
+    will not vectorise a single running max (5x slower over a 16k-word row), and an array of lanes would be
+    allocated on every call. NaN entries are skipped, which is safe where the caller goes on to exponentiate
+    every entry: a NaN then still reaches the loss and the divergence check."""
     n = z.shape[0]
-    lanes = np.empty(16, z.dtype)
-    lanes[:] = z[0]
-    full = n - n % 16
-    for i in range(0, full, 16):
-        for j in range(16):
-            v = z[i + j]
-            lanes[j] = v if v > lanes[j] else lanes[j]
-    mx = lanes[0]
-    for j in range(1, 16):
-        if lanes[j] > mx:
-            mx = lanes[j]
+    full = n - n % 8
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = z[0]
+    for i in range(0, full, 8):
+        v = z[i]
+        m0 = v if v > m0 else m0
+        v = z[i + 1]
+        m1 = v if v > m1 else m1
+        v = z[i + 2]
+        m2 = v if v > m2 else m2
+        v = z[i + 3]
+        m3 = v if v > m3 else m3
+        v = z[i + 4]
+        m4 = v if v > m4 else m4
+        v = z[i + 5]
+        m5 = v if v > m5 else m5
+        v = z[i + 6]
+        m6 = v if v > m6 else m6
+        v = z[i + 7]
+        m7 = v if v > m7 else m7
+    mx = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
     for c in range(full, n):
         if z[c] > mx:
             mx = z[c]
@@ -811,12 +833,22 @@ def rows_times_vector(W, a, out):
 @njit(cache=True, fastmath=FAST, error_model="numpy")
 def vector_times_matrix(trans_a, trans_b, alpha, A, B, beta, c):
     """c = alpha * op(A)[0] @ op(B) + beta * c for a one-row op(A): gemm's m == 1 case. c: (n,)."""
-    n = c.shape[0]
+    if not trans_a and alpha == 1.0:  # the common case: A's row as it is, no scaled copy
+        _row_times_matrix(A[0], trans_b, B, beta, c)
+        return
     k = A.shape[0] if trans_a else A.shape[1]
     a = np.empty(k, c.dtype)
     al = cast_like(alpha, c)
     for i in range(k):
         a[i] = al * (A[i, 0] if trans_a else A[0, i])
+    _row_times_matrix(a, trans_b, B, beta, c)
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def _row_times_matrix(a, trans_b, B, beta, c):
+    """c = a @ op(B) + beta * c. a: (k,); c: (n,)."""
+    n = c.shape[0]
+    k = a.shape[0]
     if beta == 0.0:
         c[:] = 0.0
     elif beta != 1.0:
@@ -1005,7 +1037,7 @@ def fused_step(ids, feats, targets, E, F, theta, sizes, has_direct, act, loss_ki
         if has_direct and l == n_layers - 1:
             U = top_inputs(acts, sizes, B)
             block = top_block(theta, sizes)
-            dU = np.empty((B, U.shape[1]), dZ.dtype)
+            dU = top_scratch(dacts, sizes, B)
             if need:
                 gemm(False, True, 1.0, dcur, block, 0.0, dU)
                 for b in range(B):

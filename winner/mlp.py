@@ -214,7 +214,9 @@ class WindowMLP:
         need = batch
         if self._buf.capacity < need:
             c = self.config
-            n_acts = need * int(self.sizes[:-1].sum())
+            # the layers' inputs, then (direct connections) [A_last, 1, X] for the combined top product
+            width = int(self.sizes[:-1].sum()) + (int(self.sizes[-2]) + 1 + int(self.sizes[0]) if c.direct else 0)
+            n_acts = need * width
             P = c.n_positions
             max_rows_E = min(c.vocab_size, need * P)
             max_rows_F = min(c.n_features, need * P)
