@@ -19,10 +19,12 @@ runner = CliRunner()
 
 
 def test_quick_bench_reports_rates_checks_and_the_gemm_ceiling(tmp_path):
-    out = tmp_path / "bench.json"
+    out, picture = tmp_path / "bench.json", tmp_path / "plots" / "bench.png"
     result = runner.invoke(app, ["bench", "--quick", "--no-torch", "--threads", "1", "--only", "gemm,tag,lm",
-                                 "--json", "--out", str(out)])
+                                 "--json", "--out", str(out), "--plot", str(picture)])
     assert result.exit_code == 0, result.output
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in picture.parent.iterdir()] == ["bench.png"]  # no temporary file left behind
     report = json.loads(out.read_text())
     assert json.loads(result.stdout[result.stdout.index("{"):]) == report
     assert set(report["gemm_gflops"]) == {"1"} and report["gemm_gflops"]["1"] > 0

@@ -49,6 +49,21 @@ def write_dir_atomic(path: str | Path, fill: Callable[[Path], None]) -> None:
         raise
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
+    """Save a matplotlib figure as PNG through a temporary sibling file, then close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

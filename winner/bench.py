@@ -413,6 +413,46 @@ def torch_generate(torch, net, context: np.ndarray, n: int) -> list[int]:
 # ---------------------------------------------------------------- output
 
 
+def plot_report(report: Report, path) -> None:
+    """The table as a picture: winner / PyTorch per figure (when PyTorch ran) and winner's share of the GEMM
+    ceiling, one bar per workload, batch and thread count, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from winner.atomic import save_figure
+
+    data = report.to_json()["rows"]
+    labels = [f"{r['workload']}  b{r['batch']}  {r['threads']}t" for r in data]
+    colours = ["tab:blue" if r["threads"] == 1 else "tab:orange" for r in data]
+    # (title, values, the line to compare with, how a value is labelled, log scale)
+    panels = [("share of the GEMM ceiling", [100 * (r["fraction_of_gemm_ceiling"] or 0.0) for r in data], 100,
+               "{:.0f}%", False)]
+    if any(r["ratio"] for r in data):
+        panels.insert(0, ("winner / PyTorch (log scale)", [r["ratio"] or np.nan for r in data], 1.0, "{:.2f}x",
+                          True))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels) + 3, 0.32 * len(data) + 1.5), sharey=True,
+                             squeeze=False)
+    y = np.arange(len(data))
+    for ax, (title, values, reference, label, log) in zip(axes[0], panels, strict=True):
+        bars = ax.barh(y, values, color=colours)
+        ax.bar_label(bars, labels=[label.format(v) if np.isfinite(v) else "" for v in values], fontsize=7,
+                     padding=2)
+        ax.axvline(reference, color="black", linewidth=0.8)
+        if log:
+            ax.set_xscale("log")
+        ax.set(title=title)
+        ax.margins(x=0.15)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(y, labels, fontsize=8)
+    axes[0][0].invert_yaxis()
+    fig.suptitle("winner bench (blue: 1 thread, orange: 2 threads)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+
 def _fmt_rate(x: float | None) -> str:
     if x is None:
         return "—"

@@ -75,6 +75,7 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer windows/tokens per run (noisier, ~4x faster).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.")] = False,
     out: Annotated[Path | None, typer.Option(dir_okay=False, help="Also write the JSON report to this file.")] = None,
+    plot: Annotated[Path | None, typer.Option(dir_okay=False, help="Also draw the figures as a PNG.")] = None,
     threads: Annotated[str, typer.Option(help="Comma-separated thread counts.")] = "1,2",
     repeats: Annotated[int, typer.Option(min=3, help="Timed runs per figure; the median is reported.")] = 3,
     only: Annotated[str, typer.Option(help="Comma-separated subset of gemm,ner,tag,lm.")] = "gemm,ner,tag,lm",
@@ -91,7 +92,7 @@ def bench(
     import json
 
     from winner.atomic import write_text_atomic
-    from winner.bench import WORKLOADS, format_table, parse_list, parse_threads, run
+    from winner.bench import WORKLOADS, format_table, parse_list, parse_threads, plot_report, run
 
     try:
         thread_counts = parse_threads(threads)
@@ -108,6 +109,8 @@ def bench(
     text = json.dumps(report.to_json(), indent=2)
     if out is not None:
         write_text_atomic(out, text + "\n")
+    if plot is not None:
+        plot_report(report, plot)
     typer.echo(text if json_out else format_table(report))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from winner.atomic import save_figure
 from winner.conll import Sentence, convert_tags, detect_scheme, load_sentences, read_conll, tags_to_spans
 from winner.console import console
 from winner.errors import WinnerError
@@ -220,11 +221,7 @@ def plot_confusion(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="predicted", ylabel="gold", title="token confusion (row-normalised colour)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def format_report(scores: dict) -> str:

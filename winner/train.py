@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from winner.atomic import write_dir_atomic, write_text_atomic
+from winner.atomic import save_figure, write_dir_atomic, write_text_atomic
 from winner.console import console, progress_bar
 from winner.errors import DivergenceError, WinnerError
 from winner.mlp import WindowMLP, load_params_npz
@@ -214,10 +214,7 @@ def plot_learning_curve(history: list[dict], metric: Metric, path: Path) -> None
     for ax in (a, b):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def write_json(path: Path, obj: dict) -> None:
