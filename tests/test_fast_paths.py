@@ -207,6 +207,34 @@ def test_results_do_not_depend_on_the_thread_count():
     assert np.array_equal(t1, t2)
 
 
+def test_one_row_times_a_large_matrix_is_the_same_on_any_thread_count():
+    """rows_times_vector splits out's blocks over threads from ROWS_TIMES_VECTOR_SPLIT weights on (a language
+    model's output layer): the same bits as one thread and as the serial sweep, and numpy's product."""
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((301, 7_000)).astype(np.float32)  # 2.1M weights: over the split size
+    assert W.size >= K.ROWS_TIMES_VECTOR_SPLIT
+    a = rng.standard_normal(301).astype(np.float32)
+    start = rng.standard_normal(7_000).astype(np.float32)
+    outs = []
+    try:
+        for threads in (1, 2):
+            set_threads(threads)
+            out = start.copy()
+            K.rows_times_vector(W, a, out)
+            outs.append(out)
+    finally:
+        set_threads(None)
+    assert np.array_equal(outs[0], outs[1])
+    serial = start.copy()
+    for j0 in range(0, W.shape[1], 1_000):  # below the split size: the serial sweep, block by block
+        j1 = j0 + 1_000
+        piece = serial[j0:j1].copy()
+        K.rows_times_vector(np.ascontiguousarray(W[:, j0:j1]), a, piece)
+        serial[j0:j1] = piece
+    np.testing.assert_allclose(outs[0], start + a.astype(np.float64) @ W, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(outs[0], serial, rtol=1e-5, atol=1e-4)
+
+
 def test_float32_tanh_is_within_three_ulp():
     @njit
     def apply(x, out):

@@ -804,30 +804,55 @@ def sgd_scatter(ids, dX, col0, width, stride, table, lr):
                 table[r, j] -= c * dX[b, o + j]
 
 
+ROWS_TIMES_VECTOR_BLOCK = 2048  # a block of out stays in L1 while every row of W passes over it
+# From this many weights on (a language model's output layer: 5.6M), threads split out's blocks: one row
+# times the matrix streams it from memory once, which one core cannot do at full bandwidth.
+ROWS_TIMES_VECTOR_SPLIT = 2_000_000
+
+
 @njit(cache=True, fastmath=FAST, error_model="numpy")
 def rows_times_vector(W, a, out):
-    """out += a @ W, four rows per sweep over out. W: (n, m); a: (n,); out: (m,). (No row views: in a hot
-    loop each view costs reference counting.)
-
-    Row and column indices are unsigned on purpose: numba checks a signed computed index (i + 1) for negative
-    wraparound, and that check kept the sweep from vectorising (5x slower at 500 x 300).
-    """
+    """out += a @ W, four rows per sweep over a block of out. W: (n, m); a: (n,); out: (m,). (No row views:
+    in a hot loop each view costs reference counting.) Large W: rows_times_vector_split."""
     n, m = W.shape
-    for j0 in range(0, m, 2048):  # a block of out stays in L1 while every row passes over it
-        j1 = np.uint64(min(m, j0 + 2048))
-        i = 0
-        while i + 4 <= n:
-            a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
-            r0, r1, r2, r3 = np.uint64(i), np.uint64(i + 1), np.uint64(i + 2), np.uint64(i + 3)
-            for j in range(np.uint64(j0), j1):
-                out[j] += a0 * W[r0, j] + a1 * W[r1, j] + a2 * W[r2, j] + a3 * W[r3, j]
-            i += 4
-        while i < n:
-            ai = a[i]
-            r0 = np.uint64(i)
-            for j in range(np.uint64(j0), j1):
-                out[j] += ai * W[r0, j]
-            i += 1
+    if n * m >= ROWS_TIMES_VECTOR_SPLIT:
+        rows_times_vector_split(W, a, out)
+        return
+    for j0 in range(0, m, ROWS_TIMES_VECTOR_BLOCK):
+        _rows_times_block(W, a, out, j0, min(m, j0 + ROWS_TIMES_VECTOR_BLOCK))
+
+
+@njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
+def rows_times_vector_split(W, a, out):
+    """rows_times_vector with threads taking out's blocks: each output sums the same terms in the same order,
+    so the result does not depend on the thread count."""
+    m = W.shape[1]
+    n_blocks = (m + ROWS_TIMES_VECTOR_BLOCK - 1) // ROWS_TIMES_VECTOR_BLOCK
+    for blk in prange(n_blocks):
+        j0 = blk * ROWS_TIMES_VECTOR_BLOCK
+        _rows_times_block(W, a, out, j0, min(m, j0 + ROWS_TIMES_VECTOR_BLOCK))
+
+
+@njit(cache=True, inline="always", fastmath=FAST, error_model="numpy")
+def _rows_times_block(W, a, out, j0, j1):
+    """out[j0:j1] += a @ W[:, j0:j1]. Row and column indices are unsigned on purpose: numba checks a signed
+    computed index (i + 1) for negative wraparound, and that check kept the sweep from vectorising (5x slower
+    at 500 x 300)."""
+    n = W.shape[0]
+    lo, hi = np.uint64(j0), np.uint64(j1)
+    i = 0
+    while i + 4 <= n:
+        a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
+        r0, r1, r2, r3 = np.uint64(i), np.uint64(i + 1), np.uint64(i + 2), np.uint64(i + 3)
+        for j in range(lo, hi):
+            out[j] += a0 * W[r0, j] + a1 * W[r1, j] + a2 * W[r2, j] + a3 * W[r3, j]
+        i += 4
+    while i < n:
+        ai = a[i]
+        r0 = np.uint64(i)
+        for j in range(lo, hi):
+            out[j] += ai * W[r0, j]
+        i += 1
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
