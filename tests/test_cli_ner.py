@@ -205,3 +205,19 @@ def test_written_files_have_the_usual_permissions(trained):
     os.umask(mask)
     mode = stat.S_IMODE((trained / "model" / "config.json").stat().st_mode)
     assert mode == 0o666 & ~mask
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("WINNER_THREADS", "two", "error: WINNER_THREADS must be a whole number >= 1, got 'two'"),
+    ("WINNER_THREADS", "0", "error: WINNER_THREADS must be a whole number >= 1, got '0'"),
+    ("WINNER_BLAS", "mkl", "error: WINNER_BLAS must be numpy or scipy, got 'mkl'"),
+])
+def test_a_bad_environment_setting_is_a_one_line_error(setting, value, message):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "winner.cli", "gradcheck"], env={**os.environ, setting: value},
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == message

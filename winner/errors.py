@@ -28,3 +28,7 @@ class ModelFormatError(WinnerError):
 
 class DivergenceError(WinnerError):
     """Training produced NaN or inf; the last good model was kept."""
+
+
+class SettingError(WinnerError, ValueError):
+    """An environment setting (WINNER_THREADS, WINNER_BLAS) with a value the core cannot use."""

@@ -20,6 +20,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from winner.cblas import CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, cblas_signature
+from winner.errors import SettingError
 
 TANH, SIGMOID, RELU = 0, 1, 2
 LOSS_SOFTMAX, LOSS_SIGMOID, LOSS_NONE = 0, 1, 2
@@ -74,7 +75,7 @@ def _register_cblas() -> bool:
 
     choice = os.environ.get("WINNER_BLAS", "").strip().lower()
     if choice not in ("", "numpy", "scipy"):
-        raise ValueError(f"WINNER_BLAS must be numpy or scipy, got {choice!r}")
+        raise SettingError(f"WINNER_BLAS must be numpy or scipy, got {choice!r}")
     found = None if choice == "scipy" else _numpy_cblas()
     if found is None:
         from winner import scipy_blas  # compiled, or loaded from numba's cache, only when needed

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from winner import kernels as K
-from winner.errors import ModelFormatError
+from winner.errors import ModelFormatError, SettingError
 
 LOOKUP_TABLE_BYTES = 256 << 20  # the lookup path's (position, word) table is at most this big per chunk
 ACTIVATIONS = {"tanh": K.TANH, "sigmoid": K.SIGMOID, "relu": K.RELU}
@@ -510,10 +510,9 @@ def _threads_from_environment() -> None:
     """WINNER_THREADS=n limits every command to n cores (the CLI's thread setting)."""
     value = os.environ.get("WINNER_THREADS", "").strip()
     if value:
-        try:
-            set_threads(int(value))
-        except ValueError as e:
-            raise ValueError(f"WINNER_THREADS must be a whole number, got {value!r}") from e
+        if not value.isdigit() or int(value) < 1:
+            raise SettingError(f"WINNER_THREADS must be a whole number >= 1, got {value!r}")
+        set_threads(int(value))
 
 
 _threads_from_environment()
