@@ -1140,16 +1140,6 @@ def number_pairs(ids, slot, pmap, words, offsets):
     return n
 
 
-@njit(cache=True, error_model="numpy")
-def gather_rows(table, rows, n, out):
-    """out[i] = table[rows[i]] for i < n."""
-    d = table.shape[1]
-    for i in range(n):
-        r = rows[i]
-        for j in range(d):
-            out[i, j] = table[r, j]
-
-
 @njit(cache=True, fastmath=FAST, error_model="numpy")
 def pair_hidden(Tp, pmap, bias, act, drop, seed, step, base, keep, H):
     """H[b] = act(bias + sum over positions p of Tp[pmap[b, p]]), then dropout: the first hidden layer of
@@ -1215,7 +1205,7 @@ def sgd_step_pairs(ids, targets, E, theta, sizes, act, loss_kind, drop_hidden, s
     n_in, H0 = sizes[0], sizes[1]
     d = E.shape[1]
     n = number_pairs(ids, slot, pmap, words, offsets)
-    gather_rows(E, words, n, Xp)
+    take_rows(E, words, 0, n, Xp)
     W0 = theta[0 : n_in * H0].reshape(n_in, H0)
     b0 = theta[n_in * H0 : n_in * H0 + H0]
     for p in range(P):
