@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
@@ -413,7 +414,7 @@ def torch_generate(torch, net, context: np.ndarray, n: int) -> list[int]:
 # ---------------------------------------------------------------- output
 
 
-def plot_report(report: Report, path) -> None:
+def plot_report(report: Report, path: str | Path) -> None:
     """The table as a picture: winner / PyTorch per figure (when PyTorch ran) and winner's share of the GEMM
     ceiling, one bar per workload, batch and thread count, as a PNG."""
     import matplotlib
@@ -450,7 +451,6 @@ def plot_report(report: Report, path) -> None:
     fig.suptitle("winner bench (blue: 1 thread, orange: 2 threads)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
-
 
 
 def _fmt_rate(x: float | None) -> str:
