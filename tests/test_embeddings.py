@@ -1,9 +1,16 @@
-"""Loading vectors in every gensim format (with the parse cache), default word2vec, alignment to a vocab."""
+"""Loading vectors in every gensim format (with the parse cache), refusing pickles, default word2vec, alignment
+to a vocab."""
 
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import pathlib
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,7 +75,6 @@ def _write(kv: KeyedVectors, path, kind: str):
         ("vectors.w2v", "binary", False),  # binary without the .bin hint: recognised by content
         ("glove.txt", "glove", False),
         ("glove.txt.gz", "glove", True),
-        ("vectors.kv", "native", False),
     ],
 )
 def test_every_format_loads(tmp_path, kv, name, kind, gz):
@@ -90,17 +96,27 @@ def test_sniffed_formats(tmp_path, kv):
     assert embeddings._sniff_format(_write(kv, tmp_path / "n.vec", "native")) == "native"
 
 
+@pytest.mark.parametrize("name", ["vectors.kv", "vectors.bin", "vectors"])
+def test_native_loads_with_trust_pickle(tmp_path, kv, name):
+    path = _write(kv, tmp_path / name, "native")
+    with pytest.raises(WinnerError, match="pickle"):
+        load_keyed_vectors(str(path), progress=False)
+    _same(load_keyed_vectors(str(path), progress=False, trust_pickle=True), kv)
+    assert not (tmp_path / "cache" / "vectors").exists()  # pickles are loaded as they are, never cached
+
+
 def test_saved_word2vec_model_loads_its_vectors(tmp_path):
     model = Word2Vec([["a", "b", "c"]] * 5, vector_size=4, min_count=1, workers=1, seed=0, epochs=1)
     model.save(str(tmp_path / "w2v.model"))
-    _same(load_keyed_vectors(str(tmp_path / "w2v.model"), progress=False), model.wv)
+    _same(load_keyed_vectors(str(tmp_path / "w2v.model"), progress=False, trust_pickle=True), model.wv)
 
 
 def test_text_is_parsed_once_then_memory_mapped(tmp_path, kv, monkeypatch):
     path = _write(kv, tmp_path / "glove.txt", "glove")
     first = load_keyed_vectors(str(path), progress=False)
     entries = list((tmp_path / "cache" / "vectors").iterdir())
-    assert len(entries) == 1 and (entries[0] / "vectors.kv").is_file()
+    assert len(entries) == 1
+    assert sorted(p.name for p in entries[0].iterdir()) == ["meta.json", "vectors.npy", "words.json"]
 
     def no_parsing(*args, **kwargs):
         raise AssertionError("parsed again instead of reading the cache")
@@ -159,8 +175,288 @@ def test_malformed_vectors_file(tmp_path, content):
 def test_not_a_gensim_pickle(tmp_path):
     path = tmp_path / "junk.kv"
     path.write_bytes(b"not a pickle")
-    with pytest.raises(WinnerError, match="gensim native"):
+    with pytest.raises(WinnerError, match="pickle"):
         load_keyed_vectors(str(path), progress=False)
+    with pytest.raises(WinnerError, match="could not load it as gensim native"):
+        load_keyed_vectors(str(path), progress=False, trust_pickle=True)
+
+
+# ------------------------------------------------------------------------------------ pickles and the cache
+
+FIXTURES = Path(__file__).parent / "fixtures"
+WINNER = Path(sys.executable).with_name("winner")  # the installed command
+REFUSAL = "is a pickle (gensim native format): loading it would run any code in it"
+PICKLE_KINDS = ["protocol4", "protocol0", "gzip", "gensim"]
+
+
+class _Touch:
+    """Unpickling this creates `marker`: a stand-in for the code an attacker hides in a pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.marker,)
+
+
+def _evil_bytes(kind: str, marker: Path, tmp_path: Path) -> bytes:
+    """A file whose unpickling creates `marker`: a bare pickle (protocol 4 or 0), a gzipped one, or a genuine
+    gensim KeyedVectors file carrying the payload as an attribute."""
+    if kind == "gensim":
+        kv = KeyedVectors(vector_size=2)
+        kv.add_vectors(["a", "b"], np.ones((2, 2), dtype=np.float32))
+        kv.payload = _Touch(marker)
+        kv.save(str(tmp_path / "gensim-shaped.kv"))
+        return (tmp_path / "gensim-shaped.kv").read_bytes()
+    data = pickle.dumps(_Touch(marker), protocol=0 if kind == "protocol0" else 4)
+    return gzip.compress(data) if kind == "gzip" else data
+
+
+def _assert_refused(message: str, path: Path, marker: Path) -> None:
+    assert not marker.exists()
+    assert "\n" not in message and str(path) in message and REFUSAL in message
+    assert "save_word2vec_format" in message and "--trust-pickle" in message
+
+
+def _assert_no_pickles(folder: Path) -> None:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert files
+    for p in files:
+        assert p.suffix not in (".kv", ".model", ".pkl", ".pickle"), p
+        assert p.read_bytes()[:1] != b"\x80", p
+        if p.suffix == ".npy":
+            np.load(p, allow_pickle=False)
+
+
+@pytest.mark.parametrize("kind", PICKLE_KINDS)
+def test_the_evil_files_really_run_code(tmp_path, kind):
+    marker = tmp_path / "marker"
+    data = _evil_bytes(kind, marker, tmp_path)
+    assert data[:1] == (b"c" if kind == "protocol0" else b"\x1f" if kind == "gzip" else b"\x80")
+    pickle.loads(gzip.decompress(data) if kind == "gzip" else data)
+    assert marker.exists()  # so that the tests below, where it must not appear, mean something
+
+
+@pytest.mark.parametrize("kind", PICKLE_KINDS)
+@pytest.mark.parametrize(
+    "name", ["vectors.txt", "vectors.bin", "vectors.kv", "vectors.model", "vectors.txt.gz", "vectors"]
+)
+def test_pickles_are_refused_whatever_their_name(tmp_path, name, kind):
+    marker = tmp_path / "marker"
+    path = tmp_path / name
+    path.write_bytes(_evil_bytes(kind, marker, tmp_path))
+    with pytest.raises(WinnerError) as info:
+        load_keyed_vectors(str(path), progress=False)
+    _assert_refused(str(info.value), path, marker)
+
+
+def test_downloader_name_that_is_a_pickle_is_refused(tmp_path):
+    marker = tmp_path / "marker"
+    folder = tmp_path / "gensim-data" / "evil-vectors-3"
+    folder.mkdir(parents=True)
+    (folder / "evil-vectors-3.gz").write_bytes(_evil_bytes("gzip", marker, tmp_path))
+    with pytest.raises(WinnerError) as info:
+        load_keyed_vectors("evil-vectors-3", progress=False)
+    _assert_refused(str(info.value), folder / "evil-vectors-3.gz", marker)
+
+
+def _counting_parses(monkeypatch) -> list:
+    parses, parse = [], KeyedVectors.load_word2vec_format
+
+    def counted(*args, **kwargs):
+        parses.append(args[0])
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(KeyedVectors, "load_word2vec_format", counted)
+    return parses
+
+
+@pytest.mark.parametrize("kind", ["protocol4", "gensim"])
+def test_pickles_planted_in_the_cache_are_never_loaded(tmp_path, kv, monkeypatch, kind):
+    marker = tmp_path / "marker"
+    path = _write(kv, tmp_path / "v.txt", "text")
+    parses = _counting_parses(monkeypatch)
+    load_keyed_vectors(str(path), progress=False)
+    (entry,) = (tmp_path / "cache" / "vectors").iterdir()
+    evil = _evil_bytes(kind, marker, tmp_path)
+    for name in ("meta.json", "vectors.npy", "words.json", "vectors.kv"):
+        (entry / name).write_bytes(evil)
+    _same(load_keyed_vectors(str(path), progress=False), kv)
+    assert len(parses) == 2 and not marker.exists()
+    again = load_keyed_vectors(str(path), progress=False)  # the entry was written afresh
+    assert len(parses) == 2 and isinstance(again.vectors, np.memmap)
+    _same(again, kv)
+    _assert_no_pickles(tmp_path / "cache")
+
+
+def test_old_pickle_cache_entries_are_removed_unread(tmp_path, kv):
+    marker = tmp_path / "marker"
+    path = _write(kv, tmp_path / "v.txt", "text")
+    path_key = embeddings.hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    old = tmp_path / "cache" / "vectors" / f"{path_key}-0123456789abcdef"  # as winner.vectors.v1 wrote them
+    old.mkdir(parents=True)
+    (old / "vectors.kv").write_bytes(_evil_bytes("gensim", marker, tmp_path))
+    _same(load_keyed_vectors(str(path), progress=False), kv)
+    assert not old.exists() and not marker.exists()
+
+
+def _save_npy(entry: Path, array: np.ndarray) -> None:
+    with open(entry / "vectors.npy", "wb") as f:
+        np.save(f, array, allow_pickle=array.dtype == object)
+
+
+CORRUPTIONS = {
+    "truncated npy": lambda e, m: (e / "vectors.npy").write_bytes((e / "vectors.npy").read_bytes()[:-5]),
+    "empty npy": lambda e, m: (e / "vectors.npy").write_bytes(b""),
+    "npz": lambda e, m: np.savez(open(e / "vectors.npy", "wb"), a=np.ones((5, 3), np.float32)),
+    "object npy": lambda e, m: _save_npy(e, np.array([_Touch(m)] * 15, dtype=object).reshape(5, 3)),
+    "integer npy": lambda e, m: _save_npy(e, np.ones((5, 3), dtype=np.int64)),
+    "1-d npy": lambda e, m: _save_npy(e, np.ones(15, dtype=np.float32)),
+    "big-endian npy": lambda e, m: _save_npy(e, np.ones((5, 3), dtype=">f4")),
+    "nan": lambda e, m: _save_npy(e, np.full((5, 3), np.nan, dtype=np.float32)),
+    "missing words": lambda e, m: (e / "words.json").unlink(),
+    "word count": lambda e, m: (e / "words.json").write_text('["the"]'),
+    "duplicate words": lambda e, m: (e / "words.json").write_text(json.dumps(["the"] * 5)),
+    "words not strings": lambda e, m: (e / "words.json").write_text("[1, 2, 3, 4, 5]"),
+    "deeply nested json": lambda e, m: (e / "words.json").write_text("[" * 100_000 + "]" * 100_000),
+    "not utf-8": lambda e, m: (e / "words.json").write_bytes(b"\xff\xfe[]"),
+    "old format": lambda e, m: (e / "meta.json").write_text('{"format": "winner.vectors.v1"}'),
+    "meta not a dict": lambda e, m: (e / "meta.json").write_text("[]"),
+    "entry is a file": lambda e, m: (_remove(e), e.write_bytes(b"junk")),
+}
+
+
+def _remove(entry: Path) -> None:
+    import shutil
+
+    shutil.rmtree(entry)
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_broken_cache_entries_are_parsed_again(tmp_path, kv, monkeypatch, corruption):
+    marker = tmp_path / "marker"
+    path = _write(kv, tmp_path / "v.txt", "text")
+    load_keyed_vectors(str(path), progress=False)
+    (entry,) = (tmp_path / "cache" / "vectors").iterdir()
+    CORRUPTIONS[corruption](entry, marker)
+    parses = _counting_parses(monkeypatch)
+    _same(load_keyed_vectors(str(path), progress=False), kv)
+    assert len(parses) == 1 and not marker.exists()
+
+
+def test_non_finite_vectors_are_refused(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("2 2\nthe 0.1 nan\ncat 0.3 inf\n", encoding="utf-8")
+    with pytest.raises(WinnerError, match="NaN or infinity"):
+        load_keyed_vectors(str(path), progress=False)
+
+
+def test_cache_round_trip_in_a_fresh_process(tmp_path, kv):
+    path = _write(kv, tmp_path / "v.txt", "text")
+    mtime = path.stat().st_mtime_ns
+    first = load_keyed_vectors(str(path), progress=False)
+    script = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from gensim.models import KeyedVectors\n"
+        "from winner.embeddings import load_keyed_vectors\n"
+        "def no_parsing(*a, **k):\n"
+        "    raise SystemExit('parsed again instead of reading the cache')\n"
+        "KeyedVectors.load_word2vec_format = no_parsing\n"
+        "kv = load_keyed_vectors(sys.argv[1], progress=False)\n"
+        "print(json.dumps({'words': kv.index_to_key, 'vectors': kv.vectors.tolist(),\n"
+        "                  'dtype': str(kv.vectors.dtype), 'memmap': isinstance(kv.vectors, np.memmap)}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True,
+                         timeout=300)
+    cached = json.loads(out.stdout)
+    assert path.stat().st_mtime_ns == mtime
+    assert cached["words"] == first.index_to_key == WORDS
+    assert cached["dtype"] == "float32" and cached["memmap"]
+    np.testing.assert_array_equal(np.array(cached["vectors"], dtype=np.float32), first.vectors)
+    _assert_no_pickles(tmp_path / "cache")
+
+
+def test_default_vectors_cache_holds_no_pickle(tmp_path, monkeypatch):
+    import winner.corpus
+
+    marker = tmp_path / "marker"
+    monkeypatch.setattr(winner.corpus, "brown_sentences", lambda split: [["the", "cat", "sat"], ["a", "dog"]] * 5)
+    trained = []
+
+    def tiny(sentences):
+        trained.append(len(sentences))
+        return train_word2vec(sentences, vector_size=4, min_count=1, epochs=1)
+
+    monkeypatch.setattr(embeddings, "train_word2vec", tiny)
+    old = tmp_path / "cache" / "word2vec" / "0123456789abcdef"  # an entry of the old format
+    old.mkdir(parents=True)
+    (old / "vectors.kv").write_bytes(_evil_bytes("gensim", marker, tmp_path))
+    first = default_vectors(progress=False)
+    assert not old.exists()
+    _assert_no_pickles(tmp_path / "cache")
+    (entry,) = (tmp_path / "cache" / "word2vec").iterdir()
+    again = default_vectors(progress=False)
+    assert len(trained) == 1 and isinstance(again.vectors, np.memmap)
+    _same(again, first)
+    for name in ("meta.json", "vectors.npy", "words.json", "vectors.kv"):
+        (entry / name).write_bytes(_evil_bytes("protocol4", marker, tmp_path))
+    _same(default_vectors(progress=False), first)
+    assert len(trained) == 2 and not marker.exists()
+
+
+def test_trust_pickle_reaches_the_loader_from_the_settings(tmp_path, kv):
+    from winner.conll import load_sentences
+    from winner.ner import embedding_table
+    from winner.ner_settings import NERSettings
+    from winner.pipeline import settings_from_options
+    from winner.scorer import ScoreSettings
+
+    path = _write(kv, tmp_path / "mine.kv", "native")
+    train = load_sentences(str(FIXTURES / "wikigold_sample.txt"))
+    with pytest.raises(WinnerError, match="pickle"):
+        embedding_table(str(path), 0, train, np.random.default_rng(0), quiet=True)
+    table, words, _, _ = embedding_table(str(path), 0, train, np.random.default_rng(0), quiet=True,
+                                         trust_pickle=True)
+    np.testing.assert_array_equal(table[words.index("paris")], kv["paris"])
+    # a pipeline step's `trust_pickle = true`, also as a string from ${var} substitution
+    assert settings_from_options(NERSettings, {"trust_pickle": True}, "ner train").trust_pickle is True
+    assert settings_from_options(ScoreSettings, {"trust_pickle": "true"}, "score train").trust_pickle is True
+    assert NERSettings().trust_pickle is False and ScoreSettings().trust_pickle is False
+
+
+@pytest.mark.parametrize(("command", "module", "function"),
+                         [("ner", "winner.ner", "train_tagger"), ("score", "winner.scorer", "train_scorer")])
+def test_cli_trust_pickle_option(tmp_path, monkeypatch, command, module, function):
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from winner.cli import app
+
+    seen = []
+    monkeypatch.setattr(importlib.import_module(module), function, seen.append)
+    for flags, expected in (([], False), (["--trust-pickle"], True)):
+        result = CliRunner().invoke(app, [command, "train", "--out", str(tmp_path / "run"), *flags])
+        assert result.exit_code == 0, result.output
+        assert seen[-1].trust_pickle is expected
+
+
+@pytest.mark.parametrize(("command", "name"), [("ner", "vectors.txt"), ("score", "vectors.kv")])
+def test_installed_cli_refuses_a_pickle(tmp_path, command, name):
+    marker = tmp_path / "marker"
+    evil = tmp_path / name
+    evil.write_bytes(_evil_bytes("protocol4", marker, tmp_path))
+    data = str(FIXTURES / "wikigold_sample.txt")
+    result = subprocess.run(
+        [str(WINNER), command, "train", "--train", data, "--dev", data, "--embeddings", str(evil), "--epochs", "1",
+         "--hidden", "8", "--quiet", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]  # progress goes there too
+    assert result.returncode == 1 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.rstrip("\n").endswith(errors[0])
+    _assert_refused(errors[0], evil, marker)
 
 
 # ----------------------------------------------------------------------------------------- alignment

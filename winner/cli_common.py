@@ -46,9 +46,12 @@ class OptimizerName(str, Enum):
 
 # Options that every head reading labelled sentences (tagger, scorer) takes with the same meaning.
 RunDirOption = Annotated[Path, typer.Option("--out", "-o", help="Run directory: model/, metrics.jsonl, plots.")]
-EmbeddingsOption = Annotated[str, typer.Option(help="Pretrained vectors: a file gensim reads, a gensim-downloader "
-                                                    "name already on disk, 'default' (word2vec on the shipped "
-                                                    "Brown text) or 'none'.")]
+EmbeddingsOption = Annotated[str, typer.Option(help="Pretrained vectors: a word2vec (text or binary) or GloVe "
+                                                    "file, a gensim-downloader name already on disk, 'default' "
+                                                    "(word2vec on the shipped Brown text) or 'none'.")]
+TrustPickleOption = Annotated[bool, typer.Option("--trust-pickle", help="Allow --embeddings to be a gensim native "
+                                                                        "(pickle) file; this RUNS CODE inside the "
+                                                                        "file — only for files you made yourself.")]
 WindowOption = Annotated[int, typer.Option(min=0, help="Half-width w: windows of 2w+1 words.")]
 HiddenOption = Annotated[int, typer.Option(min=1, help="Units per hidden layer.")]
 LayersOption = Annotated[int, typer.Option(min=0, help="Hidden layers.")]

@@ -20,6 +20,7 @@ from winner.cli_common import (
     MaxPretrainedOption,
     OptimizerName,
     RunDirOption,
+    TrustPickleOption,
     UnkReplaceOption,
     WindowOption,
     cli_errors,
@@ -66,6 +67,7 @@ def train_cmd(
     dev: Annotated[str | None, typer.Option(help="Dev data for early stopping (default: shipped WikiGold dev, "
                                                   "or every 10th training sentence with --train).")] = None,
     embeddings: EmbeddingsOption = _d("embeddings"),
+    trust_pickle: TrustPickleOption = _d("trust_pickle"),
     window: WindowOption = _d("window"),
     hidden: HiddenOption = _d("hidden"),
     layers: LayersOption = _d("layers"),
@@ -100,9 +102,9 @@ def train_cmd(
     from winner.ner_settings import NERSettings
 
     settings = NERSettings(
-        out=str(out), train=train, dev=dev, embeddings=embeddings, window=window, hidden=hidden, layers=layers,
-        activation=activation.value, casing_dim=casing_dim, max_pretrained=max_pretrained, unk_replace=unk_replace,
-        epochs=epochs,
+        out=str(out), train=train, dev=dev, embeddings=embeddings, trust_pickle=trust_pickle, window=window,
+        hidden=hidden, layers=layers, activation=activation.value, casing_dim=casing_dim,
+        max_pretrained=max_pretrained, unk_replace=unk_replace, epochs=epochs,
         patience=patience, batch_size=batch_size, optimizer=optimizer.value, lr=lr, embed_lr_scale=embed_lr_scale,
         dropout=dropout, hidden_dropout=hidden_dropout, l2=l2, l1=l1, scheme=scheme.value, decode=decode.value,
         seed=seed, resume=resume, quiet=quiet)

@@ -19,6 +19,7 @@ from winner.cli_common import (
     MaxPretrainedOption,
     OptimizerName,
     RunDirOption,
+    TrustPickleOption,
     UnkReplaceOption,
     WindowOption,
     cli_errors,
@@ -47,6 +48,7 @@ def train_cmd(
     label: Annotated[str, typer.Option(help="Entity type of the true windows' centre (LOC, PER, ORG, MISC, ...).")
                      ] = _d("label"),
     embeddings: EmbeddingsOption = _d("embeddings"),
+    trust_pickle: TrustPickleOption = _d("trust_pickle"),
     window: WindowOption = _d("window"),
     hidden: HiddenOption = _d("hidden"),
     layers: LayersOption = _d("layers"),
@@ -81,11 +83,12 @@ def train_cmd(
     from winner.scorer import ScoreSettings, train_scorer
 
     settings = ScoreSettings(
-        out=str(out), train=train, dev=dev, label=label, embeddings=embeddings, window=window, hidden=hidden,
-        layers=layers, activation=activation.value, casing_dim=casing_dim, max_pretrained=max_pretrained,
-        unk_replace=unk_replace, corrupt_per_true=corrupt_per_true, margin=margin, epochs=epochs, patience=patience,
-        batch_size=batch_size, optimizer=optimizer.value, lr=lr, embed_lr_scale=embed_lr_scale, dropout=dropout,
-        hidden_dropout=hidden_dropout, l2=l2, seed=seed, resume=resume, quiet=quiet)
+        out=str(out), train=train, dev=dev, label=label, embeddings=embeddings, trust_pickle=trust_pickle,
+        window=window, hidden=hidden, layers=layers, activation=activation.value, casing_dim=casing_dim,
+        max_pretrained=max_pretrained, unk_replace=unk_replace, corrupt_per_true=corrupt_per_true, margin=margin,
+        epochs=epochs, patience=patience, batch_size=batch_size, optimizer=optimizer.value, lr=lr,
+        embed_lr_scale=embed_lr_scale, dropout=dropout, hidden_dropout=hidden_dropout, l2=l2, seed=seed, resume=resume,
+        quiet=quiet)
     train_scorer(settings)
 
 

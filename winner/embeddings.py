@@ -1,8 +1,11 @@
-"""Pretrained word vectors: load any gensim-readable file, train the default word2vec, align to a vocabulary.
+"""Pretrained word vectors: load word2vec / GloVe files, train the default word2vec, align to a vocabulary.
 
 The only module that imports gensim, and only inside functions, so `winner --help` stays instant.
-Text formats are slow to parse (the shared GloVe 6B 100d file: ~26 s), so parsed vectors are cached in
-gensim's native format under the cache directory and memory-mapped on later loads.
+Text formats are slow to parse (the shared GloVe 6B 100d file: ~26 s), so parsed vectors (and the default
+word2vec vectors) are cached under the cache directory as plain arrays and json (vectors.npy, words.json,
+meta.json) and memory-mapped on later loads. Loading never unpickles: gensim's native format (`.kv`,
+`.model`, or any file that is a pickle) would run code hidden in the file, so it is refused unless the
+caller passes trust_pickle=True (`--trust-pickle`).
 """
 
 from __future__ import annotations
@@ -37,27 +40,32 @@ DEFAULT_WORD2VEC = {
     "seed": 0,
 }
 
-_CACHE_FORMAT = "winner.vectors.v1"
+# v2: npy + json. v1 entries were gensim pickles (vectors.kv) and are never read: their key differs.
+_CACHE_FORMAT = "winner.vectors.v2"
 _DOWNLOADER_NAME = re.compile(r"[A-Za-z0-9][\w.-]*")
+# Pickles of protocol 2+ open with the PROTO opcode 0x80; those of protocol 0 and 1 holding an object
+# (everything gensim saves) with a GLOBAL opcode: `c<module>\n<name>\n`, which no vectors file starts with.
+# Other pickles are only read as word2vec / GloVe text, which fails: no sniffing miss can run code.
+_PICKLE_GLOBAL = re.compile(rb"c[\w.]+\n[\w.]+\n")
 
 
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def load_keyed_vectors(spec: str, progress: bool = True) -> KeyedVectors:
-    """Vectors from a file gensim reads, or a gensim-downloader name already in the local gensim-data folder.
+def load_keyed_vectors(spec: str, progress: bool = True, trust_pickle: bool = False) -> KeyedVectors:
+    """Vectors from a file, or a gensim-downloader name already in the local gensim-data folder.
 
-    Files: word2vec text (with a `count dim` header) or binary, GloVe text (no header), gzip of any of
-    these, or gensim's native format (`.kv` / `.model`, memory-mapped; a pickle, so only load trusted
-    files). Nothing is ever downloaded. Non-native files are parsed once and then read from the cache,
-    keyed by absolute path, size and mtime. Cached vectors are read-only memory maps.
+    Files: word2vec text (with a `count dim` header) or binary, GloVe text (no header), or gzip of any of
+    these. Nothing is ever downloaded. Files are parsed once and then read from the cache, keyed by
+    absolute path, size and mtime; cached vectors are read-only memory maps. gensim's native format
+    (`.kv` / `.model` or any pickle) is refused, since unpickling runs code, unless trust_pickle is set.
     """
     path = Path(spec).expanduser()
     if path.is_file():
-        return _load_file(path, progress)
+        return _load_file(path, progress, trust_pickle)
     local = _downloader_file(spec)
     if local is not None:
-        return _load_file(local, progress)
+        return _load_file(local, progress, trust_pickle)
     raise WinnerError(
         f"{spec!r} is neither a vectors file nor a gensim-downloader name available locally in "
         f"{_gensim_data_dir()} (nothing is downloaded)"
@@ -87,19 +95,32 @@ def _downloader_file(name: str) -> Path | None:
     return files[0] if files else None
 
 
-def _load_file(path: Path, progress: bool) -> KeyedVectors:
-    from gensim.models import KeyedVectors
-
+def _load_file(path: Path, progress: bool, trust_pickle: bool) -> KeyedVectors:
     kind = _sniff_format(path)
     if kind == "native":
+        if not trust_pickle:
+            raise WinnerError(_pickle_refusal(path))
         return _load_native(path)
     stat = path.stat()
     resolved = str(path.resolve())
     path_key = hashlib.sha1(resolved.encode()).hexdigest()[:16]
     state_key = hashlib.sha1(f"{_CACHE_FORMAT}|{stat.st_size}|{stat.st_mtime_ns}|{kind}".encode()).hexdigest()
     entry = cache_dir() / "vectors" / f"{path_key}-{state_key[:16]}"
-    if (entry / "vectors.kv").is_file():
-        return _load_native(entry / "vectors.kv")
+    cached = _read_cached(entry)
+    if cached is not None:
+        return cached
+    kv = _parse(path, kind, progress)
+    _store(entry, kv, {"source": resolved, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "kind": kind})
+    for stale in entry.parent.glob(f"{path_key}-*"):  # older versions of the same file, or of the cache
+        if stale != entry and stale.is_dir():
+            _remove_tree(stale)
+    return kv
+
+
+def _parse(path: Path, kind: str, progress: bool) -> KeyedVectors:
+    """Parse a word2vec or GloVe file (never a pickle: load_word2vec_format only reads numbers and words)."""
+    from gensim.models import KeyedVectors
+
     with _status(f"Parsing {kind} vectors from {path} (cached for next time)", progress):
         try:
             kv = KeyedVectors.load_word2vec_format(
@@ -107,10 +128,8 @@ def _load_file(path: Path, progress: bool) -> KeyedVectors:
             )
         except (ValueError, UnicodeDecodeError, EOFError, OSError, IndexError) as e:
             raise WinnerError(f"{path}: could not read it as {kind} vectors: {e}") from None
-    _store(entry, kv, {"source": resolved, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "kind": kind})
-    for stale in entry.parent.glob(f"{path_key}-*"):  # older versions of the same file
-        if stale != entry and stale.is_dir():
-            _remove_tree(stale)
+    if not _all_finite(kv.vectors):
+        raise WinnerError(f"{path}: some of its vectors hold NaN or infinity")
     return kv
 
 
@@ -118,7 +137,7 @@ def _sniff_format(path: Path) -> str:
     """native | word2vec-binary | word2vec-text | glove-text, from the suffix and the first bytes."""
     import gzip
 
-    if path.suffix in NATIVE_SUFFIXES:
+    if path.suffix.lower() in NATIVE_SUFFIXES:
         return "native"
     with path.open("rb") as f:
         head = f.read(2)
@@ -128,7 +147,7 @@ def _sniff_format(path: Path) -> str:
             head = f.read(1 << 16)
     except (OSError, EOFError) as e:
         raise WinnerError(f"{path}: could not read it: {e}") from None
-    if head[:1] == b"\x80":  # a pickle: gensim's native format under another name
+    if head[:1] == b"\x80" or _PICKLE_GLOBAL.match(head):  # a pickle: gensim's native format under another name
         return "native"
     first, _, rest = head.partition(b"\n")
     fields = first.split()
@@ -150,7 +169,18 @@ def _is_number(field: bytes) -> bool:
     return True
 
 
+def _pickle_refusal(path: Path) -> str:
+    """The one-line error for a pickle given without trust_pickle: why, and how to convert it."""
+    out = path.with_name(f"{path.name.split('.')[0] or 'vectors'}.w2v.txt")
+    convert = (f"from gensim.models import KeyedVectors as K; m = K.load({str(path)!r}); "
+               f"getattr(m, 'wv', m).save_word2vec_format({str(out)!r})")
+    return (f"{path} is a pickle (gensim native format): loading it would run any code in it, so it is refused. "
+            f"Convert a file you trust to word2vec text once with: python -c \"{convert}\" and pass {out}; "
+            f"or pass --trust-pickle (trust_pickle=True) if you made the file yourself")
+
+
 def _load_native(path: Path) -> KeyedVectors:
+    """Unpickle a gensim KeyedVectors or model file: runs code in the file, so only with trust_pickle."""
     from gensim.models import KeyedVectors
 
     try:
@@ -165,17 +195,66 @@ def _load_native(path: Path) -> KeyedVectors:
     return kv
 
 
+# ------------------------------------------------------------------------------------------------ cache
+
+
 def _store(entry: Path, kv: KeyedVectors, meta: dict) -> None:
-    """Save vectors to the cache atomically; a cache that cannot be written only costs time."""
+    """Save vectors to the cache atomically as npy + json; a cache that cannot be written only costs time."""
 
     def fill(tmp: Path) -> None:
-        kv.save(str(tmp / "vectors.kv"), sep_limit=0)  # vectors in their own .npy, so they can be mmap'd
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        np.save(tmp / "vectors.npy", np.ascontiguousarray(kv.vectors), allow_pickle=False)
+        (tmp / "words.json").write_text(json.dumps(list(kv.index_to_key)), encoding="utf-8")
+        meta_text = json.dumps({**meta, "format": _CACHE_FORMAT}, indent=1) + "\n"
+        (tmp / "meta.json").write_text(meta_text, encoding="utf-8")
 
     try:
         write_dir_atomic(entry, fill)
     except OSError:
         pass
+
+
+def _read_cached(entry: Path) -> KeyedVectors | None:
+    """The vectors of a cache entry, memory-mapped; None if it is missing, of another format or broken."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != _CACHE_FORMAT:
+            return None
+        words = json.loads((entry / "words.json").read_text(encoding="utf-8"))
+        vectors = np.load(entry / "vectors.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError, RecursionError):  # ValueError: bad json or utf-8, a pickle as .npy
+        return None
+    if not isinstance(vectors, np.ndarray):  # np.load opens a zip as an NpzFile
+        vectors.close()
+        return None
+    valid = (
+        isinstance(words, list)
+        and all(isinstance(w, str) for w in words)
+        and len(set(words)) == len(words)
+        and vectors.ndim == 2
+        and vectors.shape[0] == len(words)
+        and vectors.shape[1] > 0
+        and vectors.dtype.kind == "f"
+        and vectors.dtype.isnative
+        and _all_finite(vectors)
+    )
+    return _keyed_vectors(words, vectors) if valid else None
+
+
+def _keyed_vectors(words: list[str], vectors: np.ndarray) -> KeyedVectors:
+    """A KeyedVectors around `vectors` as they are (no copy, so a memory map stays one)."""
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(vectors.shape[1], count=0, dtype=vectors.dtype)
+    kv.index_to_key = words
+    kv.key_to_index = {w: i for i, w in enumerate(words)}
+    kv.vectors = vectors
+    kv.next_index = len(words)
+    return kv
+
+
+def _all_finite(vectors: np.ndarray, chunk: int = 1 << 16) -> bool:
+    """No NaN or infinity in `vectors`, a chunk of rows at a time (memory maps can be large)."""
+    return all(np.isfinite(vectors[i : i + chunk]).all() for i in range(0, len(vectors), chunk))
 
 
 def _remove_tree(path: Path) -> None:
@@ -226,16 +305,21 @@ def default_vectors(progress: bool = True) -> KeyedVectors:
             "normalise": "lower,digit0",  # change this if winner.windows.normalise changes
             "gensim": gensim.__version__,
             "data": hashlib.sha256(data.read_bytes()).hexdigest(),
+            "format": _CACHE_FORMAT,
         },
         sort_keys=True,
     )
     entry = cache_dir() / "word2vec" / hashlib.sha1(key.encode()).hexdigest()[:16]
-    if (entry / "vectors.kv").is_file():
-        return _load_native(entry / "vectors.kv")
+    cached = _read_cached(entry)
+    if cached is not None:
+        return cached
     with _status("Training the default word2vec vectors on Brown (cached for next time)", progress):
         sentences = [[normalise(t) for t in s] for s in brown_sentences("train")]
         kv = train_word2vec(sentences)
     _store(entry, kv, json.loads(key))
+    for stale in entry.parent.iterdir():  # entries of the old format (gensim pickles), never read again
+        if stale.is_dir() and (stale / "vectors.kv").exists():
+            _remove_tree(stale)
     return kv
 
 

@@ -54,10 +54,12 @@ def resolve_data(train_source: str | None, dev_source: str | None,
 
 
 def embedding_table(spec: str, max_pretrained: int, train: list[Sentence], rng: np.random.Generator,
-                    quiet: bool = False) -> tuple[np.ndarray | None, list[str], dict, np.ndarray]:
+                    quiet: bool = False, trust_pickle: bool = False,
+                    ) -> tuple[np.ndarray | None, list[str], dict, np.ndarray]:
     """(table or None, vocabulary words, stats, has_vector): pretrained vectors (`spec`: a file, a downloader
     name, "default" or "none") aligned to the training words plus the `max_pretrained` most frequent pretrained
-    words (0: all); has_vector marks the words that got a pretrained row."""
+    words (0: all); has_vector marks the words that got a pretrained row. A pickled (gensim native) file is
+    refused unless trust_pickle, as unpickling runs code."""
     tokens = [s.tokens for s in train]
     if spec.lower() == "none":
         vocab = build_word_vocab(tokens)
@@ -65,7 +67,7 @@ def embedding_table(spec: str, max_pretrained: int, train: list[Sentence], rng: 
     from winner import embeddings
 
     kv = embeddings.default_vectors(progress=not quiet) if spec == DEFAULT_EMBEDDINGS \
-        else embeddings.load_keyed_vectors(spec, progress=not quiet)
+        else embeddings.load_keyed_vectors(spec, progress=not quiet, trust_pickle=trust_pickle)
     top = embeddings.top_words(kv, max_pretrained or len(kv.index_to_key))
     vocab = build_word_vocab(tokens, extra_words=top)
     table, stats = embeddings.align_vectors(kv, vocab.itos, rng)
@@ -87,7 +89,7 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
                   key=lambda t: (t != "O", t[2:], t))
     rng = np.random.default_rng(settings.seed)
     table, words, stats, has_vector = embedding_table(settings.embeddings, settings.max_pretrained, train, rng,
-                                                      settings.quiet)
+                                                      settings.quiet, settings.trust_pickle)
     embed_dim = table.shape[1] if table is not None else settings.random_embed_dim
     config = MLPConfig(
         n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=embed_dim, n_out=len(tags),

@@ -15,6 +15,7 @@ class NERSettings:
     train: str | None = None  # path or hub name; None = the shipped WikiGold
     dev: str | None = None
     embeddings: str = DEFAULT_EMBEDDINGS  # path, gensim-downloader name, "default" or "none"
+    trust_pickle: bool = False  # allow gensim native (pickle) embeddings files: runs code in them
     window: int = 2
     hidden: int = 300
     layers: int = 1

@@ -44,6 +44,7 @@ class ScoreSettings:
     dev: str | None = None
     label: str = "LOC"  # the entity type whose tokens are the true windows
     embeddings: str = DEFAULT_EMBEDDINGS  # path, gensim-downloader name, "default" or "none"
+    trust_pickle: bool = False  # allow gensim native (pickle) embeddings files: runs code in them
     window: int = 2
     hidden: int = 300
     layers: int = 1
@@ -258,7 +259,7 @@ def build_scorer(settings: ScoreSettings, train: list[Sentence]) -> tuple[Scorer
 
     rng = np.random.default_rng(settings.seed)
     table, words, stats, has_vector = embedding_table(settings.embeddings, settings.max_pretrained, train, rng,
-                                                      settings.quiet)
+                                                      settings.quiet, settings.trust_pickle)
     embed_dim = table.shape[1] if table is not None else settings.random_embed_dim
     config = MLPConfig(
         n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=embed_dim, n_out=1,
