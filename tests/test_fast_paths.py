@@ -12,8 +12,9 @@ from numba import njit
 
 from winner import kernels as K
 from winner import mlp as mlp_module
-from winner.mlp import MLPConfig, WindowMLP, set_threads
+from winner.mlp import MLPConfig, WindowMLP
 from winner.optim import Optimizer
+from winner.runtime import set_threads
 
 
 def make(config_kw: dict, n: int = 24, seed: int = 0):
@@ -366,20 +367,20 @@ def test_training_with_scipy_blas_links_the_cached_kernels_and_matches():
 
     script = (
         "import json, numpy as np\n"
-        "from winner import kernels as K\n"
+        "from winner import runtime\n"
         "from tests.test_fast_paths import make\n"
         "from winner.optim import Optimizer\n"
         "model, ids, feats, targets = make({'dtype': 'float32'}, n=40)\n"
         "order = np.arange(len(targets), dtype=np.int64)\n"
         "Optimizer('sgd', lr=0.05).train_batches(model, ids, feats, targets, order, 0, len(order), 8, seed=1)\n"
-        "print(json.dumps({'numpy_cblas': K.NUMPY_CBLAS, 'theta': model.theta.tolist()}))\n")
+        "print(json.dumps({'blas': runtime.blas_library(), 'theta': model.theta.tolist()}))\n")
     runs = {}
     for choice in ("numpy", "scipy"):
         env = {**os.environ, "WINNER_BLAS": choice}
         out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         runs[choice] = json.loads(out.stdout.strip().splitlines()[-1])
-    assert runs["scipy"]["numpy_cblas"] is False
+    assert runs["scipy"]["blas"] == "scipy"
     np.testing.assert_allclose(runs["scipy"]["theta"], runs["numpy"]["theta"], rtol=1e-5, atol=1e-6)
 
 

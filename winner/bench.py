@@ -101,7 +101,7 @@ def median_rate(units: int, fn: Callable[[], None], repeats: int) -> tuple[float
 
 
 def set_all_threads(n: int, torch_module=None) -> None:
-    from winner.mlp import set_threads
+    from winner.runtime import set_threads
 
     set_threads(n)
     if torch_module is not None:
@@ -239,7 +239,9 @@ def run(quick: bool = False, threads: tuple[int, ...] = (1, 2), repeats: int = 3
 
     import numba
 
-    from winner import kernels  # noqa: F401 — loads the BLAS the kernels use, so thread limits reach it
+    from winner import runtime
+
+    runtime.init()  # the BLAS the kernels use, so thread limits reach it
 
     report = Report()
     report.machine = {"cpu": platform.processor() or platform.machine(), "numpy": np.__version__,

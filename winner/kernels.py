@@ -10,6 +10,10 @@ Activations of a batch live in one flat buffer `acts` (layer l's input at offset
 with a parallel buffer `keep` holding the dropout scale (0 or 1/(1-p)) of each unit.
 Dropout masks come from a counter-based hash of (seed, step, index), so they are reproducible
 without any random state inside numba.
+
+Call winner.runtime.init() before the first kernel call of a process (WindowMLP does): it registers the BLAS
+the products link to and launches numba's threading layer, without which a kernel loaded from numba's cache
+that reaches a parallel kernel can crash (see runtime.py).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from winner.cblas import CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, cblas_signature
-from winner.errors import SettingError
 
 TANH, SIGMOID, RELU = 0, 1, 2
 LOSS_SOFTMAX, LOSS_SIGMOID, LOSS_NONE = 0, 1, 2
@@ -35,60 +38,10 @@ FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # ---------------------------------------------------------------- BLAS and scalar helpers
 
 
-# Every product goes through one cblas_?gemm, registered with LLVM under a fixed name so that numba's cached
-# kernels link to it whichever library is behind it: numpy's own OpenBLAS (the 64-bit-index build its wheels
-# bundle) where it can be found, else an adapter over numba's BLAS entry point (scipy's OpenBLAS). numpy's is
-# newer and faster for the few-row products of minibatches (1 thread, GFLOP/s, numpy's vs scipy's build:
-# 64 x 340 @ 340 x 16,493 99 vs 60; its A.T @ B 142 vs 117; A @ B.T 88 vs 104). Never both: with two OpenBLAS
-# thread pools spinning side by side, 2-thread training collapsed (batch 512: 8k windows/s).
+# Every product goes through one cblas_?gemm under a fixed name, so that numba's cached kernels link to it
+# whichever library is behind it; winner.runtime.init() registers the name (numpy's OpenBLAS or scipy's).
 _CBLAS = {types.float32: types.ExternalFunction("winner_cblas_sgemm", cblas_signature(types.float32)),
           types.float64: types.ExternalFunction("winner_cblas_dgemm", cblas_signature(types.float64))}
-
-
-def _numpy_cblas() -> tuple[int, int] | None:
-    """Addresses of cblas_sgemm/dgemm in numpy's bundled OpenBLAS, or None if this numpy has none."""
-    import ctypes
-    import glob
-    import os
-
-    root = os.path.dirname(np.__file__)
-    for pattern in (os.path.join(root, os.pardir, "numpy.libs", "libscipy_openblas64_*"),
-                    os.path.join(root, ".dylibs", "libscipy_openblas64_*")):
-        for path in sorted(glob.glob(pattern)):
-            try:
-                lib = ctypes.CDLL(path)
-                sgemm, dgemm = lib.scipy_cblas_sgemm64_, lib.scipy_cblas_dgemm64_
-            except (OSError, AttributeError):
-                continue
-            return ctypes.cast(sgemm, ctypes.c_void_p).value, ctypes.cast(dgemm, ctypes.c_void_p).value
-    return None
-
-
-def _register_cblas() -> bool:
-    """Register winner_cblas_sgemm/dgemm with LLVM; True when they are numpy's OpenBLAS.
-
-    WINNER_BLAS=scipy chooses scipy's even where numpy's is there (to compare them, or to test the adapter).
-    """
-    import os
-
-    from llvmlite import binding
-
-    choice = os.environ.get("WINNER_BLAS", "").strip().lower()
-    if choice not in ("", "numpy", "scipy"):
-        raise SettingError(f"WINNER_BLAS must be numpy or scipy, got {choice!r}")
-    found = None if choice == "scipy" else _numpy_cblas()
-    if found is None:
-        from winner import scipy_blas  # compiled, or loaded from numba's cache, only when needed
-
-        sgemm, dgemm = scipy_blas.sgemm_rowmajor.address, scipy_blas.dgemm_rowmajor.address
-    else:
-        sgemm, dgemm = found
-    binding.add_symbol("winner_cblas_sgemm", sgemm)
-    binding.add_symbol("winner_cblas_dgemm", dgemm)
-    return found is not None
-
-
-NUMPY_CBLAS = _register_cblas()
 
 
 @njit(cache=True)
@@ -823,6 +776,8 @@ def rows_times_vector(W, a, out):
         _rows_times_block(W, a, out, j0, min(m, j0 + ROWS_TIMES_VECTOR_BLOCK))
 
 
+# Cached parallel kernels are safe only because winner.runtime.init() launches numba's threading layer before
+# any kernel is loaded: a cached caller of this kernel does not launch it (numba #8578), see runtime.py.
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
 def rows_times_vector_split(W, a, out):
     """rows_times_vector with threads taking out's blocks: each output sums the same terms in the same order,
@@ -1395,6 +1350,7 @@ def first_layer_tables(E, F, W0, uniq, U, T, C, Eu):
             gemm(False, False, 1.0, F, W0[p * w + d : (p + 1) * w], 0.0, C[p])
 
 
+# Parallel and cached: safe to load in any process once winner.runtime.init() has run (see runtime.py).
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
 def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out):
     """Logits (or log-probabilities) of windows whose first layer is a sum of table rows.

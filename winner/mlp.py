@@ -8,14 +8,14 @@ owns its scratch buffers, so a training step allocates nothing.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from winner import kernels as K
-from winner.errors import ModelFormatError, SettingError
+from winner import runtime
+from winner.errors import ModelFormatError
 
 LOOKUP_TABLE_BYTES = 256 << 20  # the lookup path's (position, word) table is at most this big per chunk
 ACTIVATIONS = {"tanh": K.TANH, "sigmoid": K.SIGMOID, "relu": K.RELU}
@@ -147,6 +147,7 @@ class WindowMLP:
 
     def __init__(self, config: MLPConfig, seed: int = 0, E: np.ndarray | None = None,
                  F: np.ndarray | None = None):
+        runtime.init()
         self.config = config
         self.dtype = np.dtype(config.dtype)
         self.sizes = config.sizes
@@ -472,50 +473,6 @@ class WindowMLP:
 
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)
-
-
-_CONTROLLER = None
-
-
-def blas_threads(n: int | None):
-    """Context manager: BLAS limited to n threads inside (None: leave the current setting)."""
-    global _CONTROLLER
-    import contextlib
-
-    if n is None:
-        return contextlib.nullcontext()
-    if _CONTROLLER is None:
-        import threadpoolctl
-
-        _CONTROLLER = threadpoolctl.ThreadpoolController()  # after kernels loaded its BLAS
-    return _CONTROLLER.limit(limits=n, user_api="blas")
-
-
-def set_threads(n: int | None = None) -> int:
-    """Cores the core may use (numba's parallel loops and the BLAS behind its matrix products); None = all.
-
-    Results do not depend on it: parallel loops split independent rows, BLAS splits output blocks.
-    Returns the number set.
-    """
-    import numba
-    import threadpoolctl
-
-    n = numba.config.NUMBA_NUM_THREADS if n is None else max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
-    threadpoolctl.threadpool_limits(n, user_api="blas")
-    return n
-
-
-def _threads_from_environment() -> None:
-    """WINNER_THREADS=n limits every command to n cores (the CLI's thread setting)."""
-    value = os.environ.get("WINNER_THREADS", "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise SettingError(f"WINNER_THREADS must be a whole number >= 1, got {value!r}")
-        set_threads(int(value))
-
-
-_threads_from_environment()
 
 
 def load_params_npz(path: Path) -> dict[str, np.ndarray]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from winner import kernels as K
-from winner.mlp import ACTIVATIONS, LOSSES, SparseGrads, WindowMLP, blas_threads
+from winner.mlp import ACTIVATIONS, LOSSES, SparseGrads, WindowMLP
+from winner.runtime import blas_threads
 
 OPTIMIZERS = {"sgd": K.OPT_SGD, "adam": K.OPT_ADAM}
 # Minibatches whose products are smaller than this (batch x weights, in multiply-adds) keep BLAS on one thread:

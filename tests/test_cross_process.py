@@ -1,0 +1,205 @@
+"""Every inference path in fresh processes of the installed `winner` command, twice, over one numba cache.
+
+numba's cache outlives a process: a kernel loaded from it in a process that has not launched numba's
+threading layer crashed (exit 139) when its call graph reached a `parallel=True` kernel. An in-process
+CliRunner test cannot see that, so here one subprocess trains a tiny tagger, scorer and language model over a
+private NUMBA_CACHE_DIR, then each inference command runs in new subprocesses, twice for each thread setting,
+and must exit 0 with the same output every time. The other order (an inference process fills an empty cache
+first) is checked too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from winner.resources import brown_stream_path, wikigold_path
+
+pytestmark = pytest.mark.slow
+
+WINNER = str(Path(sys.executable).with_name("winner"))
+SENTENCE = "John Smith flew to Paris on Monday .\nThe United Nations met in New York .\n"
+
+TRAIN_ALL = """
+from winner.cli import app
+import sys
+for args in sys.argv[1:]:
+    try:
+        app(args.split("\\t"), standalone_mode=False)
+    except SystemExit as e:
+        if e.code:
+            raise
+"""
+
+PYTHON_CLASSES = """
+import sys
+import numpy as np
+from winner.lm import LanguageModel, resolve_model_dir
+from winner.ner import tag_sentences
+from winner.scorer import load_scorer
+tagger_dir, scorer_dir, lm_dir = sys.argv[1:4]
+print(tag_sentences(tagger_dir, [["John", "Smith", "flew", "to", "Paris", "."]]))
+scorer = load_scorer(scorer_dir)
+print(scorer.score([["Not", "all", "museums", "in", "Paris", "are", "amazing"]]))
+lm = LanguageModel.load(resolve_model_dir(lm_dir))
+print(lm.generate(["the", "jury", "said"], 8, seed=3))
+"""
+
+
+def _env(cache: Path, work: Path, threads: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("WINNER_THREADS", "NUMBA_NUM_THREADS")}
+    env.update(NUMBA_CACHE_DIR=str(cache), WINNER_CACHE=str(work / "winner-cache"), PYTHONFAULTHANDLER="1")
+    if threads is not None:
+        env["WINNER_THREADS"] = threads
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, input=stdin, capture_output=True, text=True, env=env, timeout=600)
+
+
+def _tiny_inputs(root: Path) -> dict[str, Path]:
+    """A word2vec text file for the tagger's words, a 40-line CoNLL file and a small plain-text corpus."""
+    rng = np.random.default_rng(0)
+    lines = wikigold_path("dev").read_text(encoding="utf-8").splitlines()
+    words = sorted({line.split()[0] for line in lines if line.strip()})
+    vectors = root / "vectors.txt"
+    vectors.write_text(f"{len(words)} 8\n" + "".join(
+        w + " " + " ".join(f"{x:.4f}" for x in rng.normal(size=8)) + "\n" for w in words), encoding="utf-8")
+    small = root / "small.conll"
+    start = next(i for i in range(len(lines)) if (i == 0 or not lines[i - 1].strip())
+                 and any(line.endswith("LOC") for line in lines[i:i + 40]))
+    small.write_text("\n".join(lines[start:start + 40]) + "\n", encoding="utf-8")
+    with gzip.open(brown_stream_path("train"), "rt", encoding="utf-8") as f:
+        text = [next(f) for _ in range(300)]
+    corpus = root / "corpus.txt"
+    corpus.write_text("".join(text), encoding="utf-8")
+    return {"vectors": vectors, "small": small, "corpus": corpus}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny tagger, scorer and LM trained in ONE subprocess that fills a private numba cache."""
+    root = tmp_path_factory.mktemp("cross")
+    paths = _tiny_inputs(root)
+    # The whole dev split is large enough for the tagger's evaluation to take the first-layer lookup path, so
+    # the plain forward kernels are first compiled by an inference process, over parallel kernels that
+    # training compiled: the order in which the cache first crashed.
+    train, dev = str(wikigold_path("dev")), str(wikigold_path("dev"))
+    common = ["--embeddings", str(paths["vectors"]), "--epochs", "1", "--quiet"]
+    runs = {"tagger": root / "tagger", "scorer": root / "scorer", "lm": root / "lm"}
+    commands = [
+        ["ner", "train", "--train", train, "--dev", dev, "--out", str(runs["tagger"]), *common],
+        ["score", "train", "--train", train, "--dev", str(paths["small"]), "--label", "LOC",
+         "--out", str(runs["scorer"]), "--hidden", "16", *common],
+        ["lm", "train", "--corpus", str(paths["corpus"]), "--context", "3", "--embed-dim", "8", "--hidden", "16",
+         "--epochs", "1", "--out", str(runs["lm"])],
+    ]
+    result = _run([sys.executable, "-c", TRAIN_ALL, *("\t".join(c) for c in commands)],
+                  _env(root / "numba-cache", root, None))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {**runs, **paths, "root": root, "cache": root / "numba-cache"}
+
+
+def _inference_commands(m: dict[str, Path]) -> dict[str, tuple[list[str], str | None]]:
+    text_file = m["root"] / "sentences.txt"
+    text_file.write_text(SENTENCE, encoding="utf-8")
+    tagger, scorer, lm = str(m["tagger"]), str(m["scorer"]), str(m["lm"])
+    return {
+        "ner tag text stdin": ([WINNER, "ner", "tag", tagger, "-"], SENTENCE),
+        "ner tag json file": ([WINNER, "ner", "tag", tagger, str(text_file), "--format", "json"], None),
+        "ner evaluate": ([WINNER, "ner", "evaluate", tagger, "--data", str(m["small"]), "--json"], None),
+        "score windows": ([WINNER, "score", "windows", scorer, "Not all museums in Paris are amazing"], None),
+        "score evaluate": ([WINNER, "score", "evaluate", scorer, "--data", str(m["small"]), "--json"], None),
+        "lm generate": ([WINNER, "lm", "generate", lm, "--prompt", "the jury said", "-n", "12", "--seed", "1"], None),
+        "lm perplexity": ([WINNER, "lm", "perplexity", lm, "--json"], None),
+        "python classes": ([sys.executable, "-c", PYTHON_CLASSES, tagger, scorer, lm], None),
+    }
+
+
+def _assert_twice_same(name: str, args: list[str], stdin: str | None, env: dict[str, str],
+                       expected: dict[str, str]) -> None:
+    for attempt in (1, 2):
+        result = _run(args, env, stdin)
+        assert result.returncode == 0, (
+            f"{name} (WINNER_THREADS={env.get('WINNER_THREADS')}, run {attempt}) exited {result.returncode}:\n"
+            f"{result.stderr[-3000:]}")
+        assert result.stdout.strip(), f"{name} printed nothing"
+        first = expected.setdefault(name, result.stdout)
+        assert result.stdout == first, f"{name}: output differs between processes or thread settings"
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, str]:
+    """Each command's output, shared by every thread setting and cache order: they must all agree."""
+    return {}
+
+
+@pytest.mark.parametrize("threads", [None, "1", "2"], ids=["threads-unset", "threads-1", "threads-2"])
+def test_inference_from_a_cache_filled_by_training(models, reference, threads):
+    env = _env(models["cache"], models["root"], threads)
+    for name, (args, stdin) in _inference_commands(models).items():
+        _assert_twice_same(name, args, stdin, env, reference)
+
+
+def test_inference_from_a_cache_filled_by_inference(models, reference, tmp_path):
+    """The other order: on an empty cache a `tag` process compiles first, then every command runs twice over
+    what it left. Outputs as from the training-filled cache."""
+    commands = _inference_commands(models)
+    if not reference:  # run alone: the outputs from the training-filled cache first
+        for name, (args, stdin) in commands.items():
+            _assert_twice_same(name, args, stdin, _env(models["cache"], models["root"], None), reference)
+    env = _env(tmp_path / "numba-cache", models["root"], None)
+    fresh: dict[str, str] = {}
+    for name, (args, stdin) in commands.items():
+        _assert_twice_same(name, args, stdin, env, fresh)
+        assert fresh[name] == reference[name], f"{name}: output differs with a cache filled by inference"
+
+
+def test_readme_path_train_then_tag_twice(models, tmp_path):
+    """The README's path on its own cache: `ner train` in one process, then `ner tag` in two more. Training
+    compiles the parallel kernels; the first `tag` compiles the plain forward pass over them; the second
+    loads that from the cache (the run that crashed)."""
+    env = _env(tmp_path / "numba-cache", tmp_path, None)
+    run = tmp_path / "tagger"
+    train = _run([WINNER, "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("dev")),
+                  "--embeddings", str(models["vectors"]), "--epochs", "1", "--quiet", "--out", str(run)], env)
+    assert train.returncode == 0, train.stderr[-3000:]
+    outputs: dict[str, str] = {}
+    for name in ("ner tag text stdin", "ner evaluate"):
+        args, stdin = _inference_commands(models)[name]
+        args = [str(run) if a == str(models["tagger"]) else a for a in args]
+        _assert_twice_same(name, args, stdin, env, outputs)
+
+
+KERNEL_ORDER = """
+import sys
+import numpy as np
+from winner import kernels as K, runtime
+runtime.init()  # what every model does before its first kernel call
+if sys.argv[1] == "parallel":  # a one-row product big enough for the threaded kernel
+    W, a = np.ones((2000, 1100), np.float32), np.ones(2000, np.float32)
+    out = np.zeros(1100, np.float32)
+    K.rows_times_vector(W, a, out)
+else:  # a small one: the threaded kernel is only linked in, never run
+    W, a = np.ones((20, 11), np.float32), np.ones((1, 20), np.float32)
+    out = np.zeros(11, np.float32)
+    K.vector_times_matrix(False, False, 1.0, a, W, 0.0, out)
+print(float(out.sum()))
+"""
+
+
+def test_kernel_compiled_over_a_cached_parallel_kernel(tmp_path):
+    """The smallest form of the crash: process 1 caches the parallel kernel, process 2 compiles a caller
+    over it (loaded from the cache), process 3 loads that caller."""
+    env = _env(tmp_path / "numba-cache", tmp_path, None)
+    results = [_run([sys.executable, "-c", KERNEL_ORDER, step], env) for step in ("parallel", "caller", "caller")]
+    for step, r in enumerate(results, 1):
+        assert r.returncode == 0, f"process {step} exited {r.returncode}: {r.stderr[-2000:]}"
+    assert [r.stdout for r in results] == ["2200000.0\n", "220.0\n", "220.0\n"]
