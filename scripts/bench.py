@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from winner.cli import bench
+from winner.cli.app import bench
 
 if __name__ == "__main__":
     typer.run(bench)

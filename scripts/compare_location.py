@@ -15,13 +15,13 @@ import argparse
 import json
 import sys
 
-from winner.conll import convert_tags, detect_scheme, load_sentences
+from winner.data.conll import convert_tags, detect_scheme, load_sentences
+from winner.data.resources import shared_data_dir
 from winner.errors import WinnerError
-from winner.metrics import entity_scores
-from winner.ner import resolve_model_dir
-from winner.resources import shared_data_dir
-from winner.scorer import centre_is_label, load_scorer, ranking_scores, token_scores
-from winner.tagger import Tagger
+from winner.heads.metrics import entity_scores
+from winner.heads.model_io import resolve_model_dir
+from winner.heads.scorer import centre_is_label, load_scorer, ranking_scores, token_scores
+from winner.heads.tagger import Tagger
 
 
 def compare(scorer_dir: str, tagger_dir: str, data: str, label: str | None = None) -> dict:

@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("PyTorch is not installed: pip install torch==2.13.0")
     from numba import njit
 
-    from winner import bench
-    from winner import kernels as K
-    from winner.optim import Optimizer
+    from winner.core import bench
+    from winner.core import kernels as K
+    from winner.core.optim import Optimizer
 
     bench.set_all_threads(args.threads, torch)
     B, lm = 64, bench.LM

@@ -15,8 +15,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from winner.conll import count_entities, read_conll, write_conll
-from winner.resources import BROWN_SPLITS, data_dir, shared_data_dir
+from winner.data.conll import count_entities, read_conll, write_conll
+from winner.data.resources import BROWN_SPLITS, data_dir, shared_data_dir
 
 WIKIGOLD_SHA256 = "c797a64d0cf73ed058363f77671486bcfd413e70fda1726ad4a6ba624455225f"
 # [start, end) document indices: about 80 / 10 / 10 % of the tokens, whole documents, in file order.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from winner import runtime
+from winner.core import runtime
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from winner.bench import parse_list, parse_threads
-from winner.cli import app
+from winner.cli.app import app
+from winner.core.bench import parse_list, parse_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

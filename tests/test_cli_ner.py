@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from winner.cli import app
-from winner.resources import wikigold_path
+from winner.cli.app import app
+from winner.data.resources import wikigold_path
 
 FIXTURES = Path(__file__).parent / "fixtures"
 runner = CliRunner()
@@ -190,7 +190,7 @@ def test_gradcheck_command_passes():
 
 
 def test_shipped_pipelines_parse():
-    from winner.pipeline import load_pipeline
+    from winner.cli.pipeline import load_pipeline
 
     for path in sorted(Path(__file__).parents[1].glob("pipelines/*.toml")):
         name, out, steps = load_pipeline(path, {})
@@ -217,7 +217,7 @@ def test_a_bad_environment_setting_is_a_one_line_error(setting, value, message):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "winner.cli", "gradcheck"], env={**os.environ, setting: value},
+    result = subprocess.run([sys.executable, "-m", "winner", "gradcheck"], env={**os.environ, setting: value},
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip() == message

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from winner import conll
-from winner.conll import (
+from winner.data import conll
+from winner.data.conll import (
     SCHEMES,
     Sentence,
     convert_tags,
@@ -26,8 +26,8 @@ from winner.conll import (
     tags_to_spans,
     write_conll,
 )
+from winner.data.resources import shared_data_dir, wikigold_path
 from winner.errors import DataFormatError, WinnerError
-from winner.resources import shared_data_dir, wikigold_path
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = shared_data_dir()

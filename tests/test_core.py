@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from winner import gradcheck
-from winner.mlp import MLPConfig, WindowMLP
-from winner.optim import Optimizer
+from winner.core import gradcheck
+from winner.core.mlp import MLPConfig, WindowMLP
+from winner.core.optim import Optimizer
 
 
 def reference_forward(model: WindowMLP, ids: np.ndarray, feats: np.ndarray) -> np.ndarray:

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from winner import resources
-from winner.corpus import brown_sentences, brown_streams, brown_vocab, read_token_stream
+from winner.data import resources
+from winner.data.corpus import brown_sentences, brown_streams, brown_vocab, read_token_stream
+from winner.data.vocab import UNK
 from winner.errors import DataFormatError, WinnerError
-from winner.vocab import UNK
 
 
 def test_read_token_stream_ignores_line_breaks(tmp_path):
@@ -89,7 +89,7 @@ def test_resource_paths_follow_the_environment(monkeypatch, tmp_path):
 def test_default_resource_paths(monkeypatch):
     for name in ("WINNER_DATA", "WINNER_CACHE", "WINNER_SHARED_DATA"):
         monkeypatch.delenv(name, raising=False)
-    repo = resources.Path(resources.__file__).resolve().parents[1]
+    repo = resources.Path(resources.__file__).resolve().parents[2]  # winner/data/resources.py
     assert resources.data_dir() == repo / "data"
     assert resources.cache_dir().parts[-2:] == (".cache", "winner")
     shared = resources.shared_data_dir()
@@ -112,13 +112,13 @@ def test_default_resource_paths(monkeypatch):
     ("<text> the <unk> word", "<text> the <unk> word"),
 ])
 def test_tokenize_like_brown(text, tokens):
-    from winner.corpus import tokenize
+    from winner.data.corpus import tokenize
 
     assert tokenize(text) == tokens.split()
 
 
 def test_tokenize_keeps_known_abbreviations():
-    from winner.corpus import tokenize
+    from winner.data.corpus import tokenize
 
     assert tokenize("See the av. and the op. list") == "see the av . and the op . list".split()
     assert tokenize("See the av. and the op. list", known={"av.", "op."}) == "see the av. and the op. list".split()
@@ -126,7 +126,7 @@ def test_tokenize_keeps_known_abbreviations():
 
 def test_tokenize_reproduces_the_brown_streams(streams):
     """Joined back into text, the Brown lines come out of the prompt tokenizer unchanged (99% of them)."""
-    from winner.corpus import tokenize
+    from winner.data.corpus import tokenize
 
     vocab = brown_vocab(streams)
     lines = brown_sentences("valid")
@@ -138,7 +138,7 @@ def test_tokenize_reproduces_the_brown_streams(streams):
 
 
 def test_read_text_corpus_directory(tmp_path):
-    from winner.corpus import read_text_corpus
+    from winner.data.corpus import read_text_corpus
 
     (tmp_path / "train.txt").write_text("The cat didn't sit.\nA dog sat.\n")
     (tmp_path / "dev.txt.gz").write_bytes(gzip.compress(b"The dog.\n"))
@@ -149,7 +149,7 @@ def test_read_text_corpus_directory(tmp_path):
 
 
 def test_read_text_corpus_single_file_holds_out_the_end(tmp_path):
-    from winner.corpus import read_text_corpus
+    from winner.data.corpus import read_text_corpus
 
     path = tmp_path / "all.txt"
     path.write_text(" ".join(f"w{i}" for i in range(100)))
@@ -163,7 +163,7 @@ def test_read_text_corpus_single_file_holds_out_the_end(tmp_path):
     ({"train.txt": "a", "train2.txt": "b", "valid.txt": "c"}, "more than one train"),
 ])
 def test_read_text_corpus_errors(tmp_path, files, message):
-    from winner.corpus import read_text_corpus
+    from winner.data.corpus import read_text_corpus
 
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -174,7 +174,7 @@ def test_read_text_corpus_errors(tmp_path, files, message):
 
 
 def test_text_vocab_min_count_and_max_size():
-    from winner.corpus import text_vocab
+    from winner.data.corpus import text_vocab
 
     train = "a a a b b c".split()
     assert text_vocab(train).itos == [UNK, "a", "b", "c"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from winner.resources import brown_stream_path, wikigold_path
+from winner.data.resources import brown_stream_path, wikigold_path
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ WINNER = str(Path(sys.executable).with_name("winner"))
 SENTENCE = "John Smith flew to Paris on Monday .\nThe United Nations met in New York .\n"
 
 TRAIN_ALL = """
-from winner.cli import app
+from winner.cli.app import app
 import sys
 for args in sys.argv[1:]:
     try:
@@ -40,9 +40,10 @@ for args in sys.argv[1:]:
 PYTHON_CLASSES = """
 import sys
 import numpy as np
-from winner.lm import LanguageModel, resolve_model_dir
-from winner.ner import tag_sentences
-from winner.scorer import load_scorer
+from winner.heads.lm import LanguageModel
+from winner.heads.model_io import resolve_model_dir
+from winner.heads.ner import tag_sentences
+from winner.heads.scorer import load_scorer
 tagger_dir, scorer_dir, lm_dir = sys.argv[1:4]
 print(tag_sentences(tagger_dir, [["John", "Smith", "flew", "to", "Paris", "."]]))
 scorer = load_scorer(scorer_dir)
@@ -181,7 +182,7 @@ def test_readme_path_train_then_tag_twice(models, tmp_path):
 KERNEL_ORDER = """
 import sys
 import numpy as np
-from winner import kernels as K, runtime
+from winner.core import kernels as K, runtime
 runtime.init()  # what every model does before its first kernel call
 if sys.argv[1] == "parallel":  # a one-row product big enough for the threaded kernel
     W, a = np.ones((2000, 1100), np.float32), np.ones(2000, np.float32)

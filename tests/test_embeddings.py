@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors, Word2Vec
 
-from winner import embeddings
-from winner.embeddings import (
+from winner.data import embeddings
+from winner.data.embeddings import (
     align_vectors,
     default_vectors,
     load_keyed_vectors,
@@ -25,8 +25,8 @@ from winner.embeddings import (
     train_word2vec,
     vector_scale,
 )
+from winner.data.resources import shared_data_dir
 from winner.errors import WinnerError
-from winner.resources import shared_data_dir
 
 SHARED = shared_data_dir()
 USER_CACHE = os.environ.get("WINNER_CACHE")  # read before the autouse fixture replaces it
@@ -359,7 +359,7 @@ def test_cache_round_trip_in_a_fresh_process(tmp_path, kv):
         "import json, sys\n"
         "import numpy as np\n"
         "from gensim.models import KeyedVectors\n"
-        "from winner.embeddings import load_keyed_vectors\n"
+        "from winner.data.embeddings import load_keyed_vectors\n"
         "def no_parsing(*a, **k):\n"
         "    raise SystemExit('parsed again instead of reading the cache')\n"
         "KeyedVectors.load_word2vec_format = no_parsing\n"
@@ -378,10 +378,10 @@ def test_cache_round_trip_in_a_fresh_process(tmp_path, kv):
 
 
 def test_default_vectors_cache_holds_no_pickle(tmp_path, monkeypatch):
-    import winner.corpus
+    import winner.data.corpus
 
     marker = tmp_path / "marker"
-    monkeypatch.setattr(winner.corpus, "brown_sentences", lambda split: [["the", "cat", "sat"], ["a", "dog"]] * 5)
+    monkeypatch.setattr(winner.data.corpus, "brown_sentences", lambda split: [["the", "cat", "sat"], ["a", "dog"]] * 5)
     trained = []
 
     def tiny(sentences):
@@ -406,11 +406,11 @@ def test_default_vectors_cache_holds_no_pickle(tmp_path, monkeypatch):
 
 
 def test_trust_pickle_reaches_the_loader_from_the_settings(tmp_path, kv):
-    from winner.conll import load_sentences
-    from winner.ner import embedding_table
-    from winner.ner_settings import NERSettings
-    from winner.pipeline import settings_from_options
-    from winner.scorer import ScoreSettings
+    from winner.cli.steps import settings_from_options
+    from winner.data.conll import load_sentences
+    from winner.data.labelled import embedding_table
+    from winner.heads.ner_settings import NERSettings
+    from winner.heads.scorer import ScoreSettings
 
     path = _write(kv, tmp_path / "mine.kv", "native")
     train = load_sentences(str(FIXTURES / "wikigold_sample.txt"))
@@ -426,13 +426,14 @@ def test_trust_pickle_reaches_the_loader_from_the_settings(tmp_path, kv):
 
 
 @pytest.mark.parametrize(("command", "module", "function"),
-                         [("ner", "winner.ner", "train_tagger"), ("score", "winner.scorer", "train_scorer")])
+                         [("ner", "winner.heads.ner", "train_tagger"),
+                          ("score", "winner.heads.scorer", "train_scorer")])
 def test_cli_trust_pickle_option(tmp_path, monkeypatch, command, module, function):
     import importlib
 
     from typer.testing import CliRunner
 
-    from winner.cli import app
+    from winner.cli.app import app
 
     seen = []
     monkeypatch.setattr(importlib.import_module(module), function, seen.append)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from numba import njit
 
-from winner import kernels as K
-from winner import mlp as mlp_module
-from winner.mlp import MLPConfig, WindowMLP
-from winner.optim import Optimizer
-from winner.runtime import set_threads
+from winner.core import kernels as K
+from winner.core import mlp as mlp_module
+from winner.core.mlp import MLPConfig, WindowMLP
+from winner.core.optim import Optimizer
+from winner.core.runtime import set_threads
 
 
 def make(config_kw: dict, n: int = 24, seed: int = 0):
@@ -341,7 +341,7 @@ def test_gemm_with_alpha_beta_and_transposes(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_scipy_adapter_is_a_row_major_cblas_gemm(dtype):
     """The cblas_?gemm that kernels.gemm links to where numpy's OpenBLAS is absent, called as a C function."""
-    from winner import scipy_blas
+    from winner.core import scipy_blas
 
     fn = (scipy_blas.sgemm_rowmajor if dtype == np.float32 else scipy_blas.dgemm_rowmajor).ctypes
     pointer = fn.argtypes[7]
@@ -367,9 +367,9 @@ def test_training_with_scipy_blas_links_the_cached_kernels_and_matches():
 
     script = (
         "import json, numpy as np\n"
-        "from winner import runtime\n"
+        "from winner.core import runtime\n"
         "from tests.test_fast_paths import make\n"
-        "from winner.optim import Optimizer\n"
+        "from winner.core.optim import Optimizer\n"
         "model, ids, feats, targets = make({'dtype': 'float32'}, n=40)\n"
         "order = np.arange(len(targets), dtype=np.int64)\n"
         "Optimizer('sgd', lr=0.05).train_batches(model, ids, feats, targets, order, 0, len(order), 8, seed=1)\n"
@@ -395,8 +395,8 @@ def test_training_steps_allocate_nothing():
     script = """
 import numpy as np
 from numba.core.runtime import rtsys
-from winner.mlp import MLPConfig, WindowMLP
-from winner.optim import Optimizer
+from winner.core.mlp import MLPConfig, WindowMLP
+from winner.core.optim import Optimizer
 rng = np.random.default_rng(0)
 ids = rng.integers(0, 500, (384, 4)).astype(np.int32)
 feats, order = np.zeros_like(ids), np.arange(384, dtype=np.int64)

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from winner.cli import app
-from winner.corpus import tokenize
+from winner.cli.app import app
+from winner.core.optim import Optimizer
+from winner.data.corpus import tokenize
+from winner.data.vocab import UNK, Vocab
 from winner.errors import ModelFormatError, WinnerError
-from winner.lm import (
+from winner.heads.lm import (
     ContextNoise,
     LanguageModel,
     LMSettings,
@@ -30,8 +32,6 @@ from winner.lm import (
     split_windows,
     token_nll,
 )
-from winner.optim import Optimizer
-from winner.vocab import UNK, Vocab
 
 WORDS = [UNK, "the", "cat", "sat", "on", "mat", ".", "a", "dog", "<text>"]
 
@@ -88,7 +88,7 @@ def test_splits_are_one_continuous_stream():
 
 
 def test_shipped_brown_windows_count_every_token():
-    from winner.corpus import brown_streams, brown_vocab
+    from winner.data.corpus import brown_streams, brown_vocab
 
     streams = brown_streams()
     vocab = brown_vocab(streams)
@@ -228,7 +228,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_load_refuses_other_kinds(tmp_path):
-    from winner.model_io import save_model_dir
+    from winner.heads.model_io import save_model_dir
 
     lm = tiny_lm()
     save_model_dir(tmp_path / "t", "tagger", {}, lm.model.to_arrays(), lm.vocab)
@@ -394,7 +394,7 @@ def test_resume_continues_the_learning_rate(corpus_dir, tmp_path):
     out = tmp_path / "run"
     base = dict(out=str(out), corpus=str(corpus_dir), min_count=1, hidden="8", embed_dim=4, batch_size=16,
                 lr=0.05, lr_decay=0.5, quiet=True)
-    from winner.lm import train_lm
+    from winner.heads.lm import train_lm
 
     train_lm(LMSettings(**base, epochs=2))
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
@@ -405,7 +405,7 @@ def test_resume_continues_the_learning_rate(corpus_dir, tmp_path):
 
 
 def test_pipeline_runs_train_perplexity_generate(corpus_dir, tmp_path):
-    from winner.pipeline import run_pipeline
+    from winner.cli.pipeline import run_pipeline
 
     toml = tmp_path / "p.toml"
     toml.write_text(f"""
@@ -438,7 +438,7 @@ seed = "1"
 def test_brown_pipeline_file_parses():
     from pathlib import Path
 
-    from winner.pipeline import load_pipeline
+    from winner.cli.pipeline import load_pipeline
 
     path = Path(__file__).resolve().parents[1] / "pipelines" / "brown_lm.toml"
     name, out, steps = load_pipeline(path, {"seed": "3"})

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from winner import gradcheck
-from winner.cli import app
+from winner.cli.app import app
+from winner.core import gradcheck
+from winner.core.mlp import MLPConfig, WindowMLP
+from winner.data.resources import wikigold_path
+from winner.data.vocab import Vocab
 from winner.errors import ModelFormatError, WinnerError
-from winner.mlp import MLPConfig, WindowMLP
-from winner.resources import wikigold_path
-from winner.scorer import (
+from winner.heads.scorer import (
     Scorer,
     ScorerSpec,
     ScoreSettings,
@@ -30,7 +31,6 @@ from winner.scorer import (
     token_scores,
     train_scorer,
 )
-from winner.vocab import Vocab
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parents[1]
@@ -62,7 +62,9 @@ def test_hinge_gradient_check_every_parameter(case):
 
 
 def test_gradcheck_command_includes_the_scorer():
-    names = [r.name for r in gradcheck.run_all()]
+    from winner.heads.registry import gradcheck_cases as every_case
+
+    names = [r.name for r in every_case()]
     assert sum(n.startswith("scorer hinge") for n in names) == 3
 
 
@@ -169,7 +171,7 @@ def test_sampling_needs_both_kinds_of_window():
 
 
 def test_featurize_is_the_taggers_featurisation():
-    from winner.tagger import Tagger, TaggerSpec
+    from winner.heads.tagger import Tagger, TaggerSpec
 
     sentences = [["Paris", "is", "in", "France", "."], ["It", "rained", "in", "1999"]]
     words = Vocab(["<pad>", "<unk>", "paris", "is", "in", "0000"])
@@ -242,8 +244,8 @@ def test_same_seed_same_model(tmp_path):
 
 def test_training_separates_true_from_corrupt_windows(tmp_path):
     """A few epochs on a small set: on its own training data the scorer ranks locations far above the rest."""
-    from winner.conll import load_sentences
-    from winner.scorer import load_scorer, ranking_scores
+    from winner.data.conll import load_sentences
+    from winner.heads.scorer import load_scorer, ranking_scores
 
     summary = train_scorer(_settings(tmp_path, epochs=8, hidden=32, dropout=0.0, patience=8))
     scorer = load_scorer(tmp_path)
@@ -338,7 +340,7 @@ def test_a_tagger_model_is_refused(tmp_path):
 
 
 def test_pipeline_runs_train_and_evaluate(tmp_path):
-    from winner.pipeline import run_pipeline
+    from winner.cli.pipeline import run_pipeline
 
     toml = tmp_path / "p.toml"
     toml.write_text(f"""name = "tiny_scorer"
@@ -361,7 +363,7 @@ data = "{wikigold_path('test')}"
 
 
 def test_shipped_pipeline_parses():
-    from winner.pipeline import load_pipeline
+    from winner.cli.pipeline import load_pipeline
 
     _, out, steps = load_pipeline(REPO / "pipelines" / "conll2003_location_scorer.toml", {"seed": "2"})
     assert [k for k, _ in steps] == ["score train", "score evaluate"]
@@ -371,8 +373,8 @@ def test_shipped_pipeline_parses():
 def test_compare_script(trained, tmp_path, capsys):
     import importlib.util
 
-    from winner.tagger import Tagger, TaggerSpec
-    from winner.windows import CASINGS
+    from winner.data.windows import CASINGS
+    from winner.heads.tagger import Tagger, TaggerSpec
 
     # an untrained tagger is enough to exercise the comparison
     tags = ["O", "I-LOC", "I-MISC", "I-ORG", "I-PER"]

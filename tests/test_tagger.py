@@ -7,13 +7,13 @@ import itertools
 import numpy as np
 import pytest
 
-from winner import kernels as K
-from winner.conll import convert_tags, tags_to_spans
+from winner.core import kernels as K
+from winner.core.mlp import MLPConfig, WindowMLP
+from winner.data.conll import convert_tags, tags_to_spans
+from winner.data.vocab import Vocab
+from winner.data.windows import CASINGS, build_word_vocab, casing, make_windows, normalise, word_ids
 from winner.errors import ModelFormatError
-from winner.mlp import MLPConfig, WindowMLP
-from winner.tagger import Tagger, TaggerSpec, allowed_transitions
-from winner.vocab import Vocab
-from winner.windows import CASINGS, build_word_vocab, casing, make_windows, normalise, word_ids
+from winner.heads.tagger import Tagger, TaggerSpec, allowed_transitions
 
 
 def test_normalise_and_casing():
@@ -101,7 +101,7 @@ def test_params_file_with_pickled_object_is_refused(tmp_path):
 
 
 def test_rare_words_without_vectors_sometimes_become_unk():
-    from winner.ner import replace_rare_with_unk
+    from winner.data.labelled import replace_rare_with_unk
 
     tagger = _tiny_tagger()
     # john (2) twice, lives (3) once with a vector, paris (5) once without one

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from winner.core.loop import LoopSettings, LoopState, Metric, TrainData, fit
+from winner.core.mlp import MLPConfig, WindowMLP
+from winner.core.optim import Optimizer
 from winner.errors import DivergenceError
-from winner.mlp import MLPConfig, WindowMLP
-from winner.optim import Optimizer
-from winner.train import LoopSettings, LoopState, Metric, TrainData, fit
 
 
 def _problem(n: int = 64):

@@ -1,0 +1,68 @@
+"""The package's layers, as the README and DESIGN.md promise: core <- data <- heads <- cli, no cycles."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "winner"
+LAYERS = {"core": 0, "data": 1, "heads": 2, "cli": 3}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every winner module a file imports, at the top or inside a function, plus module names in strings
+    (importlib.import_module("winner.x") counts too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("winner"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("winner"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("winner."):
+            found.add(node.value)
+    return found
+
+
+def _layer(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_every_module_lives_in_a_layer():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py", "errors.py"))
+    assert loose == [], f"modules outside core/ data/ heads/ cli/: {loose}"
+
+
+def test_no_layer_imports_a_layer_above_it():
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        here = path.relative_to(PACKAGE).parts[0]
+        if here not in LAYERS:
+            continue
+        for name in _imports(path):
+            there = _layer(name)
+            if there is not None and LAYERS[there] > LAYERS[here]:
+                wrong.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert wrong == [], "\n".join(sorted(wrong))
+
+
+def test_no_import_cycles_between_modules():
+    modules = {".".join(("winner", *p.relative_to(PACKAGE).with_suffix("").parts)): p for p in PACKAGE.rglob("*.py")}
+    graph = {m: {n for n in _imports(p) if n in modules and n != m} for m, p in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(m: str, stack: list[str]) -> list[str] | None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return [*stack, m, n]
+            if n not in state and (cycle := visit(n, [*stack, m])):
+                return cycle
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            cycle = visit(m, [])
+            assert cycle is None, "import cycle: " + " -> ".join(cycle)

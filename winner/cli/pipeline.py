@@ -1,0 +1,99 @@
+"""`winner run PIPELINE.toml`: named end-to-end recipes (train, evaluate, ... then a summary).
+
+A pipeline is a TOML file:
+
+    name = "wikigold_ner"
+    out = "runs/${name}"              # run directory; ${var} is replaced from [vars], --set or the top level
+    [vars]
+    data = "data/wikigold"
+    [[step]]
+    run = "ner train"                 # one of STEPS
+    train = "${data}/train.conll"     # the step's options, named as the Python settings
+    [[step]]
+    run = "ner evaluate"
+    data = "${data}/test.conll"
+
+Relative paths are taken from the directory `winner run` is started in. Each step calls the same library
+function as its CLI command; the results of all steps go to OUT/pipeline_summary.json and are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import tomllib
+from pathlib import Path
+
+from winner.cli.steps import STEPS
+from winner.core.console import console
+from winner.errors import WinnerError
+
+_VAR = re.compile(r"\$\{(\w+)\}")
+
+
+def substitute(value, variables: dict[str, str], where: str):
+    """Replace ${name} in every string of a TOML value."""
+    if isinstance(value, str):
+        def repl(m: re.Match) -> str:
+            if m.group(1) not in variables:
+                raise WinnerError(f"{where}: unknown variable ${{{m.group(1)}}}; define it in [vars] or with --set")
+            return str(variables[m.group(1)])
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, list):
+        return [substitute(v, variables, where) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, variables, where) for k, v in value.items()}
+    return value
+
+
+def load_pipeline(path: Path, overrides: dict[str, str]) -> tuple[str, Path, list[tuple[str, dict]]]:
+    """(name, out dir, [(step name, options)]) with variables substituted."""
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise WinnerError(f"{path}: invalid TOML ({e})") from e
+    name = str(doc.get("name", Path(path).stem))
+    variables = {"name": name, **{k: str(v) for k, v in doc.get("vars", {}).items()}, **overrides}
+    variables = {k: substitute(v, variables, str(path)) for k, v in variables.items()}
+    out = Path(substitute(str(overrides.get("out", doc.get("out", f"runs/{name}"))), variables, str(path)))
+    steps = doc.get("step", [])
+    if not steps:
+        raise WinnerError(f"{path}: no [[step]] tables; a pipeline needs at least one step")
+    parsed = []
+    for i, raw in enumerate(steps, 1):
+        options = dict(raw)
+        kind = options.pop("run", None)
+        if kind not in STEPS:
+            raise WinnerError(f"{path}: step {i} has run = {kind!r}; expected one of {sorted(STEPS)}")
+        parsed.append((kind, substitute(options, variables, f"{path} step {i}")))
+    return name, out, parsed
+
+
+def run_pipeline(path: Path, overrides: dict[str, str] | None = None) -> dict:
+    """Run every step in order; write OUT/pipeline_summary.json; return it."""
+    name, out, steps = load_pipeline(path, overrides or {})
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"pipeline": name, "file": str(path), "out": str(out), "steps": []}
+    t0 = time.perf_counter()
+    for i, (kind, options) in enumerate(steps, 1):
+        console.rule(f"[{i}/{len(steps)}] {kind}")
+        ts = time.perf_counter()
+        result = STEPS[kind](options, out)
+        summary["steps"].append({"run": kind, "options": options, "seconds": time.perf_counter() - ts,
+                                 "result": result})
+    summary["seconds"] = time.perf_counter() - t0
+    (out / "pipeline_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    console.rule("summary")
+    for s in summary["steps"]:
+        console.print(f"{s['run']:<16} {s['seconds']:7.1f}s  {_headline(s['result'])}")
+    console.print(f"pipeline {name} done in {summary['seconds']:.0f}s; summary in {out / 'pipeline_summary.json'}")
+    return summary
+
+
+def _headline(result: dict) -> str:
+    """The one or two numbers a person looks for in a step's result."""
+    keys = ("best_dev_f1", "f1", "auc", "perplexity", "best_valid_perplexity", "text")
+    return ", ".join(f"{k} {result[k]:.4f}" if isinstance(result[k], float) else f"{k} {result[k]}"
+                     for k in keys if k in result)

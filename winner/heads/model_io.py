@@ -1,0 +1,92 @@
+"""Model directories: config.json + params.npz + vocab.json, written atomically, loaded without pickle.
+
+Every head saves through here, so every model file is plain arrays and json: loading one never runs code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from winner.core.atomic import write_dir_atomic
+from winner.core.mlp import MLPConfig, WindowMLP, load_params_npz
+from winner.data.vocab import Vocab
+from winner.errors import ModelFormatError, WinnerError
+
+
+def save_model_dir(path: str | Path, kind: str, config: dict, arrays: dict[str, np.ndarray], vocab: Vocab,
+                   extra_files: dict[str, str] | None = None) -> None:
+    """Write a model of `kind` (e.g. "tagger") with format tag `winner.<kind>.v1`, all or nothing."""
+    config = {"format": format_tag(kind), **config}
+
+    def fill(tmp: Path) -> None:
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+        np.savez(tmp / "params.npz", **arrays)
+        vocab.save(tmp / "vocab.json")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+
+    write_dir_atomic(path, fill)
+
+
+def format_tag(kind: str) -> str:
+    return f"winner.{kind}.v1"
+
+
+def load_model_dir(path: str | Path, kind: str) -> tuple[dict, dict[str, np.ndarray], Vocab]:
+    """(config, arrays, vocab) of a saved model, refusing other kinds and unknown format versions."""
+    path = Path(path)
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise ModelFormatError(f"{path}: not a winner model directory (no config.json)")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ModelFormatError(f"{cfg_path}:{e.lineno}: invalid json ({e.msg})") from e
+    found = config.get("format")
+    if found != format_tag(kind):
+        raise ModelFormatError(f"{path}: expected a model of format {format_tag(kind)}, found {found}")
+    for name in ("params.npz", "vocab.json"):
+        if not (path / name).is_file():
+            raise ModelFormatError(f"{path}: {name} is missing")
+    try:
+        vocab = Vocab.load(path / "vocab.json")
+    except (ValueError, json.JSONDecodeError) as e:
+        raise ModelFormatError(f"{path / 'vocab.json'}: {e}") from e
+    return config, load_params_npz(path / "params.npz"), vocab
+
+
+def save_mlp_model(path: str | Path, kind: str, model: WindowMLP, vocab: Vocab, head: dict,
+                   training: dict | None = None) -> None:
+    """Save a head built on the window MLP: config.json holds {"mlp": ..., kind: head, "training": ...}."""
+    config = {"mlp": model.config_dict(), kind: head, "training": training or {}}
+    save_model_dir(path, kind, config, model.to_arrays(), vocab)
+
+
+def load_mlp_model(path: str | Path, kind: str) -> tuple[WindowMLP, Vocab, dict, dict]:
+    """(model, vocab, head settings, whole config) of a head saved by save_mlp_model, every shape checked."""
+    config, arrays, vocab = load_model_dir(path, kind)
+    try:
+        mlp_config = MLPConfig(**config["mlp"])
+        head = config[kind]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFormatError(f"{path}/config.json: {e}") from e
+    if mlp_config.vocab_size != len(vocab):
+        raise ModelFormatError(f"{path}: vocab.json has {len(vocab)} words, config says {mlp_config.vocab_size}")
+    try:
+        model = WindowMLP.from_arrays(mlp_config, arrays)
+    except ModelFormatError as e:
+        raise ModelFormatError(f"{path}/params.npz: {e}") from e
+    return model, vocab, head, config
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model directory, or a run directory holding one in model/."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    if (path / "model" / "config.json").is_file():
+        return path / "model"
+    raise WinnerError(f"{path}: no model here (expected config.json in it or in {path / 'model'})")

@@ -1,0 +1,188 @@
+"""NER workflows behind the CLI: train a tagger, evaluate it, tag text.
+
+Each function is one library call that `winner ner ...` and `winner run` both use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from winner.core.atomic import save_figure
+from winner.core.console import console
+from winner.core.loop import FitResult, LoopSettings, LoopState, Metric, TrainData, fit, write_json
+from winner.core.mlp import MLPConfig, WindowMLP
+from winner.core.optim import Optimizer
+from winner.data.conll import Sentence, convert_tags, detect_scheme, load_sentences, read_conll, tags_to_spans
+from winner.data.labelled import embedding_table, replace_rare_with_unk, resolve_data
+from winner.data.text import tokenize
+from winner.data.vocab import Vocab
+from winner.data.windows import CASINGS
+from winner.errors import WinnerError
+from winner.heads.metrics import entity_scores
+from winner.heads.model_io import resolve_model_dir
+from winner.heads.ner_settings import NERSettings
+from winner.heads.tagger import Tagger, TaggerSpec
+
+
+def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, str, dict, np.ndarray]:
+    """A freshly initialised tagger for `train` (vocabulary, tag set, embeddings), the training data's tag
+    scheme, embedding stats, and which vocabulary words have a pretrained vector."""
+    source_scheme = detect_scheme([s.tags for s in train])
+    tags = sorted({t for s in train for t in convert_tags(s.tags, source_scheme, settings.scheme)},
+                  key=lambda t: (t != "O", t[2:], t))
+    rng = np.random.default_rng(settings.seed)
+    table, words, stats, has_vector = embedding_table(settings.embeddings, settings.max_pretrained, train, rng,
+                                                      settings.quiet, settings.trust_pickle)
+    embed_dim = table.shape[1] if table is not None else settings.random_embed_dim
+    config = MLPConfig(
+        n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=embed_dim, n_out=len(tags),
+        hidden=(settings.hidden,) * settings.layers, n_features=len(CASINGS), feature_dim=settings.casing_dim,
+        activation=settings.activation, loss="softmax", dropout_input=settings.dropout,
+        dropout_hidden=settings.hidden_dropout)
+    model = WindowMLP(config, seed=settings.seed, E=table)
+    spec = TaggerSpec(settings.window, tags, settings.scheme, source_scheme, settings.decode)
+    return Tagger(model, Vocab(words), spec), source_scheme, stats, has_vector
+
+
+def train_tagger(settings: NERSettings) -> dict:
+    """Train, early-stop on dev entity F1, keep the best model in OUT/model; returns the summary."""
+    t_all = time.perf_counter()
+    out = Path(settings.out)
+    train, dev, train_src, dev_src = resolve_data(settings.train, settings.dev)
+    console.print(f"train: {train_src} ({len(train):,} sentences, {sum(len(s.tokens) for s in train):,} tokens)")
+    console.print(f"dev:   {dev_src} ({len(dev):,} sentences)")
+    tagger, source_scheme, emb_stats, has_vector = build_tagger(settings, train)
+    ids, feats = tagger.featurize([s.tokens for s in train])
+    ids = replace_rare_with_unk(ids, tagger.words, has_vector, settings.unk_replace,
+                                np.random.default_rng([settings.seed, 1]))
+    data = TrainData(ids, feats, tagger.target_ids([s.tags for s in train], source_scheme))
+    optimizer = Optimizer(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale,
+                          l2=settings.l2, l1=settings.l1)
+    dev_tokens = [s.tokens for s in dev]
+    dev_gold = [convert_tags(s.tags, detect_scheme([s.tags for s in dev]), "iob2") for s in dev]
+
+    def evaluate() -> float:
+        return entity_scores(dev_gold, tagger.predict(dev_tokens, scheme="iob2"))["f1"]
+
+    meta = {"settings": asdict(settings), "train_source": train_src, "dev_source": dev_src,
+            "embedding_stats": emb_stats}
+
+    def save_best(state: LoopState) -> None:
+        tagger.save(out / "model", {**meta, "epoch": state.best_epoch, "dev_f1": state.best})
+
+    console.print(f"model: window {2 * settings.window + 1}, {len(tagger.words):,} words x "
+                  f"{tagger.model.config.embed_dim}, hidden {tagger.model.config.hidden}, "
+                  f"{len(tagger.spec.tags)} tags ({settings.scheme}), {tagger.model.n_parameters():,} parameters")
+    loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
+                        settings.quiet)
+    result = fit(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best, out, loop)
+    summary = _summary(result, settings, out, time.perf_counter() - t_all, len(data.targets))
+    write_json(out / "summary.json", summary)
+    console.print(
+        f"done: best dev F1 {summary['best_dev_f1']:.4f} at epoch {summary['best_epoch']} of "
+        f"{summary['epochs_run']}; {summary['train_seconds']:.0f}s training "
+        f"(+{summary['compile_seconds']:.1f}s JIT), {summary['wall_seconds']:.0f}s in all; model in {out / 'model'}")
+    return summary
+
+
+def _summary(result: FitResult, settings: NERSettings, out: Path, wall: float, n_windows: int) -> dict:
+    s = result.state
+    speeds = [h["windows_per_s"] for h in s.history]
+    return {"best_dev_f1": s.best, "best_epoch": s.best_epoch, "epochs_run": s.epoch,
+            "stopped_early": result.stopped_early, "train_seconds": result.seconds,
+            "compile_seconds": result.compile_seconds, "wall_seconds": wall, "train_windows": n_windows,
+            "median_windows_per_s": float(np.median(speeds)) if speeds else None, "seed": settings.seed,
+            "model": str(out / "model")}
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def evaluate_tagger(model_dir: str | Path, data: str, plot: str | Path | None = None) -> dict:
+    """Entity-level scores of a saved tagger on a CoNLL file or hub split (seqeval, conlleval mode)."""
+    tagger = Tagger.load(resolve_model_dir(model_dir))
+    split = "test"
+    sentences = load_sentences(data, split=split)
+    scheme = detect_scheme([s.tags for s in sentences])
+    gold = [convert_tags(s.tags, scheme, "iob2") for s in sentences]
+    pred = tagger.predict([s.tokens for s in sentences], scheme="iob2")
+    scores = entity_scores(gold, pred)
+    scores["sentences"] = len(sentences)
+    scores["tokens"] = sum(len(g) for g in gold)
+    if plot:
+        plot_confusion(gold, pred, Path(plot))
+    return scores
+
+
+def plot_confusion(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], path: Path) -> None:
+    """Token-level confusion of entity types (B-/I- merged), rows gold, columns predicted, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def kind(t: str) -> str:
+        return "O" if t == "O" else t[2:]
+
+    g = [kind(t) for s in gold for t in s]
+    p = [kind(t) for s in pred for t in s]
+    labels = sorted(set(g) | set(p), key=lambda t: (t == "O", t))
+    index = {t: i for i, t in enumerate(labels)}
+    m = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    np.add.at(m, ([index[t] for t in g], [index[t] for t in p]), 1)
+    fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2, 1.1 * len(labels) + 1.5))
+    ax.imshow(m / np.maximum(m.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{m[i, j]:,}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="predicted", ylabel="gold", title="token confusion (row-normalised colour)")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def format_report(scores: dict) -> str:
+    """conlleval-style table of per-type and overall precision/recall/F1 (percent)."""
+    lines = [f"{'type':<8} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}"]
+    for t, v in sorted(scores["per_type"].items()):
+        lines.append(f"{t:<8} {100 * v['precision']:9.2f} {100 * v['recall']:9.2f} {100 * v['f1']:9.2f} "
+                     f"{v['support']:8d}")
+    support = sum(v["support"] for v in scores["per_type"].values())
+    lines.append(f"{'overall':<8} {100 * scores['precision']:9.2f} {100 * scores['recall']:9.2f} "
+                 f"{100 * scores['f1']:9.2f} {support:8d}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- tag
+
+def read_input(path: str | None, text: str | None, input_format: str) -> list[list[str]]:
+    """Token lists from raw text (one sentence per line) or a CoNLL file."""
+    if input_format == "conll":
+        if path is None:
+            raise WinnerError("--input-format conll needs a file, not standard input")
+        return [s.tokens for s in read_conll(path)]
+    assert text is not None
+    return [tokenize(line) for line in text.splitlines() if line.strip()]
+
+
+def tag_sentences(model_dir: str | Path, sentences: list[list[str]], output: str = "conll") -> str:
+    """Tagged output: `token tag` lines (blank line between sentences) or a json list of entity spans."""
+    tagger = Tagger.load(resolve_model_dir(model_dir))
+    tags = tagger.predict(sentences)
+    if output == "conll":
+        return "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(s, ts, strict=True))
+                           for s, ts in zip(sentences, tags, strict=True)) + "\n"
+    records = []
+    for i, (s, ts) in enumerate(zip(sentences, tags, strict=True)):
+        spans = tags_to_spans(ts, tagger.spec.output_scheme)
+        records.append({"sentence": i, "tokens": s, "entities": [
+            {"type": kind, "start": start, "end": end, "text": " ".join(s[start:end])}
+            for kind, start, end in spans]})
+    return json.dumps(records, ensure_ascii=False, indent=1) + "\n"

@@ -1,0 +1,133 @@
+"""The softmax NER tagger: a window MLP over word + casing embeddings, one tag per token.
+
+Window approach of Collobert et al. (2011), https://jmlr.org/papers/v12/collobert11a.html: each token's
+tag is predicted from the 2w+1 words around it. Training may use a richer tag scheme (IOBES by default)
+than the data; predictions are decoded under that scheme's transition constraints (Viterbi over the
+per-token log-probabilities) and converted back to the data's scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from winner.core import kernels as K
+from winner.core.mlp import WindowMLP
+from winner.data.conll import convert_tags
+from winner.data.vocab import Vocab
+from winner.data.windows import featurize
+from winner.errors import ModelFormatError
+from winner.heads.model_io import load_mlp_model, save_mlp_model
+
+KIND = "tagger"
+
+
+def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(allowed (T, T), start_ok (T,), end_ok (T,)) for well-formed sequences in `scheme`."""
+    T = len(tags)
+    prefix = [t[0] if t != "O" else "O" for t in tags]
+    types = [t[2:] if t != "O" else "" for t in tags]
+    allowed = np.ones((T, T), dtype=np.bool_)
+    start = np.ones(T, dtype=np.bool_)
+    end = np.ones(T, dtype=np.bool_)
+    for j in range(T):
+        for i in range(T):
+            inside = prefix[i] in "BI" and types[i] == types[j]  # i opens or continues an entity of j's type
+            if scheme == "iobes":
+                if prefix[j] in "IE":
+                    allowed[i, j] = inside
+                else:  # O, B, S may only follow a closed entity
+                    allowed[i, j] = prefix[i] in ("O", "E", "S")
+            elif scheme == "iob2" and prefix[j] == "I":
+                allowed[i, j] = inside
+            elif scheme == "iob1" and prefix[j] == "B":
+                allowed[i, j] = prefix[i] in "BI" and types[i] == types[j]
+        if scheme == "iobes":
+            start[j] = prefix[j] in ("O", "B", "S")
+            end[j] = prefix[j] in ("O", "E", "S")
+        elif scheme == "iob2":
+            start[j] = prefix[j] != "I"
+        elif scheme == "iob1":
+            start[j] = prefix[j] != "B"
+    return allowed, start, end
+
+
+@dataclass
+class TaggerSpec:
+    """What a tagger needs beyond its MLP: window size, tag set and schemes, decoding."""
+
+    window: int
+    tags: list[str]
+    scheme: str  # the scheme the model predicts in
+    output_scheme: str  # the scheme of the training data, used for output
+    decode: str = "viterbi"
+
+    def to_json(self) -> dict:
+        return {"window": self.window, "tags": self.tags, "scheme": self.scheme,
+                "output_scheme": self.output_scheme, "decode": self.decode}
+
+
+class Tagger:
+    """A trained (or training) tagger: MLP + word vocabulary + tag set."""
+
+    def __init__(self, model: WindowMLP, words: Vocab, spec: TaggerSpec):
+        if model.config.n_out != len(spec.tags):
+            raise ModelFormatError(f"Wout has {model.config.n_out} outputs, expected one per tag ({len(spec.tags)})")
+        self.model = model
+        self.words = words
+        self.spec = spec
+        self.tag_vocab = Vocab(spec.tags)
+        self._constraints = allowed_transitions(spec.tags, spec.scheme)
+
+    def featurize(self, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Word and casing windows (N_tokens, 2w+1) for all tokens of all sentences."""
+        return featurize(sentences, self.words, self.spec.window)
+
+    def target_ids(self, tag_sequences: Sequence[Sequence[str]], source_scheme: str) -> np.ndarray:
+        """Tag ids in the model's scheme, for training. Tags the model does not know are an error."""
+        out = []
+        for tags in tag_sequences:
+            for t in convert_tags(list(tags), source_scheme, self.spec.scheme):
+                if t not in self.tag_vocab:
+                    raise ValueError(f"tag {t!r} is not in the model's tag set {self.spec.tags}")
+                out.append(self.tag_vocab.stoi[t])
+        return np.asarray(out, dtype=np.int64)
+
+    def predict(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
+                batch: int = 4096) -> list[list[str]]:
+        """Tags of every token, in `scheme` (default: the training data's scheme)."""
+        if not sentences:
+            return []
+        ids, feats = self.featurize(sentences)
+        logp = self.model.predict_log_proba(ids, feats, batch=batch, method="auto")  # lookup path when it pays
+        allowed, start, end = self._constraints
+        out: list[list[str]] = []
+        pos = 0
+        for s in sentences:
+            n = len(s)
+            path = np.empty(n, dtype=np.int32)
+            if self.spec.decode == "viterbi":
+                K.viterbi(np.ascontiguousarray(logp[pos : pos + n], dtype=np.float64), allowed, start, end, path)
+            else:
+                path[:] = np.argmax(logp[pos : pos + n], axis=1)
+            pos += n
+            tags = [self.spec.tags[i] for i in path]
+            out.append(convert_tags(tags, self.spec.scheme, scheme or self.spec.output_scheme))
+        return out
+
+    # ------------------------------------------------------------ I/O
+
+    def save(self, path: str | Path, training: dict | None = None) -> None:
+        save_mlp_model(path, KIND, self.model, self.words, self.spec.to_json(), training)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tagger:
+        model, words, head, _ = load_mlp_model(path, KIND)
+        try:
+            spec = TaggerSpec(**head)
+        except TypeError as e:
+            raise ModelFormatError(f"{path}/config.json: {e}") from e
+        return cls(model, words, spec)
