@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("PyTorch is not installed: pip install torch==2.13.0")
     from numba import njit
 
-    from winner.core import bench
-    from winner.core import kernels as K
+    from winner.core import bench, blas, layers
     from winner.core.optim import Optimizer
 
     bench.set_all_threads(args.threads, torch)
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     @njit
     def winner_gemm(ta, tb, alpha, A, Bm, beta, C):
-        K.gemm(ta, tb, alpha, A, Bm, beta, C)
+        blas.gemm(ta, tb, alpha, A, Bm, beta, C)
 
     winner_times = {
         "winner layout": [median_ms(lambda: winner_gemm(False, False, 1.0, U, W, 0.0, Z), args.repeats),
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                              median_ms(lambda: tWt.addmm_(tdZ.T, tU, alpha=-1e-9), args.repeats)],
     }
     Zs = (3 * rng.standard_normal((B, V))).astype(np.float32)
-    softmax = median_ms(lambda: K.softmax_xent(Zs, targets[:B], 1.0 / B, dZ), args.repeats)
+    softmax = median_ms(lambda: layers.softmax_xent(Zs, targets[:B], 1.0 / B, dZ), args.repeats)
     rest = winner_step - sum(winner_times["winner layout"]) - softmax
 
     flops = 2 * B * width * V

@@ -182,16 +182,16 @@ def test_readme_path_train_then_tag_twice(models, tmp_path):
 KERNEL_ORDER = """
 import sys
 import numpy as np
-from winner.core import kernels as K, runtime
+from winner.core import blas, runtime
 runtime.init()  # what every model does before its first kernel call
 if sys.argv[1] == "parallel":  # a one-row product big enough for the threaded kernel
     W, a = np.ones((2000, 1100), np.float32), np.ones(2000, np.float32)
     out = np.zeros(1100, np.float32)
-    K.rows_times_vector(W, a, out)
+    blas.rows_times_vector(W, a, out)
 else:  # a small one: the threaded kernel is only linked in, never run
     W, a = np.ones((20, 11), np.float32), np.ones((1, 20), np.float32)
     out = np.zeros(11, np.float32)
-    K.vector_times_matrix(False, False, 1.0, a, W, 0.0, out)
+    blas.vector_times_matrix(False, False, 1.0, a, W, 0.0, out)
 print(float(out.sum()))
 """
 

@@ -409,8 +409,7 @@ def test_trust_pickle_reaches_the_loader_from_the_settings(tmp_path, kv):
     from winner.cli.steps import settings_from_options
     from winner.data.conll import load_sentences
     from winner.data.labelled import embedding_table
-    from winner.heads.ner_settings import NERSettings
-    from winner.heads.scorer import ScoreSettings
+    from winner.heads.settings import NERSettings, ScoreSettings
 
     path = _write(kv, tmp_path / "mine.kv", "native")
     train = load_sentences(str(FIXTURES / "wikigold_sample.txt"))

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from numba import njit
 
-from winner.core import kernels as K
+from winner.core import blas, fastmath, layers, steps
 from winner.core import mlp as mlp_module
+from winner.core.cblas import CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
 from winner.core.runtime import set_threads
@@ -93,14 +94,14 @@ def test_fused_training_equals_straightforward_updates(kw, batch, opt_name):
                                 {"feature_dim": 0, "n_features": 1, "loss": "sigmoid", "n_out": 1}])
 def test_distinct_pair_sgd_equals_straightforward_updates(kw):
     """Batches of >= PAIRS_MIN_BATCH windows over a small vocabulary: many repeated (position, word) pairs."""
-    fast, ids, feats, targets = make(kw, n=2 * K.PAIRS_MIN_BATCH + 10)
-    ref, _, _, _ = make(kw, n=2 * K.PAIRS_MIN_BATCH + 10)
+    fast, ids, feats, targets = make(kw, n=2 * steps.PAIRS_MIN_BATCH + 10)
+    ref, _, _, _ = make(kw, n=2 * steps.PAIRS_MIN_BATCH + 10)
     order = np.random.default_rng(3).permutation(len(targets)).astype(np.int64)
     opt = Optimizer("sgd", lr=0.05, embed_lr_scale=0.5)
-    assert opt._pairs_apply(fast, K.PAIRS_MIN_BATCH)
-    opt.train_batches(fast, ids, feats, targets, order, 0, len(order), K.PAIRS_MIN_BATCH, seed=7)
+    assert opt._pairs_apply(fast, steps.PAIRS_MIN_BATCH)
+    opt.train_batches(fast, ids, feats, targets, order, 0, len(order), steps.PAIRS_MIN_BATCH, seed=7)
     reference_training(ref, Optimizer("sgd", lr=0.05, embed_lr_scale=0.5), ids, feats, targets, order,
-                       K.PAIRS_MIN_BATCH, 7)
+                       steps.PAIRS_MIN_BATCH, 7)
     for name in fast.params:
         np.testing.assert_allclose(fast.params[name], ref.params[name], rtol=1e-10, atol=1e-12, err_msg=name)
     assert np.all(fast.slot_E == -1)
@@ -213,7 +214,7 @@ def test_one_row_times_a_large_matrix_is_the_same_on_any_thread_count():
     model's output layer): the same bits as one thread and as the serial sweep, and numpy's product."""
     rng = np.random.default_rng(0)
     W = rng.standard_normal((301, 7_000)).astype(np.float32)  # 2.1M weights: over the split size
-    assert W.size >= K.ROWS_TIMES_VECTOR_SPLIT
+    assert W.size >= blas.ROWS_TIMES_VECTOR_SPLIT
     a = rng.standard_normal(301).astype(np.float32)
     start = rng.standard_normal(7_000).astype(np.float32)
     outs = []
@@ -221,7 +222,7 @@ def test_one_row_times_a_large_matrix_is_the_same_on_any_thread_count():
         for threads in (1, 2):
             set_threads(threads)
             out = start.copy()
-            K.rows_times_vector(W, a, out)
+            blas.rows_times_vector(W, a, out)
             outs.append(out)
     finally:
         set_threads(None)
@@ -230,7 +231,7 @@ def test_one_row_times_a_large_matrix_is_the_same_on_any_thread_count():
     for j0 in range(0, W.shape[1], 1_000):  # below the split size: the serial sweep, block by block
         j1 = j0 + 1_000
         piece = serial[j0:j1].copy()
-        K.rows_times_vector(np.ascontiguousarray(W[:, j0:j1]), a, piece)
+        blas.rows_times_vector(np.ascontiguousarray(W[:, j0:j1]), a, piece)
         serial[j0:j1] = piece
     np.testing.assert_allclose(outs[0], start + a.astype(np.float64) @ W, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(outs[0], serial, rtol=1e-5, atol=1e-4)
@@ -240,7 +241,7 @@ def test_float32_tanh_is_within_three_ulp():
     @njit
     def apply(x, out):
         for i in range(x.shape[0]):
-            out[i] = K.fast_tanh(x[i])
+            out[i] = fastmath.fast_tanh(x[i])
 
     x = np.concatenate([np.linspace(-12, 12, 200_001), [0.0, 1e-30, -1e-8, np.inf, -np.inf]]).astype(np.float32)
     out = np.empty_like(x)
@@ -259,7 +260,7 @@ def test_float32_exp_is_within_one_ulp_and_keeps_the_special_values():
     @njit
     def apply(x, out):
         for i in range(x.shape[0]):
-            out[i] = K.fast_exp(x[i])
+            out[i] = fastmath.fast_exp(x[i])
 
     x = np.concatenate([np.linspace(-87, 88.7, 400_001), [0.0, -0.0, 1e-30, -1e-8]]).astype(np.float32)
     out = np.empty_like(x)
@@ -277,18 +278,18 @@ def test_float32_exp_is_within_one_ulp_and_keeps_the_special_values():
 @pytest.mark.parametrize("n", [1, 5, 9, 15, 16, 17, 33, 16_493])
 def test_row_max_equals_numpy(n):
     z = np.random.default_rng(n).standard_normal(n).astype(np.float32)
-    assert K.row_max(z) == z.max()
+    assert layers.row_max(z) == z.max()
     z[-1] = 50.0  # the maximum in the tail after the 16-lane blocks
-    assert K.row_max(z) == 50.0
+    assert layers.row_max(z) == 50.0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_softmax_loss_is_nan_when_a_score_is(dtype):
     Z = np.random.default_rng(0).standard_normal((3, 40)).astype(dtype)
     dZ = np.empty_like(Z)
-    assert np.isfinite(K.softmax_xent(Z, np.array([1, 2, 3]), 1.0, dZ))
+    assert np.isfinite(layers.softmax_xent(Z, np.array([1, 2, 3]), 1.0, dZ))
     Z[1, 7] = np.nan
-    assert np.isnan(K.softmax_xent(Z, np.array([1, 2, 3]), 1.0, dZ))
+    assert np.isnan(layers.softmax_xent(Z, np.array([1, 2, 3]), 1.0, dZ))
 
 
 def test_float32_softmax_over_a_language_model_vocabulary_matches_float64():
@@ -299,7 +300,7 @@ def test_float32_softmax_over_a_language_model_vocabulary_matches_float64():
     Z = (4 * rng.standard_normal((B, V))).astype(np.float32)
     targets = rng.integers(0, V, B)
     dZ = np.empty_like(Z)
-    loss = K.softmax_xent(Z, targets, 1.0 / B, dZ)
+    loss = layers.softmax_xent(Z, targets, 1.0 / B, dZ)
     z = Z.astype(np.float64)
     mx = z.max(axis=1, keepdims=True)
     total = np.exp(z - mx).sum(axis=1, keepdims=True)
@@ -314,7 +315,7 @@ def check_gemm(call, dtype) -> None:
     """call(ta, tb, alpha, A, B, beta, C) computes C = alpha op(A) @ op(B) + beta C for every transpose pair."""
     rng = np.random.default_rng(0)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    for m in (7, 1):  # one row: kernels.gemm's own loop instead of BLAS
+    for m in (7, 1):  # one row: blas.gemm's own loop instead of BLAS
         for alpha in (-0.5, 1.0):
             for ta in (False, True):
                 for tb in (False, True):
@@ -333,14 +334,14 @@ def check_gemm(call, dtype) -> None:
 def test_gemm_with_alpha_beta_and_transposes(dtype):
     @njit
     def call(ta, tb, alpha, A, B, beta, C):
-        K.gemm(ta, tb, alpha, A, B, beta, C)
+        blas.gemm(ta, tb, alpha, A, B, beta, C)
 
     check_gemm(call, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_scipy_adapter_is_a_row_major_cblas_gemm(dtype):
-    """The cblas_?gemm that kernels.gemm links to where numpy's OpenBLAS is absent, called as a C function."""
+    """The cblas_?gemm that blas.gemm links to where numpy's OpenBLAS is absent, called as a C function."""
     from winner.core import scipy_blas
 
     fn = (scipy_blas.sgemm_rowmajor if dtype == np.float32 else scipy_blas.dgemm_rowmajor).ctypes
@@ -350,7 +351,7 @@ def test_scipy_adapter_is_a_row_major_cblas_gemm(dtype):
     def call(ta, tb, alpha, A, B, beta, C):
         m, n = C.shape
         k = A.shape[0] if ta else A.shape[1]
-        fn(K.CBLAS_ROW_MAJOR, K.CBLAS_TRANS if ta else K.CBLAS_NO_TRANS, K.CBLAS_TRANS if tb else K.CBLAS_NO_TRANS,
+        fn(CBLAS_ROW_MAJOR, CBLAS_TRANS if ta else CBLAS_NO_TRANS, CBLAS_TRANS if tb else CBLAS_NO_TRANS,
            m, n, k, alpha, A.ctypes.data_as(pointer), A.strides[0] // item, B.ctypes.data_as(pointer),
            B.strides[0] // item, beta, C.ctypes.data_as(pointer), C.strides[0] // item)
 

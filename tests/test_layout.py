@@ -66,3 +66,24 @@ def test_no_import_cycles_between_modules():
         if m not in state:
             cycle = visit(m, [])
             assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_kernel_takes_more_than_fifteen_arguments():
+    """Kernels take their arrays grouped (layers.Params, layers.Scratch, updates.Hyper, ...), not one by one:
+    a long list of positional arguments is where a swapped pair hides."""
+    import importlib
+    import inspect
+
+    from numba.core.dispatcher import Dispatcher
+
+    kernels, wide = 0, []
+    for path in sorted((PACKAGE / "core").glob("*.py")) + sorted((PACKAGE / "heads").glob("*.py")):
+        module = importlib.import_module(".".join(("winner", *path.relative_to(PACKAGE).with_suffix("").parts)))
+        for name, obj in vars(module).items():
+            if isinstance(obj, Dispatcher) and obj.py_func.__module__ == module.__name__:
+                kernels += 1
+                n = len(inspect.signature(obj.py_func).parameters)
+                if n > 15:
+                    wide.append(f"{module.__name__}.{name}: {n} parameters")
+    assert kernels > 50  # the scan found the kernels
+    assert wide == [], "\n".join(wide)

@@ -20,18 +20,16 @@ from winner.heads.lm import (
     LanguageModel,
     LMSettings,
     LRSchedule,
-    ParameterAverage,
     UnseenOutputs,
-    averaging_optimizer,
     evaluate_lm,
     gradcheck_cases,
     lm_windows,
-    parse_hidden,
     perplexity,
     render,
     split_windows,
     token_nll,
 )
+from winner.heads.settings import parse_hidden
 
 WORDS = [UNK, "the", "cat", "sat", "on", "mat", ".", "a", "dog", "<text>"]
 
@@ -260,7 +258,7 @@ def test_outputs_of_words_unseen_in_train_keep_their_initial_values(direct):
 
 def test_parameter_average_is_an_ema_of_the_iterates_and_swaps_back():
     lm = tiny_lm(dtype="float64")
-    opt = averaging_optimizer(Optimizer("adam", lr=0.01), epochs=0.5, epoch_windows=40)
+    opt = Optimizer("adam", lr=0.01, average_windows=0.5 * 40)
     X, y = lm.windows(np.arange(40) % len(lm.vocab))
     order = np.arange(40)
     opt.train_batches(lm.model, X, np.zeros_like(X), y, order, 0, 20, 4, 0)
@@ -270,7 +268,7 @@ def test_parameter_average_is_an_ema_of_the_iterates_and_swaps_back():
     rate = 1.0 - math.exp(-20 / 20.0)
     np.testing.assert_allclose(opt.state["avg_theta"], (1 - rate) * first + rate * lm.model.theta, rtol=1e-12)
     raw = lm.model.to_arrays()
-    with ParameterAverage(lm.model, opt).applied():
+    with lm.model.use_params(opt.averaged()):
         np.testing.assert_array_equal(lm.model.theta, opt.state["avg_theta"])
         np.testing.assert_array_equal(lm.model.E, opt.state["avg_E"])
     for k, v in lm.model.params.items():
@@ -390,18 +388,29 @@ def test_single_file_corpus_holds_out_valid(tmp_path, corpus_dir):
     assert r.exit_code == 1 and "no test split" in r.output
 
 
-def test_resume_continues_the_learning_rate(corpus_dir, tmp_path):
-    out = tmp_path / "run"
-    base = dict(out=str(out), corpus=str(corpus_dir), min_count=1, hidden="8", embed_dim=4, batch_size=16,
-                lr=0.05, lr_decay=0.5, quiet=True)
+def test_resume_continues_the_learning_rate_from_the_checkpoint(corpus_dir, tmp_path):
+    """The learning rate a schedule reached is in the checkpoint: a run stopped after epoch 2 and resumed has
+    the same learning rates, metrics and parameters as one that ran 4 epochs straight, and metrics.jsonl holds
+    each epoch once even when it was written past the checkpoint (the old resume read the rate from there)."""
     from winner.heads.lm import train_lm
 
-    train_lm(LMSettings(**base, epochs=2))
-    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    (out / "metrics.jsonl").write_text(json.dumps({**last, "next_lr": 0.0125}) + "\n")
-    train_lm(LMSettings(**base, epochs=3, resume=True))
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert records[-1]["epoch"] == 3 and records[-1]["lr"] == pytest.approx(0.0125)
+    base = dict(corpus=str(corpus_dir), min_count=1, hidden="8", embed_dim=4, batch_size=16, lr=0.05,
+                lr_decay=0.5, patience=10, quiet=True)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_lm(LMSettings(**base, out=str(straight), epochs=4))
+    train_lm(LMSettings(**base, out=str(split), epochs=2))
+    last = json.loads((split / "metrics.jsonl").read_text().splitlines()[-1])
+    with (split / "metrics.jsonl").open("a") as f:  # an epoch logged after the last checkpoint, then killed
+        f.write(json.dumps({**last, "epoch": 3, "next_lr": 12.5}) + "\n")
+    train_lm(LMSettings(**base, out=str(split), epochs=4, resume=True))
+    a = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(line) for line in (split / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in b] == [1, 2, 3, 4]
+    assert [r["lr"] for r in b] == [r["lr"] for r in a] and len({r["lr"] for r in a}) > 1  # the schedule fired
+    assert [r["valid perplexity"] for r in b] == [r["valid perplexity"] for r in a]
+    with np.load(straight / "model" / "params.npz") as x, np.load(split / "model" / "params.npz") as y:
+        for k in x.files:
+            np.testing.assert_array_equal(x[k], y[k])
 
 
 def test_pipeline_runs_train_perplexity_generate(corpus_dir, tmp_path):

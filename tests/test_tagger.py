@@ -7,12 +7,12 @@ import itertools
 import numpy as np
 import pytest
 
-from winner.core import kernels as K
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.data.conll import convert_tags, tags_to_spans
 from winner.data.vocab import Vocab
 from winner.data.windows import CASINGS, build_word_vocab, casing, make_windows, normalise, word_ids
 from winner.errors import ModelFormatError
+from winner.heads.decode import viterbi
 from winner.heads.tagger import Tagger, TaggerSpec, allowed_transitions
 
 
@@ -51,7 +51,7 @@ def test_viterbi_returns_best_valid_sequence_by_brute_force():
         n = 4
         logp = np.log(rng.dirichlet(np.ones(len(IOBES_TAGS)), size=n))
         out = np.empty(n, np.int32)
-        K.viterbi(logp, allowed, start, end, out)
+        viterbi(logp, allowed, start, end, out)
         best = max((p for p in itertools.product(range(len(IOBES_TAGS)), repeat=n)
                     if _valid_iobes([IOBES_TAGS[i] for i in p])),
                    key=lambda p: sum(logp[t, i] for t, i in enumerate(p)))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from winner.core.loop import LoopSettings, LoopState, Metric, TrainData, fit
+from winner.core.loop import LoopSettings, LoopState, Metric, TrainData, WindowTraining, fit
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
 from winner.errors import DivergenceError
@@ -38,7 +38,7 @@ def test_nan_stops_training_and_keeps_the_last_good_model(tmp_path):
         model.E[:] = np.nan  # the next epoch's loss becomes nan, as a blown-up run would
 
     with pytest.raises(DivergenceError, match="diverged in epoch 2.*best model so far \\(epoch 1\\)"):
-        fit(model, Optimizer("sgd", lr=0.1), data, evaluate, Metric("dev F1"), save_best, tmp_path,
+        fit(WindowTraining(model, Optimizer("sgd", lr=0.1), data, evaluate, Metric("dev F1"), save_best, 8), tmp_path,
             LoopSettings(epochs=5, batch_size=8, quiet=True))
     assert len(saved) == 1 and all(np.isfinite(v).all() for v in saved[0].values())
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
@@ -48,8 +48,9 @@ def test_nan_stops_training_and_keeps_the_last_good_model(tmp_path):
 def test_early_stopping_after_patience(tmp_path):
     model, data = _problem()
     scores = iter([0.5, 0.6, 0.55, 0.58, 0.59, 0.9])
-    result = fit(model, Optimizer("adam", lr=0.01), data, lambda: next(scores), Metric("dev F1"),
-                 lambda state: None, tmp_path, LoopSettings(epochs=6, batch_size=8, patience=3, quiet=True))
+    result = fit(WindowTraining(model, Optimizer("adam", lr=0.01), data, lambda: next(scores), Metric("dev F1"),
+                                lambda state: None, 8), tmp_path,
+                 LoopSettings(epochs=6, batch_size=8, patience=3, quiet=True))
     assert result.state.best_epoch == 2 and result.state.epoch == 5 and result.stopped_early
     assert (tmp_path / "learning_curve.png").is_file()
 
@@ -57,8 +58,8 @@ def test_early_stopping_after_patience(tmp_path):
 def test_lower_is_better_metric(tmp_path):
     model, data = _problem()
     scores = iter([300.0, 250.0, 260.0])
-    result = fit(model, Optimizer("sgd", lr=0.1), data, lambda: next(scores),
-                 Metric("valid perplexity", higher_is_better=False), lambda state: None, tmp_path,
+    result = fit(WindowTraining(model, Optimizer("sgd", lr=0.1), data, lambda: next(scores),
+                                Metric("valid perplexity", higher_is_better=False), lambda state: None, 8), tmp_path,
                  LoopSettings(epochs=3, batch_size=8, quiet=True))
     assert result.state.best == 250.0 and result.state.best_epoch == 2
 
@@ -66,7 +67,8 @@ def test_lower_is_better_metric(tmp_path):
 def test_checkpoint_after_last_epoch_even_when_rare(tmp_path):
     model, data = _problem()
     scores = iter([0.1, 0.2, 0.3])
-    fit(model, Optimizer("sgd", lr=0.1), data, lambda: next(scores), Metric("dev F1"), lambda state: None, tmp_path,
-        LoopSettings(epochs=3, batch_size=8, quiet=True, checkpoint_seconds=1e9))
+    fit(WindowTraining(model, Optimizer("sgd", lr=0.1), data, lambda: next(scores), Metric("dev F1"),
+                       lambda state: None, 8), tmp_path, LoopSettings(epochs=3, batch_size=8, quiet=True,
+                                                                     checkpoint_seconds=1e9))
     meta = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
     assert meta["loop"]["epoch"] == 3

@@ -56,7 +56,9 @@ def gradcheck(
 @cli_errors
 def run(
     pipeline: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A pipelines/*.toml recipe.")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a variable: NAME=VALUE.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="NAME=VALUE: sets the variable ${NAME} and the "
+                                                                 "setting NAME of every train step that has it "
+                                                                 "(--set epochs=2).")] = None,
 ) -> None:
     """Run an end-to-end recipe (train, evaluate, write a summary) from a TOML file."""
     from winner.cli.pipeline import run_pipeline

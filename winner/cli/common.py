@@ -1,16 +1,21 @@
-"""What every CLI module shares: turning expected failures into one line on stderr and exit code 1."""
+"""What every CLI module shares: turning expected failures into one line on stderr and exit code 1, and the
+`train` commands built from the heads' settings dataclasses (winner.heads.settings), so that an option, its
+help, default and range are declared once, on the settings field."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from winner.errors import WinnerError
+from winner.heads.settings import BadSettingError, field_kind, format_sizes, option_order
 
 F = TypeVar("F", bound=Callable)
 
@@ -29,36 +34,54 @@ def cli_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class Activation(str, Enum):
-    """Hidden-layer activations of the core (choices for every head's --activation)."""
-
-    tanh = "tanh"
-    sigmoid = "sigmoid"
-    relu = "relu"
+@functools.cache
+def choice_enum(name: str, choices: tuple[str, ...]) -> type[Enum]:
+    """A str Enum of a field's choices, which Typer shows as <a|b|c> and checks."""
+    return Enum("".join(w.capitalize() for w in name.split("_")), [(c, c) for c in choices], type=str)
 
 
-class OptimizerName(str, Enum):
-    """Optimisers of the core (choices for every head's --optimizer)."""
+def option_parameter(f: dataclasses.Field) -> inspect.Parameter:
+    """The command-line option of one settings field, as a keyword-only parameter Typer reads."""
+    meta = f.metadata
+    kind, optional = field_kind(f)
+    info: dict[str, Any] = {"help": meta["help"]}
+    for bound in ("min", "max"):
+        if meta[bound] is not None and kind in (int, float):
+            info[bound] = meta[bound]
+    if meta["shown_default"] is not None:
+        info["show_default"] = meta["shown_default"]
+    annotation: Any = kind
+    default = f.default
+    if meta["choices"]:
+        annotation = choice_enum(f.name, meta["choices"])
+        default = annotation(default)
+    elif kind is tuple:  # sizes are read as text ("400,100"), then parsed and checked by the settings
+        annotation, default = str, format_sizes(default)
+    elif meta["path"]:
+        annotation = Path
+    if optional:
+        annotation = annotation | None
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                             default=inspect.Parameter.empty if meta["required"] else default,
+                             annotation=Annotated[annotation, typer.Option(*meta["flags"], **info)])
 
-    sgd = "sgd"
-    adam = "adam"
 
+def settings_command(app: typer.Typer, name: str, cls: type) -> Callable[[Callable[[Any], Any]], Callable]:
+    """Register `fn(settings)` as command `name` of `app` with one option per field of the settings dataclass
+    `cls` (in winner.heads.settings.option_order); the command's help is fn's docstring. A value the settings
+    refuse (a malformed --hidden, say) is a one-line error naming the option."""
 
-# Options that every head reading labelled sentences (tagger, scorer) takes with the same meaning.
-RunDirOption = Annotated[Path, typer.Option("--out", "-o", help="Run directory: model/, metrics.jsonl, plots.")]
-EmbeddingsOption = Annotated[str, typer.Option(help="Pretrained vectors: a word2vec (text or binary) or GloVe "
-                                                    "file, a gensim-downloader name already on disk, 'default' "
-                                                    "(word2vec on the shipped Brown text) or 'none'.")]
-TrustPickleOption = Annotated[bool, typer.Option("--trust-pickle", help="Allow --embeddings to be a gensim native "
-                                                                        "(pickle) file; this RUNS CODE inside the "
-                                                                        "file — only for files you made yourself.")]
-WindowOption = Annotated[int, typer.Option(min=0, help="Half-width w: windows of 2w+1 words.")]
-HiddenOption = Annotated[int, typer.Option(min=1, help="Units per hidden layer.")]
-LayersOption = Annotated[int, typer.Option(min=0, help="Hidden layers.")]
-ActivationOption = Annotated[Activation, typer.Option(help="Hidden activation.")]
-CasingDimOption = Annotated[int, typer.Option(min=0, help="Size of the casing feature embedding (0: none).")]
-MaxPretrainedOption = Annotated[int, typer.Option(min=0, help="Most frequent pretrained words added to the "
-                                                              "vocabulary beside the training words (0: all).")]
-UnkReplaceOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that a use of a word seen once in "
-                                                                        "training and without a pretrained vector "
-                                                                        "is shown as <unk> (trains <unk>).")]
+    def register(fn: Callable[[Any], Any]) -> Callable:
+        def command(**values: Any) -> None:
+            try:
+                settings = cls(**values)
+            except BadSettingError as e:
+                raise WinnerError(f"--{e.name.replace('_', '-')} {e.problem}") from None
+            fn(settings)
+
+        command.__doc__ = fn.__doc__
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [option_parameter(f) for f in option_order(cls) if f.metadata["cli"]])
+        return app.command(name)(cli_errors(command))
+
+    return register

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from winner.cli.common import OptimizerName, cli_errors
+from winner.cli.common import cli_errors, settings_command
+from winner.heads.settings import LMSettings
 
 lm_app = typer.Typer(no_args_is_help=True, help="Fixed-window neural language model (Bengio et al. 2003).")
 
@@ -20,71 +21,13 @@ class Split(str, Enum):
     test = "test"
 
 
-# Defaults come from LMSettings so the library and the CLI cannot disagree. winner.heads.lm imports the numerical
-# core lazily, so reading them here keeps `winner --help` instant.
-def _d(name: str):
-    from winner.heads.lm import LMSettings
-
-    return getattr(LMSettings, name)
-
-
-@lm_app.command("train")
-@cli_errors
-def train_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: model/, metrics.jsonl, summary.json.")],
-    corpus: Annotated[str, typer.Option(help="'brown' (the shipped streams, Bengio et al. 2003 setup) or a "
-                                             "plain-text file (last 10% of tokens = valid) or a directory with "
-                                             "train*, valid*/dev* and optional test* files.")] = _d("corpus"),
-    min_count: Annotated[int | None, typer.Option(min=1, help="Plain-text corpora: keep training words seen at "
-                                                              "least this often, the rest is <unk> [default: 2].")
-                         ] = None,
-    max_vocab: Annotated[int | None, typer.Option(min=2, help="Plain-text corpora: at most this many words "
-                                                              "(with <unk>) [default: no limit].")] = None,
-    context: Annotated[int, typer.Option(min=1, help="Words of history, n-1.")] = _d("context"),
-    embed_dim: Annotated[int, typer.Option(min=1, help="Word embedding size m.")] = _d("embed_dim"),
-    hidden: Annotated[str, typer.Option(help="Hidden layer size h, or sizes like 400,100; 0 = no hidden layer "
-                                             "(the output then reads the embeddings directly).")] = _d("hidden"),
-    direct: Annotated[bool, typer.Option(help="Direct embedding -> output connections (cost |V|*(n-1)*m per "
-                                              "token).")] = _d("direct"),
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = _d("epochs"),
-    patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without a better valid "
-                                                      "perplexity.")] = _d("patience"),
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows (predicted tokens) per update.")
-                          ] = _d("batch_size"),
-    optimizer: Annotated[OptimizerName, typer.Option(help="Optimiser.")] = OptimizerName(_d("optimizer")),
-    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate.")] = _d("lr"),
-    adam_eps: Annotated[float, typer.Option(min=0.0, help="Adam's epsilon. Above the usual 1e-8 so that the "
-                                                          "outputs of words never seen in train keep their "
-                                                          "small initial probability.")] = _d("adam_eps"),
-    lr_decay: Annotated[float, typer.Option(min=0.0, max=1.0, help="Multiply the learning rate by this after an "
-                                                                   "epoch that does not improve valid perplexity "
-                                                                   "(1 = constant).")] = _d("lr_decay"),
-    average: Annotated[float, typer.Option(min=0.0, help="Evaluate and keep a moving average of the weights with "
-                                                         "this time constant in epochs (0 = the raw weights).")
-                       ] = _d("average"),
-    word_noise: Annotated[float, typer.Option(min=0.0, max=0.99, help="Each epoch, read every training context "
-                                                                      "word as <unk> with this probability.")
-                          ] = _d("word_noise"),
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on the input embeddings.")
-                       ] = _d("dropout"),
-    hidden_dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on hidden units.")
-                              ] = _d("hidden_dropout"),
-    l2: Annotated[float, typer.Option(min=0.0, help="Weight decay (L2 penalty on weights, not biases).")
-                  ] = _d("l2"),
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same model.")] = _d("seed"),
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-) -> None:
+@settings_command(lm_app, "train", LMSettings)
+def train_cmd(settings: LMSettings) -> None:
     """Train the LM; one line per epoch (train loss, valid perplexity, tokens/s); the best model on valid
     perplexity is kept in OUT/model."""
-    from winner.heads.lm import LMSettings, train_lm
+    from winner.heads.lm import train_lm
 
-    train_lm(LMSettings(
-        out=str(out), corpus=corpus, min_count=min_count, max_vocab=max_vocab, context=context, embed_dim=embed_dim,
-        hidden=hidden, direct=direct, epochs=epochs, patience=patience, batch_size=batch_size,
-        optimizer=optimizer.value, lr=lr, adam_eps=adam_eps, lr_decay=lr_decay, average=average, word_noise=word_noise,
-        dropout=dropout,
-        hidden_dropout=hidden_dropout, l2=l2, seed=seed, resume=resume, quiet=quiet))
+    train_lm(settings)
 
 
 @lm_app.command("perplexity")

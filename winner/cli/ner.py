@@ -10,34 +10,10 @@ from typing import Annotated
 
 import typer
 
-from winner.cli.common import (
-    Activation,
-    ActivationOption,
-    CasingDimOption,
-    EmbeddingsOption,
-    HiddenOption,
-    LayersOption,
-    MaxPretrainedOption,
-    OptimizerName,
-    RunDirOption,
-    TrustPickleOption,
-    UnkReplaceOption,
-    WindowOption,
-    cli_errors,
-)
+from winner.cli.common import cli_errors, settings_command
+from winner.heads.settings import NERSettings
 
 ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the softmax window tagger.")
-
-
-class Scheme(str, Enum):
-    iob1 = "iob1"
-    iob2 = "iob2"
-    iobes = "iobes"
-
-
-class Decode(str, Enum):
-    viterbi = "viterbi"
-    argmax = "argmax"
 
 
 class OutputFormat(str, Enum):
@@ -51,63 +27,11 @@ class InputFormat(str, Enum):
     conll = "conll"
 
 
-# Defaults come from NERSettings so the library and the CLI cannot disagree.
-def _d(name: str):
-    from winner.heads.ner_settings import NERSettings
-
-    return getattr(NERSettings, name)
-
-
-@ner_app.command("train")
-@cli_errors
-def train_cmd(
-    out: RunDirOption,
-    train: Annotated[str | None, typer.Option(help="Training data: CoNLL file or Hugging Face dataset name. "
-                                                    "Default: the shipped WikiGold train split.")] = None,
-    dev: Annotated[str | None, typer.Option(help="Dev data for early stopping (default: shipped WikiGold dev, "
-                                                  "or every 10th training sentence with --train).")] = None,
-    embeddings: EmbeddingsOption = _d("embeddings"),
-    trust_pickle: TrustPickleOption = _d("trust_pickle"),
-    window: WindowOption = _d("window"),
-    hidden: HiddenOption = _d("hidden"),
-    layers: LayersOption = _d("layers"),
-    activation: ActivationOption = Activation(_d("activation")),
-    casing_dim: CasingDimOption = _d("casing_dim"),
-    max_pretrained: MaxPretrainedOption = _d("max_pretrained"),
-    unk_replace: UnkReplaceOption = _d("unk_replace"),
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = _d("epochs"),
-    patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without a better dev F1.")
-                        ] = _d("patience"),
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows per update (1 = per-example SGD).")
-                          ] = _d("batch_size"),
-    optimizer: Annotated[OptimizerName, typer.Option(help="Optimiser.")] = OptimizerName(_d("optimizer")),
-    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate.")] = _d("lr"),
-    embed_lr_scale: Annotated[float, typer.Option(min=0.0, help="Embedding learning rate as a multiple of "
-                                                                "--lr (0 freezes them).")] = _d("embed_lr_scale"),
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on the input embeddings.")
-                       ] = _d("dropout"),
-    hidden_dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on hidden units.")
-                              ] = _d("hidden_dropout"),
-    l2: Annotated[float, typer.Option(min=0.0, help="L2 penalty on weights (not biases).")] = _d("l2"),
-    l1: Annotated[float, typer.Option(min=0.0, help="L1 penalty on weights (not biases).")] = _d("l1"),
-    scheme: Annotated[Scheme, typer.Option(help="Tag scheme the model is trained in.")] = Scheme(_d("scheme")),
-    decode: Annotated[Decode, typer.Option(help="Viterbi under the scheme's constraints, or per-token argmax.")
-                      ] = Decode(_d("decode")),
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same model.")] = _d("seed"),
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-) -> None:
+@settings_command(ner_app, "train", NERSettings)
+def train_cmd(settings: NERSettings) -> None:
     """Train a window NER tagger; the best model on dev is kept in OUT/model."""
     from winner.heads.ner import train_tagger
-    from winner.heads.ner_settings import NERSettings
 
-    settings = NERSettings(
-        out=str(out), train=train, dev=dev, embeddings=embeddings, trust_pickle=trust_pickle, window=window,
-        hidden=hidden, layers=layers, activation=activation.value, casing_dim=casing_dim,
-        max_pretrained=max_pretrained, unk_replace=unk_replace, epochs=epochs,
-        patience=patience, batch_size=batch_size, optimizer=optimizer.value, lr=lr, embed_lr_scale=embed_lr_scale,
-        dropout=dropout, hidden_dropout=hidden_dropout, l2=l2, l1=l1, scheme=scheme.value, decode=decode.value,
-        seed=seed, resume=resume, quiet=quiet)
     train_tagger(settings)
 
 

@@ -15,6 +15,10 @@ A pipeline is a TOML file:
 
 Relative paths are taken from the directory `winner run` is started in. Each step calls the same library
 function as its CLI command; the results of all steps go to OUT/pipeline_summary.json and are printed.
+
+`--set KEY=VALUE` sets the variable KEY and the setting KEY of every train step that has it (`--set epochs=2`).
+A train step's options are checked against its settings (winner.heads.settings) before any step runs: names,
+types and ranges, as for the CLI options.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from winner.cli.steps import STEPS
 from winner.core.console import console
 from winner.errors import WinnerError
+from winner.heads.settings import BadSettingError, coerce_setting, settings_fields, settings_from_options
 
 _VAR = re.compile(r"\$\{(\w+)\}")
 
@@ -48,27 +53,65 @@ def substitute(value, variables: dict[str, str], where: str):
     return value
 
 
+def referenced_variables(value) -> set[str]:
+    """The names of every ${name} in a TOML value."""
+    if isinstance(value, str):
+        return set(_VAR.findall(value))
+    if isinstance(value, list):
+        return set().union(*map(referenced_variables, value))
+    if isinstance(value, dict):
+        return set().union(*map(referenced_variables, value.values()))
+    return set()
+
+
 def load_pipeline(path: Path, overrides: dict[str, str]) -> tuple[str, Path, list[tuple[str, dict]]]:
-    """(name, out dir, [(step name, options)]) with variables substituted."""
+    """(name, out dir, [(step name, options)]) with variables substituted, `overrides` (--set) applied to the
+    variables and to the train steps' settings, and the train steps' options checked and typed."""
     try:
         doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise WinnerError(f"{path}: invalid TOML ({e})") from e
+    steps = doc.get("step", [])
+    if not steps:
+        raise WinnerError(f"{path}: no [[step]] tables; a pipeline needs at least one step")
+    kinds = [raw.get("run") for raw in steps]
+    for i, kind in enumerate(kinds, 1):
+        if kind not in STEPS:
+            raise WinnerError(f"{path}: step {i} has run = {kind!r}; expected one of {sorted(STEPS)}")
+    classes = {STEPS[kind].settings for kind in kinds} - {None}
+    fields = set().union(*(settings_fields(cls) for cls in classes)) - {"out"}  # out: the pipeline's own
+    _check_overrides(path, doc, overrides, classes, fields)
+
     name = str(doc.get("name", Path(path).stem))
     variables = {"name": name, **{k: str(v) for k, v in doc.get("vars", {}).items()}, **overrides}
     variables = {k: substitute(v, variables, str(path)) for k, v in variables.items()}
     out = Path(substitute(str(overrides.get("out", doc.get("out", f"runs/{name}"))), variables, str(path)))
-    steps = doc.get("step", [])
-    if not steps:
-        raise WinnerError(f"{path}: no [[step]] tables; a pipeline needs at least one step")
     parsed = []
-    for i, raw in enumerate(steps, 1):
-        options = dict(raw)
-        kind = options.pop("run", None)
-        if kind not in STEPS:
-            raise WinnerError(f"{path}: step {i} has run = {kind!r}; expected one of {sorted(STEPS)}")
-        parsed.append((kind, substitute(options, variables, f"{path} step {i}")))
+    for i, (kind, raw) in enumerate(zip(kinds, steps, strict=True), 1):
+        where = f"{path} step {i} ({kind})"
+        options = substitute({k: v for k, v in raw.items() if k != "run"}, variables, where)
+        cls = STEPS[kind].settings
+        if cls is not None:
+            options.update({k: v for k, v in overrides.items() if k != "out" and k in settings_fields(cls)})
+            settings = settings_from_options(cls, {"out": str(out), **options}, where)
+            options = {k: getattr(settings, k) for k in options}
+        parsed.append((kind, options))
     return name, out, parsed
+
+
+def _check_overrides(path: Path, doc: dict, overrides: dict[str, str], classes: set[type], fields: set[str]) -> None:
+    """Every --set names a variable or a setting of a train step, and a setting's value fits it."""
+    variables = {"name", "out", *doc.get("vars", {}), *referenced_variables(doc)}
+    for key, value in overrides.items():
+        if key not in variables and key not in fields:
+            raise WinnerError(f"--set {key}: {path} has no variable or step setting {key!r}; expected one of "
+                              f"{', '.join(sorted(variables | fields))}")
+        for cls in classes:
+            if key != "out" and key in settings_fields(cls):
+                try:
+                    coerce_setting(cls, key, value)
+                except BadSettingError as e:
+                    raise WinnerError(f"--set {key}={value}: {e}") from None
 
 
 def run_pipeline(path: Path, overrides: dict[str, str] | None = None) -> dict:
@@ -80,7 +123,7 @@ def run_pipeline(path: Path, overrides: dict[str, str] | None = None) -> dict:
     for i, (kind, options) in enumerate(steps, 1):
         console.rule(f"[{i}/{len(steps)}] {kind}")
         ts = time.perf_counter()
-        result = STEPS[kind](options, out)
+        result = STEPS[kind].run(options, out)
         summary["steps"].append({"run": kind, "options": options, "seconds": time.perf_counter() - ts,
                                  "result": result})
     summary["seconds"] = time.perf_counter() - t0

@@ -9,86 +9,18 @@ from typing import Annotated
 
 import typer
 
-from winner.cli.common import (
-    Activation,
-    ActivationOption,
-    CasingDimOption,
-    EmbeddingsOption,
-    HiddenOption,
-    LayersOption,
-    MaxPretrainedOption,
-    OptimizerName,
-    RunDirOption,
-    TrustPickleOption,
-    UnkReplaceOption,
-    WindowOption,
-    cli_errors,
-)
+from winner.cli.common import cli_errors, settings_command
+from winner.heads.settings import ScoreSettings
 
 score_app = typer.Typer(no_args_is_help=True, help="Max-margin window scorer: is the centre word of a window an "
                                                    "entity of one type (LOC by default)?")
 
 
-# Defaults come from ScoreSettings so the library and the CLI cannot disagree.
-def _d(name: str):
-    from winner.heads.scorer import ScoreSettings
-
-    return getattr(ScoreSettings, name)
-
-
-@score_app.command("train")
-@cli_errors
-def train_cmd(
-    out: RunDirOption,
-    train: Annotated[str | None, typer.Option(help="Training data: CoNLL file or Hugging Face dataset name. "
-                                                    "Default: the shipped WikiGold train split.")] = None,
-    dev: Annotated[str | None, typer.Option(help="Dev data for early stopping and the threshold (default: shipped "
-                                                  "WikiGold dev, or every 10th training sentence with --train).")
-                   ] = None,
-    label: Annotated[str, typer.Option(help="Entity type of the true windows' centre (LOC, PER, ORG, MISC, ...).")
-                     ] = _d("label"),
-    embeddings: EmbeddingsOption = _d("embeddings"),
-    trust_pickle: TrustPickleOption = _d("trust_pickle"),
-    window: WindowOption = _d("window"),
-    hidden: HiddenOption = _d("hidden"),
-    layers: LayersOption = _d("layers"),
-    activation: ActivationOption = Activation(_d("activation")),
-    casing_dim: CasingDimOption = _d("casing_dim"),
-    max_pretrained: MaxPretrainedOption = _d("max_pretrained"),
-    unk_replace: UnkReplaceOption = _d("unk_replace"),
-    corrupt_per_true: Annotated[int, typer.Option(min=1, help="Corrupt windows K drawn for each true window, "
-                                                              "afresh every epoch.")] = _d("corrupt_per_true"),
-    margin: Annotated[float, typer.Option(min=0.0, help="Margin of the hinge J = max(0, margin - s + s_c).")
-                      ] = _d("margin"),
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (one epoch = every true window once).")
-                      ] = _d("epochs"),
-    patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without a better dev F1.")
-                        ] = _d("patience"),
-    batch_size: Annotated[int, typer.Option(min=1, help="True windows per update (each with its corrupt ones).")
-                          ] = _d("batch_size"),
-    optimizer: Annotated[OptimizerName, typer.Option(help="Optimiser.")] = OptimizerName(_d("optimizer")),
-    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate.")] = _d("lr"),
-    embed_lr_scale: Annotated[float, typer.Option(min=0.0, help="Embedding learning rate as a multiple of "
-                                                                "--lr (0 freezes them).")] = _d("embed_lr_scale"),
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on the input embeddings.")
-                       ] = _d("dropout"),
-    hidden_dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout on hidden units.")
-                              ] = _d("hidden_dropout"),
-    l2: Annotated[float, typer.Option(min=0.0, help="L2 penalty on weights (not biases).")] = _d("l2"),
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same model.")] = _d("seed"),
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-) -> None:
+@settings_command(score_app, "train", ScoreSettings)
+def train_cmd(settings: ScoreSettings) -> None:
     """Train a max-margin window scorer; the best model on dev (with its F1-maximising threshold) goes to OUT/model."""
-    from winner.heads.scorer import ScoreSettings, train_scorer
+    from winner.heads.scorer import train_scorer
 
-    settings = ScoreSettings(
-        out=str(out), train=train, dev=dev, label=label, embeddings=embeddings, trust_pickle=trust_pickle,
-        window=window, hidden=hidden, layers=layers, activation=activation.value, casing_dim=casing_dim,
-        max_pretrained=max_pretrained, unk_replace=unk_replace, corrupt_per_true=corrupt_per_true, margin=margin,
-        epochs=epochs, patience=patience, batch_size=batch_size, optimizer=optimizer.value, lr=lr,
-        embed_lr_scale=embed_lr_scale, dropout=dropout, hidden_dropout=hidden_dropout, l2=l2, seed=seed, resume=resume,
-        quiet=quiet)
     train_scorer(settings)
 
 

@@ -1,43 +1,45 @@
 """The steps a pipeline can run, one per library call, and the registry `winner run` looks them up in.
 
-Each step is fn(options, out_dir) -> result dict and calls the same library function as its CLI command.
+Each step is fn(options, out_dir) -> result dict and calls the same library function as its CLI command. A
+train step names its settings dataclass: `winner run` checks the step's options against it (and applies a
+`--set` of one of its fields) before any step runs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from winner.core.console import console
 from winner.errors import WinnerError
+from winner.heads.registry import HEADS, Head
+from winner.heads.settings import settings_from_options
 
 StepRunner = Callable[[dict, Path], dict]
-STEPS: dict[str, StepRunner] = {}
 
 
-def step(name: str) -> Callable[[StepRunner], StepRunner]:
+@dataclass(frozen=True)
+class Step:
+    run: StepRunner
+    settings: type | None = None  # the settings dataclass of a train step
+
+
+STEPS: dict[str, Step] = {}
+
+
+def step(name: str, settings: type | None = None) -> Callable[[StepRunner], StepRunner]:
     """Register a step runner: fn(options, out_dir) -> result dict."""
 
     def register(fn: StepRunner) -> StepRunner:
-        STEPS[name] = fn
+        STEPS[name] = Step(fn, settings)
         return fn
 
     return register
 
 
-def settings_from_options(cls, options: dict, where: str):
-    """A settings dataclass from a step's options, refusing unknown ones and coercing ${var} strings."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise WinnerError(f"step '{where}': unknown option(s) {unknown}; expected some of {sorted(names)}")
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    return cls(**{k: coerce_option(v, defaults[k], f"step '{where}' option {k}") for k, v in options.items()})
-
-
 def coerce_option(value, default, where: str):
-    """Strings from ${var} substitution take the type of the setting's default (int, float, bool)."""
+    """Strings from ${var} substitution take the type of the option's default (int, float, bool)."""
     if not isinstance(value, str) or isinstance(default, str) or default is None:
         return value
     try:
@@ -56,15 +58,22 @@ def require_option(options: dict, key: str, where: str) -> str:
     return str(options[key])
 
 
+# ---------------------------------------------------------------- training, for every head
+
+
+def _train_step(head: Head) -> StepRunner:
+    def run(options: dict, out: Path) -> dict:
+        where = f"step '{head.name} train'"
+        return head.train(settings_from_options(head.settings, {"out": str(out), **options}, where))
+
+    return run
+
+
+for _head in HEADS:
+    step(f"{_head.name} train", _head.settings)(_train_step(_head))
+
+
 # ---------------------------------------------------------------- tagger
-
-
-@step("ner train")
-def _ner_train(options: dict, out: Path) -> dict:
-    from winner.heads.ner import train_tagger
-    from winner.heads.ner_settings import NERSettings
-
-    return train_tagger(settings_from_options(NERSettings, {"out": str(out), **options}, "ner train"))
 
 
 @step("ner evaluate")
@@ -82,13 +91,6 @@ def _ner_evaluate(options: dict, out: Path) -> dict:
 # ---------------------------------------------------------------- scorer
 
 
-@step("score train")
-def _score_train(options: dict, out: Path) -> dict:
-    from winner.heads.scorer import ScoreSettings, train_scorer
-
-    return train_scorer(settings_from_options(ScoreSettings, {"out": str(out), **options}, "score train"))
-
-
 @step("score evaluate")
 def _score_evaluate(options: dict, out: Path) -> dict:
     from winner.heads.scorer import evaluate_scorer, format_evaluation
@@ -101,17 +103,6 @@ def _score_evaluate(options: dict, out: Path) -> dict:
 
 
 # ---------------------------------------------------------------- language model
-
-
-@step("lm train")
-def _lm_train(options: dict, out: Path) -> dict:
-    from winner.heads.lm import LMSettings, train_lm
-
-    opts = {"out": str(out), **options}
-    for key in ("min_count", "max_vocab"):  # default None: settings_from_options cannot infer their type
-        if isinstance(opts.get(key), str):
-            opts[key] = coerce_option(opts[key], 0, f"step 'lm train' option {key}")
-    return train_lm(settings_from_options(LMSettings, opts, "lm train"))
 
 
 @step("lm perplexity")

@@ -1,4 +1,4 @@
-"""The C interface of a row-major cblas_?gemm as numba types: what kernels.gemm calls and what a library
+"""The C interface of a row-major cblas_?gemm as numba types: what blas.gemm calls and what a library
 (numpy's OpenBLAS, or scipy_blas's adapter) must provide."""
 
 from __future__ import annotations

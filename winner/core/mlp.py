@@ -1,25 +1,27 @@
-"""The window MLP: embedding gather -> hidden layers -> output, over the kernels in kernels.py.
+"""The window MLP: embedding gather -> hidden layers -> output, over the kernels of layers, steps and lookup.
 
 One class serves all three heads. Dimensions are named once in MLPConfig; parameters are views
-into one flat vector (see kernels.py) plus the word table E and the feature table F. The model
+into one flat vector (see layers.py) plus the word table E and the feature table F. The model
 owns its scratch buffers, so a training step allocates nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from winner.core import kernels as K
-from winner.core import runtime
+from winner.core import layers, lookup, runtime, steps, updates
+from winner.core.fastmath import RELU, SIGMOID, TANH
 from winner.errors import ModelFormatError
 
 LOOKUP_TABLE_BYTES = 256 << 20  # the lookup path's (position, word) table is at most this big per chunk
-ACTIVATIONS = {"tanh": K.TANH, "sigmoid": K.SIGMOID, "relu": K.RELU}
-LOSSES = {"softmax": K.LOSS_SOFTMAX, "sigmoid": K.LOSS_SIGMOID, "none": K.LOSS_NONE}
+ACTIVATIONS = {"tanh": TANH, "sigmoid": SIGMOID, "relu": RELU}
+LOSSES = {"softmax": layers.LOSS_SOFTMAX, "sigmoid": layers.LOSS_SIGMOID, "none": layers.LOSS_NONE}
 
 
 @dataclass
@@ -42,7 +44,7 @@ class VocabularyTable:
         T = np.empty((V, P, H0), model.dtype)
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), model.dtype)
         Eu = np.empty((V, c.embed_dim), model.dtype)
-        K.first_layer_tables(model.E, model.F, model._views["W0"], np.arange(V, dtype=np.int32), V, T, C, Eu)
+        lookup.first_layer_tables(model.E, model.F, model._views["W0"], np.arange(V, dtype=np.int32), V, T, C, Eu)
         return cls(T, C, model._transposed_theta(), model.theta.copy(), model.E.copy(), model.F.copy())
 
     def matches(self, model: WindowMLP) -> bool:
@@ -140,6 +142,7 @@ class Buffers:
 
     capacity: int = 0
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    scratch: layers.Scratch | None = None  # the same arrays as the kernels take them
 
 
 class WindowMLP:
@@ -152,7 +155,7 @@ class WindowMLP:
         self.dtype = np.dtype(config.dtype)
         self.sizes = config.sizes
         rng = np.random.default_rng(seed)
-        self.theta = np.zeros(int(K.theta_size(self.sizes, config.direct)), dtype=self.dtype)
+        self.theta = np.zeros(int(layers.theta_size(self.sizes, config.direct)), dtype=self.dtype)
         self.weight_mask = np.zeros(self.theta.shape[0], dtype=np.uint8)
         self._views: dict[str, np.ndarray] = {}
         off = 0
@@ -176,6 +179,11 @@ class WindowMLP:
         self.slot_E = np.full(config.vocab_size, -1, dtype=np.int32)
         self.slot_F = np.full(config.n_features, -1, dtype=np.int32)
         self._vocab_table: VocabularyTable | None = None
+        self._kernel_params = layers.Params(self.E, self.F, self.theta, self.sizes, self.weight_mask)
+        # the kernels' scalars, with dropout (training) and without
+        self._nets = {train: layers.Net(bool(config.direct), ACTIVATIONS[config.activation], LOSSES[config.loss],
+                                        float(config.dropout_input) if train else 0.0,
+                                        float(config.dropout_hidden) if train else 0.0) for train in (False, True)}
 
     def _table(self, given: np.ndarray | None, shape: tuple[int, int], rng: np.random.Generator,
                name: str) -> np.ndarray:
@@ -230,19 +238,41 @@ class WindowMLP:
                 "ids": np.zeros((need, P), np.int32), "feats": np.zeros((need, P), np.int32),
                 "targets": np.zeros(need, np.int64),
             })
+            a = self._buf.arrays
+            self._buf.scratch = layers.Scratch(
+                a["ids"], a["feats"], a["targets"], a["acts"], a["keep"], a["dacts"], a["Z"], a["dZ"], self.grad,
+                self.slot_E, a["rows_E"], a["G_E"], self.slot_F, a["rows_F"], a["G_F"])
         return self._buf.arrays
 
-    def pair_buffers(self, batch: int) -> tuple[np.ndarray, ...]:
-        """Scratch of kernels.sgd_step_pairs for batches of up to `batch` windows (0: tiny placeholders)."""
+    def scratch(self, batch: int) -> layers.Scratch:
+        """The scratch arrays for batches of up to `batch` windows, as the kernels take them."""
+        self.buffers(batch)
+        return self._buf.scratch
+
+    @property
+    def kernel_params(self) -> layers.Params:
+        """The parameters as the kernels take them (built again only if an array was replaced)."""
+        p = self._kernel_params
+        if p.E is not self.E or p.F is not self.F or p.theta is not self.theta:
+            p = self._kernel_params = layers.Params(self.E, self.F, self.theta, self.sizes, self.weight_mask)
+        return p
+
+    def kernel_net(self, train: bool) -> layers.Net:
+        """The scalars the kernels take: activation, loss, direct connections, dropout when training."""
+        return self._nets[bool(train)]
+
+    def pair_buffers(self, batch: int) -> steps.PairScratch:
+        """Scratch of steps.sgd_step_pairs for batches of up to `batch` windows (0: tiny placeholders)."""
         c = self.config
         if getattr(self, "_pairs", None) is None or self._pairs[0].shape[0] < batch:
             n = batch * c.n_positions
             H0 = c.hidden[0] if c.hidden and batch else 0
             d = c.embed_dim if batch else 0
             dt = self.dtype
-            self._pairs = (np.zeros((batch, c.n_positions), np.int32), np.zeros(n, np.int32),
-                           np.zeros(c.n_positions + 1, np.int64), np.zeros((n, d), dt), np.zeros((n, H0), dt),
-                           np.zeros((n + 1, H0), dt), np.zeros((n, d), dt))
+            self._pairs = steps.PairScratch(
+                np.zeros((batch, c.n_positions), np.int32), np.zeros(n, np.int32),
+                np.zeros(c.n_positions + 1, np.int64), np.zeros((n, d), dt), np.zeros((n, H0), dt),
+                np.zeros((n + 1, H0), dt), np.zeros((n, d), dt))
         return self._pairs
 
     def _check_inputs(self, ids: np.ndarray, feats: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -303,13 +333,12 @@ class WindowMLP:
             method = "lookup" if self.lookup_supported and few else "gemm"
         if method == "lookup":
             return self._predict_lookup(ids, feats, log_proba)
-        b = self.buffers(min(batch, max(1, ids.shape[0])))
+        scratch = self.scratch(min(batch, max(1, ids.shape[0])))
         out = np.zeros((ids.shape[0], self.config.n_out), dtype=self.dtype)
         cap = self._buf.capacity
-        K.predict_batches(ids, feats, self.E, self.F, self.theta, self.sizes, self.config.direct,
-                          ACTIVATIONS[self.config.activation], min(batch, cap), b["acts"], b["keep"], b["Z"], out)
+        layers.predict_batches(ids, feats, self.kernel_params, self.kernel_net(False), min(batch, cap), scratch, out)
         if log_proba:
-            K.log_softmax_rows(out, out)
+            layers.log_softmax_rows(out, out)
         return out
 
     def _predict_lookup(self, ids: np.ndarray, feats: np.ndarray, log_proba: bool) -> np.ndarray:
@@ -321,7 +350,7 @@ class WindowMLP:
         out = np.empty((N, c.n_out), self.dtype)
         table = self._vocabulary_table(N * P)
         if table is not None:
-            K.lookup_logits(ids, feats, table.T, table.C, self.theta, table.WT, self.sizes, act, log_proba, out)
+            lookup.lookup_logits(ids, feats, table.T, table.C, self.theta, table.WT, self.sizes, act, log_proba, out)
             return out
         H0 = c.hidden[0]
         W0 = self._views["W0"]
@@ -335,11 +364,11 @@ class WindowMLP:
         local = np.empty((N, P), np.int32)
         start = 0
         while start < N:
-            stop, U = K.compact_rows(ids, start, self.slot_E, uniq, max_unique)
-            K.local_ids(ids, start, stop, self.slot_E, uniq, U, local)
-            K.first_layer_tables(self.E, self.F, W0, uniq, U, T, C, Eu)
-            K.lookup_logits(local[: stop - start], feats[start:stop], T, C, self.theta, WT, self.sizes, act,
-                            log_proba, out[start:stop])
+            stop, U = lookup.compact_rows(ids, start, self.slot_E, uniq, max_unique)
+            lookup.local_ids(ids, start, stop, self.slot_E, uniq, U, local)
+            lookup.first_layer_tables(self.E, self.F, W0, uniq, U, T, C, Eu)
+            lookup.lookup_logits(local[: stop - start], feats[start:stop], T, C, self.theta, WT, self.sizes, act,
+                                 log_proba, out[start:stop])
             start = stop
         return out
 
@@ -391,18 +420,12 @@ class WindowMLP:
         self._require_targets_loss()
         ids, feats = self._check_inputs(ids, feats)
         targets = np.ascontiguousarray(targets, dtype=np.int64)
-        B = ids.shape[0]
-        b = self.buffers(B)
-        c = self.config
-        drop_in, drop_hid = (c.dropout_input, c.dropout_hidden) if train else (0.0, 0.0)
-        loss, nE, nF = K.loss_and_grad(
-            ids, feats, targets, self.E, self.F, self.theta, self.sizes, c.direct, ACTIVATIONS[c.activation],
-            LOSSES[c.loss], drop_in, drop_hid, seed, step, self.weight_mask, l2, l1,
-            b["acts"], b["keep"], b["Z"], b["dZ"], b["dacts"], self.grad,
-            self.slot_E, b["rows_E"], b["G_E"], self.slot_F, b["rows_F"], b["G_F"])
-        K.clear_slots(self.slot_E, b["rows_E"], nE)
-        K.clear_slots(self.slot_F, b["rows_F"], nF)
-        grads = self._dense_grads(b, nE, nF)
+        scratch = self.scratch(ids.shape[0])
+        loss, nE, nF = steps.loss_and_grad(ids, feats, targets, self.kernel_params, self.kernel_net(train), seed, step,
+                                           float(l2), float(l1), scratch)
+        updates.clear_slots(self.slot_E, scratch.rowsE, nE)
+        updates.clear_slots(self.slot_F, scratch.rowsF, nF)
+        grads = self._dense_grads(self._buf.arrays, nE, nF)
         return float(loss), grads
 
     def _dense_grads(self, b: dict[str, np.ndarray], nE: int, nF: int) -> dict[str, np.ndarray]:
@@ -428,12 +451,11 @@ class WindowMLP:
         """
         ids, feats = self._check_inputs(ids, feats)
         B = ids.shape[0]
-        b = self.buffers(B)
+        scratch = self.scratch(B)
+        b = self._buf.arrays
         c = self.config
-        drop_in, drop_hid = (c.dropout_input, c.dropout_hidden) if train else (0.0, 0.0)
-        Z = b["Z"][:B]
-        K.forward(ids, feats, self.E, self.F, self.theta, self.sizes, c.direct, ACTIVATIONS[c.activation],
-                  drop_in, drop_hid, seed, step, b["acts"], b["keep"], Z)
+        Z = scratch.Z[:B]
+        layers.forward(ids, feats, self.kernel_params, self.kernel_net(train), seed, step, scratch)
         self._forward_token = token = object()
 
         def backprop(dZ: np.ndarray) -> SparseGrads:
@@ -443,8 +465,7 @@ class WindowMLP:
             if dZ.shape != (B, c.n_out):
                 raise ValueError(f"dZ must be {(B, c.n_out)}, got {dZ.shape}")
             self.grad[:] = 0.0
-            K.backward(self.theta, self.sizes, c.direct, ACTIVATIONS[c.activation], b["acts"], b["keep"], dZ,
-                       b["dacts"], self.grad)
+            layers.backward(self.kernel_params, self.kernel_net(train), scratch, dZ)
             return self._scatter(ids, feats, b)
 
         return Z.copy(), backprop
@@ -453,13 +474,27 @@ class WindowMLP:
         B = ids.shape[0]
         d, df = self.config.embed_dim, self.config.feature_dim
         dX = b["dacts"][: B * self.config.n_in].reshape(B, self.config.n_in)
-        nE = K.scatter_rows(ids, dX, 0, d, d + df, self.slot_E, b["rows_E"], b["G_E"], 0)
-        nF = K.scatter_rows(feats, dX, d, df, d + df, self.slot_F, b["rows_F"], b["G_F"], 0)
-        K.clear_slots(self.slot_E, b["rows_E"], nE)
-        K.clear_slots(self.slot_F, b["rows_F"], nF)
+        nE = updates.scatter_rows(ids, dX, 0, d, d + df, self.slot_E, b["rows_E"], b["G_E"], 0)
+        nF = updates.scatter_rows(feats, dX, d, df, d + df, self.slot_F, b["rows_F"], b["G_F"], 0)
+        updates.clear_slots(self.slot_E, b["rows_E"], nE)
+        updates.clear_slots(self.slot_F, b["rows_F"], nF)
         return SparseGrads(self.grad, b["rows_E"][:nE], b["G_E"][:nE], b["rows_F"][:nF], b["G_F"][:nF])
 
     # ------------------------------------------------------------ I/O
+
+    @contextlib.contextmanager
+    def use_params(self, arrays: dict[str, np.ndarray]) -> Iterator[None]:
+        """Inside: `arrays` ("theta", "E", "F": any of them) in place of the model's own (e.g. an average),
+        copied in and the originals put back after."""
+        own = {"theta": self.theta, "E": self.E, "F": self.F}
+        saved = {name: own[name].copy() for name in arrays}
+        for name, value in arrays.items():
+            own[name][...] = value
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                own[name][...] = value
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in self.params.items()}

@@ -1,20 +1,21 @@
 """Optimisers: plain SGD and Adam, dense on theta and lazy (row-wise) on the embedding tables.
 
-The state is plain arrays so that a checkpoint is an npz file; the arithmetic is in kernels.py.
+The state is plain arrays so that a checkpoint is an npz file; the arithmetic is in updates.py and steps.py.
 Training runs whole stretches of minibatches inside one compiled loop (`train_batches`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from winner.core import kernels as K
-from winner.core.mlp import ACTIVATIONS, LOSSES, SparseGrads, WindowMLP
+from winner.core import layers, steps, updates
+from winner.core.mlp import SparseGrads, WindowMLP
 from winner.core.runtime import blas_threads
 
-OPTIMIZERS = {"sgd": K.OPT_SGD, "adam": K.OPT_ADAM}
+OPTIMIZERS = {"sgd": updates.OPT_SGD, "adam": updates.OPT_ADAM}
 # Minibatches whose products are smaller than this (batch x weights, in multiply-adds) keep BLAS on one thread:
 # they are too small to split profitably (the NER window MLP, 150k weights, gains from a second core from batch
 # 128 on, not at 32), and a split stalls badly when the other core is busy. A language model's 5.6M weights pass
@@ -35,6 +36,10 @@ class Optimizer:
     beta2: float = 0.999
     eps: float = 1e-8
     update_embeddings: bool = True
+    # Polyak averaging (EMA form): the time constant, in windows, of a moving average of theta and E kept in
+    # `state` (so checkpoints hold it); 0 = none. Adam at a useful rate leaves the weights jittering around a
+    # good point; the average of recent iterates sits closer to it. Evaluate with model.use_params(averaged()).
+    average_windows: float = 0.0
     steps: int = 0
     state: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -57,14 +62,21 @@ class Optimizer:
 
     def step(self, model: WindowMLP, grads: SparseGrads) -> None:
         """Apply one update from gradients computed by `model.forward(...)[1](dZ)`."""
-        K.add_penalty_grad(model.theta, model.weight_mask, self.l2, self.l1, grads.theta)
-        s = self._state(model)
+        updates.add_penalty_grad(model.theta, model.weight_mask, self.l2, self.l1, grads.theta)
+        adam = self._adam(model)
         self.steps += 1
-        K.apply_update(model.theta, grads.theta, model.E, model.F, grads.rows_E, grads.G_E, len(grads.rows_E),
-                       grads.rows_F, grads.G_F, len(grads.rows_F), self.update_embeddings,
-                       self.update_embeddings, OPTIMIZERS[self.name], self.lr, self.lr * self.embed_lr_scale,
-                       self.beta1, self.beta2, self.eps, self.steps,
-                       s["m"], s["v"], s["mE"], s["vE"], s["mF"], s["vF"])
+        updates.apply_update(model.kernel_params, grads.theta, grads.rows_E, grads.G_E, len(grads.rows_E),
+                             grads.rows_F, grads.G_F, len(grads.rows_F), self._hyper(), self.steps, adam)
+
+    def _hyper(self) -> updates.Hyper:
+        """The scalars the kernels take, built per call: a schedule may change lr between calls."""
+        return updates.Hyper(OPTIMIZERS[self.name], float(self.lr), float(self.lr * self.embed_lr_scale),
+                             float(self.beta1), float(self.beta2), float(self.eps), float(self.l2), float(self.l1),
+                             bool(self.update_embeddings), bool(self.update_embeddings))
+
+    def _adam(self, model: WindowMLP) -> updates.AdamState:
+        s = self._state(model)
+        return updates.AdamState(s["m"], s["v"], s["mE"], s["vE"], s["mF"], s["vF"])
 
     def train_batches(self, model: WindowMLP, ids: np.ndarray, feats: np.ndarray, targets: np.ndarray,
                       order: np.ndarray, start: int, stop: int, batch: int, seed: int) -> float:
@@ -73,34 +85,41 @@ class Optimizer:
         The caller checks the ids once (WindowMLP.check_ids): this runs per stretch of batches.
         """
         model._require_targets_loss()
-        b = model.buffers(batch)
-        s = self._state(model)
+        scratch = model.scratch(batch)
+        adam = self._adam(model)
         n_batches = -(-(stop - start) // batch)
         with blas_threads(1 if batch * model.theta.size < SPLIT_WORK else None):
-            total = self._train_batches(model, b, s, ids, feats, targets, order, start, stop, batch, seed)
+            total = self._train_batches(model, scratch, adam, ids, feats, targets, order, start, stop, batch, seed)
         self.steps += n_batches
+        if self.average_windows > 0 and math.isfinite(total):
+            self._update_average(model, stop - start)
         return float(total)
 
-    def _train_batches(self, model: WindowMLP, b: dict[str, np.ndarray], s: dict[str, np.ndarray], ids: np.ndarray,
+    def _update_average(self, model: WindowMLP, windows: int) -> None:
+        rate = 1.0 - math.exp(-windows / self.average_windows)
+        for key, current in (("avg_theta", model.theta), ("avg_E", model.E)):
+            avg = self.state.get(key)
+            if avg is None:
+                self.state[key] = current.copy()
+            else:  # avg += rate * (current - avg), without temporaries
+                avg *= 1.0 - rate
+                avg += rate * current
+
+    def averaged(self) -> dict[str, np.ndarray]:
+        """The averaged parameters ({"theta": ..., "E": ...}), or {} before any training or without averaging."""
+        return {name: self.state[key] for name, key in (("theta", "avg_theta"), ("E", "avg_E")) if key in self.state}
+
+    def _train_batches(self, model: WindowMLP, scratch: layers.Scratch, adam: updates.AdamState, ids: np.ndarray,
                        feats: np.ndarray, targets: np.ndarray, order: np.ndarray, start: int, stop: int, batch: int,
                        seed: int) -> float:
-        c = model.config
-        return K.train_batches(
-            ids, feats, targets, order, start, stop, batch, b["ids"], b["feats"], b["targets"],
-            model.E, model.F, model.theta, model.sizes, c.direct, ACTIVATIONS[c.activation], LOSSES[c.loss],
-            c.dropout_input, c.dropout_hidden, seed, self.steps, model.weight_mask, self.l2, self.l1,
-            OPTIMIZERS[self.name], self.lr, self.lr * self.embed_lr_scale, self.beta1, self.beta2, self.eps,
-            s["m"], s["v"], s["mE"], s["vE"], s["mF"], s["vF"], self.update_embeddings, self.update_embeddings,
-            b["acts"], b["keep"], b["Z"], b["dZ"], b["dacts"], model.grad,
-            model.slot_E, b["rows_E"], b["G_E"], model.slot_F, b["rows_F"], b["G_F"],
-            *model.pair_buffers(batch if self._pairs_apply(model, batch) else 0))
+        pairs = model.pair_buffers(batch if self._pairs_apply(model, batch) else 0)
+        return steps.train_batches(ids, feats, targets, order[start:stop], batch, model.kernel_params,
+                                   model.kernel_net(True), seed, self.steps, self._hyper(), adam, scratch, pairs)
 
     def _pairs_apply(self, model: WindowMLP, batch: int) -> bool:
-        """Whether kernels.sgd_step_pairs serves this training (its scratch is only allocated then)."""
-        c = model.config
-        return (self.name == "sgd" and self.l2 == 0.0 and self.l1 == 0.0 and c.dropout_input == 0.0
-                and c.feature_dim == 0 and not c.direct and bool(c.hidden) and batch >= K.PAIRS_MIN_BATCH
-                and c.loss != "none")
+        """Whether steps.sgd_step_pairs serves this training (its scratch is only allocated then)."""
+        kind = steps.step_kind(model.kernel_params, model.kernel_net(True), self._hyper(), batch)
+        return kind == steps.STEP_PAIRS
 
     def hyperparams(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "lr", "embed_lr_scale", "l2", "l1", "beta1", "beta2",

@@ -1,7 +1,7 @@
 """A row-major cblas_sgemm/dgemm over numba's BLAS entry point (scipy's OpenBLAS, Fortran ?gemm).
 
-kernels.py registers these under the names its cached kernels link to when numpy's own OpenBLAS cannot be
-found (or WINNER_BLAS=scipy), so that the kernels stay the same code whichever library is behind them.
+runtime.init() registers these under the names blas.py's cached kernels link to when numpy's own OpenBLAS
+cannot be found (or WINNER_BLAS=scipy), so that the kernels stay the same code whichever library is behind them.
 Row-major C is column-major C.T = op(B).T @ op(A).T: BLAS gets the operands swapped.
 """
 
@@ -30,7 +30,7 @@ numba.np.linalg.ensure_blas()
 # again (a factory recompiled both on every import, 0.34 s).
 @cfunc(cblas_signature(types.float32), cache=True)
 def sgemm_rowmajor(order, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
-    """cblas_sgemm for order = row-major (the only order kernels.gemm passes)."""
+    """cblas_sgemm for order = row-major (the only order blas.gemm passes)."""
     ab = np.empty(2, np.float32)
     ab[0] = alpha
     ab[1] = beta

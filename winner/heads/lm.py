@@ -17,33 +17,41 @@ Generation never emits `<unk>` (its probability is set to 0 and the rest renorma
 thousands of different rare words and reads as noise. `<text>` (the Brown start-of-document marker) is an
 ordinary token and is printed as a paragraph break.
 
-The core (numba kernels, MLP, optimiser, training loop) is imported inside functions so that the CLI's
-`--help` stays instant.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
-from functools import cache
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from winner.core.console import console
+from winner.core.gradcheck import CaseReport, check
+from winner.core.loop import (
+    Epoch,
+    LoopSettings,
+    LoopState,
+    Metric,
+    TrainData,
+    fit,
+    train_windows_epoch,
+    warm_up_windows,
+    write_json,
+)
+from winner.core.mlp import MLPConfig, WindowMLP
+from winner.core.optim import Optimizer
+from winner.data import corpus as C
+from winner.data.conll import read_text
+from winner.data.corpus import brown_streams, read_text_corpus, tokenize
 from winner.data.vocab import UNK, Vocab
 from winner.errors import ModelFormatError, WinnerError
-from winner.heads.model_io import resolve_model_dir
-
-if TYPE_CHECKING:
-    from winner.core.gradcheck import CaseReport
-    from winner.core.mlp import WindowMLP
-    from winner.core.optim import Optimizer
+from winner.heads.model_io import load_model_dir, resolve_model_dir, save_model_dir
+from winner.heads.settings import LMSettings
 
 KIND = "lm"
 SPLITS = ("train", "valid", "test")
@@ -54,54 +62,6 @@ CHUNK = 1024  # windows per chunk of logits in perplexity: 1024 x 16,493 float32
 EMBED_INIT_STD = 0.05
 UNIGRAM_PRIOR = 0.5  # added to every train count for the initial output biases (log unigram frequencies)
 DOC_MARKER = "<text>"  # Brown's start-of-text token, printed as a paragraph break
-
-
-@dataclass
-class LMSettings:
-    """Everything `winner lm train` takes. The defaults are the Brown settings tuned on valid (seed 0, best valid
-    perplexity and its epoch): h 200, batch 128, Adam 2e-3 -> 280.6 (2); h 100 -> 280.6 (3); h 200, batch 256,
-    Adam 1e-3 -> 287.8 (2, stopped there); dropout 0.4 -> 287.8 (3); blank noising 0.15 -> 288.6 (2). Every
-    setting overfits after its best epoch: the learning-rate decay and early stopping end the run there."""
-
-    out: str = "runs/lm"
-    corpus: str = "brown"  # "brown" (shipped, Bengio et al. setup) or a plain-text file / directory
-    min_count: int | None = None  # plain-text corpora only; None = 2
-    max_vocab: int | None = None  # plain-text corpora only; None = no limit
-    context: int = 4  # n-1 words of history
-    embed_dim: int = 100
-    hidden: str = "200"  # hidden layer sizes, comma-separated; "0" = no hidden layer
-    direct: bool = False
-    epochs: int = 10
-    patience: int = 3  # stop after this many epochs without a better valid perplexity
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    adam_eps: float = 1e-5  # Adam's epsilon; 1e-8 lets outputs of words unseen in train drift to p = 0
-    lr_decay: float = 0.5  # multiply the learning rate by this after an epoch that does not improve valid
-    average: float = 0.25  # time constant of the parameter average, in epochs (0 = evaluate the raw weights)
-    word_noise: float = 0.0  # probability that a training context word reads as <unk>, drawn afresh each epoch
-    dropout: float = 0.25  # on the input embeddings
-    hidden_dropout: float = 0.25
-    l2: float = 0.0
-    seed: int = 0
-    resume: bool = False
-    quiet: bool = False
-
-    def hidden_sizes(self) -> tuple[int, ...]:
-        return parse_hidden(self.hidden)
-
-
-def parse_hidden(spec: str | int) -> tuple[int, ...]:
-    """'200' -> (200,), '400,100' -> (400, 100), '0' or '' -> () (no hidden layer)."""
-    try:
-        sizes = tuple(int(x) for x in str(spec).replace(" ", "").split(",") if x)
-    except ValueError:
-        raise WinnerError(f"--hidden expects sizes like 200 or 400,100, got {spec!r}") from None
-    if sizes == (0,):
-        return ()
-    if any(h <= 0 for h in sizes):
-        raise WinnerError(f"--hidden sizes must be positive (or a single 0 for none), got {spec!r}")
-    return sizes
 
 
 # ---------------------------------------------------------------- windows
@@ -191,8 +151,6 @@ class LanguageModel:
         With h = 0 (no hidden layer) the output reads the embeddings directly: the core's first layer is then
         the direct connections W, so `direct` adds nothing and is ignored.
         """
-        from winner.core.mlp import MLPConfig, WindowMLP
-
         if context < 1:
             raise WinnerError(f"--context must be at least 1, got {context}")
         config = MLPConfig(n_positions=context, vocab_size=len(vocab) + 1, embed_dim=embed_dim, n_out=len(vocab),
@@ -269,8 +227,6 @@ class LanguageModel:
 
     def save(self, path: str | Path, meta: dict | None = None, arrays: dict[str, np.ndarray] | None = None) -> None:
         """Write the model (or `arrays`, parameters of this model's shapes) with kind "lm"."""
-        from winner.heads.model_io import save_model_dir
-
         config = {"mlp": self.model.config_dict(), "lm": {"context": self.context, "tokenizer": "brown",
                                                             "padding_row": self.pad_id},
                   "meta": {**self.meta, **(meta or {})}}
@@ -278,9 +234,6 @@ class LanguageModel:
 
     @classmethod
     def load(cls, path: str | Path) -> LanguageModel:
-        from winner.core.mlp import MLPConfig, WindowMLP
-        from winner.heads.model_io import load_model_dir
-
         config, arrays, vocab = load_model_dir(path, KIND)
         try:
             mlp_config = MLPConfig(**config["mlp"])
@@ -297,8 +250,6 @@ def load_corpus(corpus: str, min_count: int | None = None, max_vocab: int | None
                 ) -> tuple[dict[str, list[str]], Vocab]:
     """Token streams and vocabulary: "brown" = the shipped streams with the paper's vocabulary (frequency
     >= 4 over all splits), otherwise a plain-text file or directory with a vocabulary from train."""
-    from winner.data import corpus as C
-
     if corpus == "brown":
         if min_count is not None or max_vocab is not None:
             raise WinnerError("--min-count and --max-vocab apply to plain-text corpora; the Brown vocabulary is "
@@ -344,66 +295,6 @@ class UnseenOutputs:
                     state[off : off + view.size].reshape(view.shape)[..., self.cols] = 0.0
 
 
-def averaging_optimizer(optimizer: Optimizer, epochs: float, epoch_windows: int) -> Optimizer:
-    """`optimizer` that also keeps an exponential moving average of the parameters (theta and E).
-
-    Adam at a useful learning rate leaves the weights jittering around a good point; the average of the
-    recent iterates sits closer to it (Polyak & Juditsky 1992, here in EMA form). The average is updated
-    after every stretch of minibatches that fit() trains, with a time constant of `epochs` epochs, and
-    lives in the optimiser's state dict, so checkpoints and --resume keep it. Evaluation and the saved
-    model use it (`ParameterAverage`); training continues from the raw weights.
-    """
-    cls = _averaging_class()
-    return cls(**{f.name: getattr(optimizer, f.name) for f in fields(optimizer)},
-               average_windows=epochs * epoch_windows)
-
-
-@cache
-def _averaging_class():
-    from winner.core.optim import Optimizer  # the core is imported lazily (see the module docstring)
-
-    @dataclass
-    class AveragingOptimizer(Optimizer):
-        average_windows: float = 0.0
-
-        def train_batches(self, model, ids, feats, targets, order, start, stop, batch, seed) -> float:
-            total = super().train_batches(model, ids, feats, targets, order, start, stop, batch, seed)
-            if self.average_windows > 0 and math.isfinite(total):
-                rate = 1.0 - math.exp(-(stop - start) / self.average_windows)
-                for key, current in (("avg_theta", model.theta), ("avg_E", model.E)):
-                    avg = self.state.get(key)
-                    if avg is None:
-                        self.state[key] = current.copy()
-                    else:  # avg += rate * (current - avg), without temporaries
-                        avg *= 1.0 - rate
-                        avg += rate * current
-            return total
-
-    return AveragingOptimizer
-
-
-class ParameterAverage:
-    """Swap the optimiser's parameter average into the model and back (a no-op without an average)."""
-
-    def __init__(self, model: WindowMLP, optimizer: Optimizer):
-        self.model = model
-        self.optimizer = optimizer
-
-    @contextmanager
-    def applied(self) -> Iterator[None]:
-        pairs = [(self.model.theta, self.optimizer.state.get("avg_theta")),
-                 (self.model.E, self.optimizer.state.get("avg_E"))]
-        pairs = [(current, avg) for current, avg in pairs if avg is not None]
-        saved = [current.copy() for current, _ in pairs]
-        for current, avg in pairs:
-            current[...] = avg
-        try:
-            yield
-        finally:
-            for (current, _), raw in zip(pairs, saved, strict=True):
-                current[...] = raw
-
-
 class ContextNoise:
     """Blank noising of the training contexts (Xie et al. 2017, https://arxiv.org/abs/1703.02573).
 
@@ -440,8 +331,6 @@ class LRSchedule:
         self.history: list[float] = []  # valid perplexities seen in this process
 
     def update(self, valid_ppl: float) -> None:
-        from winner.core.console import console
-
         self.history.append(valid_ppl)
         self.last_lr = self.optimizer.lr
         if self.best is None or valid_ppl < self.best:
@@ -452,12 +341,52 @@ class LRSchedule:
                           f"{self.optimizer.lr:.3g}")
 
 
+class LMTraining:
+    """The LM as a Trainee of the core's loop: shuffled windows, blank noise drawn per epoch, valid perplexity
+    of the averaged weights with never-seen words' outputs held at their prior, the learning rate halved after
+    an epoch without a gain."""
+
+    def __init__(self, lm: LanguageModel, optimizer: Optimizer, data: TrainData, valid: tuple[np.ndarray, np.ndarray],
+                 settings: LMSettings, unseen: UnseenOutputs, save: Callable[[LoopState, dict], None]):
+        self.lm, self.model, self.optimizer, self.data = lm, lm.model, optimizer, data
+        self.valid, self.settings, self.unseen, self.save = valid, settings, unseen, save
+        self.metric = Metric("valid perplexity", higher_is_better=False, fmt="{:.2f}")
+        self.noise = ContextNoise(data.ids, settings.word_noise, lm.vocab.unk_id, lm.pad_id, settings.seed)
+        self.schedule = LRSchedule(optimizer, settings.lr_decay)
+        self.evaluated: dict[str, np.ndarray] = {}  # the weights of the last evaluation: save_best writes these
+
+    def warm_up(self) -> None:
+        self.model.check_ids(self.data.ids, self.data.feats)
+        warm_up_windows(self.model, self.optimizer, self.data, self.settings.batch_size)
+
+    def train_epoch(self, epoch: int, quiet: bool) -> Epoch:
+        self.noise.draw(epoch)
+        s = self.settings
+        return train_windows_epoch(self.model, self.optimizer, self.data, s.batch_size, s.seed, epoch, quiet)
+
+    def evaluate(self) -> tuple[float, dict]:
+        self.unseen.restore(self.model, self.optimizer)
+        with self.model.use_params(self.optimizer.averaged()):
+            self.unseen.restore(self.model, self.optimizer)
+            self.ppl = perplexity(self.model, *self.valid)
+            self.evaluated = self.model.to_arrays()
+        return self.ppl, {}
+
+    def after_evaluation(self, epoch: int, improved: bool) -> None:
+        self.schedule.update(self.ppl)
+
+    def save_best(self, state: LoopState) -> None:
+        self.save(state, self.evaluated)
+
+    def state_dict(self) -> dict:
+        return {"schedule_best": self.schedule.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.schedule.best = state.get("schedule_best")
+
+
 def train_lm(settings: LMSettings) -> dict:
     """Train on the corpus, early-stop on valid perplexity, keep the best model in OUT/model; the summary."""
-    from winner.core.console import console
-    from winner.core.loop import LoopSettings, LoopState, Metric, TrainData, fit, write_json
-    from winner.core.optim import Optimizer
-
     t_all = time.perf_counter()
     out = Path(settings.out)
     streams, vocab = load_corpus(settings.corpus, settings.min_count, settings.max_vocab)
@@ -475,41 +404,19 @@ def train_lm(settings: LMSettings) -> dict:
 
     # Adam's eps is raised from 1e-8: an output unit whose word never occurs in train gets a tiny but
     # steady gradient that Adam would normalise into full-size steps, pushing its probability to 0.
-    optimizer = Optimizer(settings.optimizer, lr=settings.lr, l2=settings.l2, eps=settings.adam_eps)
-    if settings.average > 0:
-        optimizer = averaging_optimizer(optimizer, settings.average, len(y))
-    schedule = LRSchedule(optimizer, settings.lr_decay)
-    epochs_done = _restore_lr(out, optimizer, schedule) if settings.resume else 0
-    data = TrainData(X, np.zeros_like(X), y)
-    noise = ContextNoise(data.ids, settings.word_noise, vocab.unk_id, lm.pad_id, settings.seed)
-    noise.draw(epochs_done + 1)
-
-    unseen = UnseenOutputs(lm, split_ids["train"])
-
-    average = ParameterAverage(lm.model, optimizer)
-    evaluated: dict[str, np.ndarray] = {}  # the weights of the last evaluation: save_best writes these
-
-    def evaluate() -> float:
-        unseen.restore(lm.model, optimizer)
-        with average.applied():
-            unseen.restore(lm.model, optimizer)
-            ppl = perplexity(lm.model, Xv, yv)
-            evaluated.update(lm.model.to_arrays())
-        schedule.update(ppl)
-        noise.draw(len(schedule.history) + epochs_done + 1)  # the data of the next epoch
-        return ppl
-
+    optimizer = Optimizer(settings.optimizer, lr=settings.lr, l2=settings.l2, eps=settings.adam_eps,
+                          average_windows=settings.average * len(y))
     meta = {"settings": asdict(settings), "corpus": settings.corpus, "vocab_size": len(vocab),
             "train_tokens": int(len(y)), "valid_tokens": int(len(yv))}
 
-    def save_best(state: LoopState) -> None:
-        lm.save(out / "model", {**meta, "epoch": state.best_epoch, "valid_perplexity": state.best}, evaluated)
+    def save(state: LoopState, arrays: dict[str, np.ndarray]) -> None:
+        lm.save(out / "model", {**meta, "epoch": state.best_epoch, "valid_perplexity": state.best}, arrays)
 
+    trainee = LMTraining(lm, optimizer, TrainData(X, np.zeros_like(X), y), (Xv, yv), settings,
+                         UnseenOutputs(lm, split_ids["train"]), save)
     loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
                         settings.quiet)
-    result = fit(lm.model, optimizer, data, evaluate,
-                 Metric("valid perplexity", higher_is_better=False, fmt="{:.2f}"), save_best, out, loop,
-                 extra_log=lambda: {"lr": schedule.last_lr, "next_lr": optimizer.lr})
+    result = fit(trainee, out, loop)
     s = result.state
     speeds = [h["windows_per_s"] for h in s.history]
     summary = {"best_valid_perplexity": s.best, "best_epoch": s.best_epoch, "epochs_run": s.epoch,
@@ -524,20 +431,6 @@ def train_lm(settings: LMSettings) -> dict:
     return summary
 
 
-def _restore_lr(out: Path, optimizer: Optimizer, schedule: LRSchedule) -> int:
-    """On --resume, continue with the learning rate the schedule had reached (from metrics.jsonl);
-    returns the number of epochs already done."""
-    path = out / "metrics.jsonl"
-    if not path.is_file() or not (out / "checkpoint").is_dir():
-        return 0
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not records:
-        return 0
-    optimizer.lr = float(records[-1].get("next_lr", optimizer.lr))
-    schedule.best = min(r["valid perplexity"] for r in records)
-    return int(records[-1]["epoch"])
-
-
 # ---------------------------------------------------------------- applying a model
 
 
@@ -547,12 +440,8 @@ def corpus_split_ids(lm: LanguageModel) -> dict[str, np.ndarray]:
     if corpus is None:
         raise WinnerError("this model does not record its corpus; use --text PATH")
     if corpus == "brown":
-        from winner.data.corpus import brown_streams
-
         streams = brown_streams()
     else:
-        from winner.data.corpus import read_text_corpus
-
         streams = read_text_corpus(corpus)
     return {k: lm.vocab.ids(v) for k, v in streams.items()}
 
@@ -562,9 +451,6 @@ def evaluate_lm(model_dir: str | Path, split: str = "test", text: str | Path | N
     it) or on a plain-text file (tokenised like the training text; its first words see padding)."""
     lm = LanguageModel.load(resolve_model_dir(model_dir))
     if text is not None:
-        from winner.data.conll import read_text
-        from winner.data.corpus import tokenize
-
         ids = lm.vocab.ids(tokenize(read_text(text), known=lm.vocab.stoi))
         X, y = lm.windows(ids)
     else:
@@ -585,8 +471,6 @@ def render(words: list[str]) -> str:
 def generate_text(model_dir: str | Path, prompt: str, n: int = 50, temperature: float = 1.0, top_k: int = 0,
                   seed: int = 0) -> dict:
     """Tokenise the prompt like the training text, generate n words; the prompt's unknown words are listed."""
-    from winner.data.corpus import tokenize
-
     lm = LanguageModel.load(resolve_model_dir(model_dir))
     tokens = tokenize(prompt, known=lm.vocab.stoi)
     words = lm.generate(tokens, n, temperature, top_k, seed)
@@ -601,8 +485,6 @@ def gradcheck_cases() -> list[CaseReport]:
     """LM-shaped float64 checks: loss = the mean NLL exactly as perplexity computes it (chunked), gradients
     from the core. Windows come from a stream with a word repeated inside one context and padding at the
     start; with and without direct connections, h = 0, two hidden layers."""
-    from winner.core.gradcheck import check
-
     vocab = Vocab([UNK, *(f"w{i}" for i in range(8))])  # w6, w7 never occur: their rows must get 0
     stream = np.array([3, 3, 3, 1, 0, 2, 3, 5, 4, 4, 2, 1], dtype=np.int32)
     cases = [("lm n=4, h=5, direct", (5,), True), ("lm n=4, h=5, no direct", (5,), False),

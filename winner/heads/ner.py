@@ -15,7 +15,7 @@ import numpy as np
 
 from winner.core.atomic import save_figure
 from winner.core.console import console
-from winner.core.loop import FitResult, LoopSettings, LoopState, Metric, TrainData, fit, write_json
+from winner.core.loop import FitResult, LoopSettings, LoopState, Metric, TrainData, WindowTraining, fit, write_json
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
 from winner.data.conll import Sentence, convert_tags, detect_scheme, load_sentences, read_conll, tags_to_spans
@@ -26,7 +26,7 @@ from winner.data.windows import CASINGS
 from winner.errors import WinnerError
 from winner.heads.metrics import entity_scores
 from winner.heads.model_io import resolve_model_dir
-from winner.heads.ner_settings import NERSettings
+from winner.heads.settings import NERSettings
 from winner.heads.tagger import Tagger, TaggerSpec
 
 
@@ -42,7 +42,7 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
     embed_dim = table.shape[1] if table is not None else settings.random_embed_dim
     config = MLPConfig(
         n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=embed_dim, n_out=len(tags),
-        hidden=(settings.hidden,) * settings.layers, n_features=len(CASINGS), feature_dim=settings.casing_dim,
+        hidden=settings.hidden_sizes(), n_features=len(CASINGS), feature_dim=settings.casing_dim,
         activation=settings.activation, loss="softmax", dropout_input=settings.dropout,
         dropout_hidden=settings.hidden_dropout)
     model = WindowMLP(config, seed=settings.seed, E=table)
@@ -81,7 +81,9 @@ def train_tagger(settings: NERSettings) -> dict:
                   f"{len(tagger.spec.tags)} tags ({settings.scheme}), {tagger.model.n_parameters():,} parameters")
     loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
                         settings.quiet)
-    result = fit(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best, out, loop)
+    trainee = WindowTraining(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best,
+                             settings.batch_size, settings.seed)
+    result = fit(trainee, out, loop)
     summary = _summary(result, settings, out, time.perf_counter() - t_all, len(data.targets))
     write_json(out / "summary.json", summary)
     console.print(

@@ -1,19 +1,50 @@
-"""The heads winner knows, in one place: what `winner gradcheck` checks beyond the core.
+"""The heads winner knows, in one place. `winner run` builds each head's train step from this list and
+`winner gradcheck` checks each head's own parameters beside the core's: a new head is one module in heads/,
+one line here and its commands in cli/.
 
-Each head module defines `gradcheck_cases() -> list[CaseReport]` for the parameters it adds to the core.
+A head module defines its training entry point (settings -> summary dict, training through
+winner.core.loop.fit) and, if it adds parameters or a loss to the core, `gradcheck_cases()`.
 """
 
 from __future__ import annotations
 
-from winner.core.gradcheck import CaseReport, core_cases
-from winner.heads import lm, scorer
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
-HEAD_MODULES = (scorer, lm)
+from winner.heads.settings import LMSettings, NERSettings, ScoreSettings, Settings
 
 
-def gradcheck_cases() -> list[CaseReport]:
-    """The core's cases and every head's."""
+@dataclass(frozen=True)
+class Head:
+    """One head: its command name, the kind its model files declare, its settings and its module."""
+
+    name: str  # `winner NAME ...` and the pipeline step `NAME train`
+    kind: str  # config.json's format is winner.KIND.v1
+    settings: type[Settings]
+    module: str  # imported only when used, so `winner --help` stays fast
+    train_function: str
+    has_own_gradients: bool  # defines gradcheck_cases(): parameters or a loss beyond the core's cases
+
+    def train(self, settings: Settings) -> dict:
+        """Train through the core's loop and return the run's summary."""
+        fn: Callable[[Settings], dict] = getattr(importlib.import_module(self.module), self.train_function)
+        return fn(settings)
+
+
+HEADS = (
+    Head("ner", "tagger", NERSettings, "winner.heads.ner", "train_tagger", has_own_gradients=False),
+    Head("score", "scorer", ScoreSettings, "winner.heads.scorer", "train_scorer", has_own_gradients=True),
+    Head("lm", "lm", LMSettings, "winner.heads.lm", "train_lm", has_own_gradients=True),
+)
+
+
+def gradcheck_cases() -> list:
+    """The core's float64 finite-difference cases and every head's own (list of core.gradcheck.CaseReport)."""
+    from winner.core.gradcheck import core_cases  # numba: only when a check runs
+
     reports = core_cases()
-    for module in HEAD_MODULES:
-        reports.extend(module.gradcheck_cases())
+    for head in HEADS:
+        if head.has_own_gradients:
+            reports.extend(importlib.import_module(head.module).gradcheck_cases())
     return reports

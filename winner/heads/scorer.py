@@ -10,67 +10,28 @@ threshold that maximises token-level F1 on dev.
 from __future__ import annotations
 
 import copy
-import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from winner.data.embeddings import DEFAULT_EMBEDDINGS
 from winner.data.vocab import PAD, Vocab
 from winner.data.windows import CASINGS, featurize
-from winner.errors import DivergenceError, ModelFormatError, WinnerError
+from winner.errors import ModelFormatError, WinnerError
+from winner.heads.settings import ScoreSettings
 
 if TYPE_CHECKING:  # the numba core is imported only where a model is built, so `winner --help` stays fast
     from winner.core.gradcheck import CaseReport
+    from winner.core.loop import Epoch, LoopState
     from winner.core.mlp import SparseGrads, WindowMLP
     from winner.data.conll import Sentence
 
 KIND = "scorer"
 # A checkpoint holds the whole table and Adam's moments (~400 MB with all of GloVe) while an epoch takes
 # seconds, so it is written at most this often (and after the last epoch) rather than after every epoch.
-CHECKPOINT_SECONDS = 60.0
-
-
-@dataclass
-class ScoreSettings:
-    """Everything `winner score train` takes; the defaults are the settings tuned on CoNLL-2003 valid."""
-
-    out: str = "runs/score"
-    train: str | None = None  # path or hub name; None = the shipped WikiGold
-    dev: str | None = None
-    label: str = "LOC"  # the entity type whose tokens are the true windows
-    embeddings: str = DEFAULT_EMBEDDINGS  # path, gensim-downloader name, "default" or "none"
-    trust_pickle: bool = False  # allow gensim native (pickle) embeddings files: runs code in them
-    window: int = 2
-    hidden: int = 300
-    layers: int = 1
-    activation: str = "tanh"
-    casing_dim: int = 10
-    random_embed_dim: int = 50  # only with --embeddings none
-    max_pretrained: int = 0  # most frequent pretrained words added to the vocabulary (0: all), as the tagger
-    unk_replace: float = 0.5  # chance a rare training word without a vector is shown as <unk>, as the tagger
-    # Tuned on CoNLL-2003 valid (LOC, GloVe 100-d, seed 0): dev token F1 rose with the negatives seen,
-    # K = 5 / 10 / 20 -> 0.949 / 0.951 / 0.957 best in 60 epochs; lr 2e-3 (0.940) and dropout 0.25 (0.947) were
-    # worse than 1e-3 and 0.5, window 7 was within noise of 5, K = 40 (0.957) doubled the time for little.
-    # K = 20 trains in 2.5-7 minutes here (seeds 0-2, 43-60 epochs, depending on the load of the machine).
-    corrupt_per_true: int = 20
-    margin: float = 1.0
-    epochs: int = 60
-    patience: int = 10
-    batch_size: int = 32  # true windows per update, each with its corrupt windows
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    embed_lr_scale: float = 1.0
-    dropout: float = 0.5
-    hidden_dropout: float = 0.0
-    l2: float = 0.0
-    seed: int = 0
-    resume: bool = False
-    quiet: bool = False
 
 
 # ---------------------------------------------------------------- windows and pairs
@@ -263,7 +224,7 @@ def build_scorer(settings: ScoreSettings, train: list[Sentence]) -> tuple[Scorer
     embed_dim = table.shape[1] if table is not None else settings.random_embed_dim
     config = MLPConfig(
         n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=embed_dim, n_out=1,
-        hidden=(settings.hidden,) * settings.layers, n_features=len(CASINGS), feature_dim=settings.casing_dim,
+        hidden=settings.hidden_sizes(), n_features=len(CASINGS), feature_dim=settings.casing_dim,
         activation=settings.activation, loss="none", dropout_input=settings.dropout,
         dropout_hidden=settings.hidden_dropout)
     model = WindowMLP(config, seed=settings.seed, E=table)
@@ -278,7 +239,7 @@ def train_scorer(settings: ScoreSettings) -> dict:
     """Train with the max-margin loss, early-stop on dev token F1 at its best threshold, keep the best model
     (with that threshold) in OUT/model; returns the summary also written to OUT/summary.json."""
     from winner.core.console import console
-    from winner.core.loop import LoopState, Metric, plot_learning_curve, restore_checkpoint, save_checkpoint, write_json
+    from winner.core.loop import LoopSettings, fit, write_json
     from winner.core.optim import Optimizer
     from winner.data.labelled import replace_rare_with_unk, resolve_data
 
@@ -311,66 +272,21 @@ def train_scorer(settings: ScoreSettings) -> dict:
                   f"hidden {model.config.hidden}, {model.n_parameters():,} parameters; {settings.corrupt_per_true} "
                   f"corrupt windows per true window, margin {settings.margin}")
 
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / "metrics.jsonl"
-    metric = Metric("dev F1")
-    state = LoopState()
-    if settings.resume and (out / "checkpoint").is_dir():
-        state = restore_checkpoint(out / "checkpoint", model, optimizer)
-        console.print(f"resuming from {out / 'checkpoint'} after epoch {state.epoch}")
-        # epochs logged after the last checkpoint are run again
-        metrics_path.write_text("".join(json.dumps(h) + "\n" for h in state.history), encoding="utf-8")
-    elif metrics_path.exists():
-        metrics_path.unlink()
     meta = {"settings": asdict(settings), "train_source": train_src, "dev_source": dev_src,
             "embedding_stats": emb_stats}
-
-    compile_seconds = _warm_up(scorer, optimizer, ids, feats, is_true, settings)
-    t_train = last_checkpoint = time.perf_counter()
-    checkpointed = state.epoch
-    for epoch in range(state.epoch + 1, settings.epochs + 1):
-        if state.bad_epochs >= settings.patience:
-            break
-        loss, violated, seconds = _train_epoch(model, optimizer, ids, feats, is_true, settings, epoch)
-        if not np.isfinite(loss):
-            raise DivergenceError(f"training diverged in epoch {epoch} (loss {loss}); try a smaller --lr. "
-                                  f"The best model so far (epoch {state.best_epoch}) is kept in {out}")
-        dev_scores = scorer.score_windows(dev_ids, dev_feats)
-        threshold, dev_prf = best_threshold(dev_scores, dev_gold)
-        ranking = ranking_scores(dev_scores, dev_gold)
-        improved = metric.better(dev_prf["f1"], state.best)
-        if improved:
-            state.best, state.best_epoch, state.bad_epochs = dev_prf["f1"], epoch, 0
-        else:
-            state.bad_epochs += 1
-        state.epoch = epoch
-        n_windows = int(is_true.sum()) * (settings.corrupt_per_true + 1)
-        record = {"epoch": epoch, "loss": loss, metric.name: dev_prf["f1"], "dev precision": dev_prf["precision"],
-                  "dev recall": dev_prf["recall"], "dev threshold": threshold, "dev AUC": ranking["auc"],
-                  "dev AP": ranking["average_precision"], "violated_pairs": violated,
-                  "windows_per_s": n_windows / seconds, "train_seconds": seconds, "best": improved}
-        state.history.append(record)
-        with metrics_path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if improved:
-            scorer.spec.threshold = threshold
-            scorer.save(out / "model", {**meta, "epoch": epoch, "dev": {**dev_prf, **ranking}})
-        if time.perf_counter() - last_checkpoint >= CHECKPOINT_SECONDS:
-            save_checkpoint(out / "checkpoint", model, optimizer, state)
-            last_checkpoint, checkpointed = time.perf_counter(), epoch
-        console.print(f"epoch {epoch} | loss {loss:.4f} | violated {100 * violated:.1f}% | "
-                      f"dev F1 {dev_prf['f1']:.4f} at {threshold:+.3f} | dev AP {ranking['average_precision']:.4f} | "
-                      f"{n_windows / seconds / 1000:.1f}k windows/s | {seconds:.1f}s"
-                      + (" | saved best" if improved else ""))
-    if state.epoch > checkpointed:
-        save_checkpoint(out / "checkpoint", model, optimizer, state)
-    plot_learning_curve(state.history, metric, out / "learning_curve.png")
+    trainee = ScorerTraining(scorer, optimizer, ids, feats, is_true, dev_ids, dev_feats, dev_gold, settings,
+                             lambda state, dev: scorer.save(out / "model", {**meta, "epoch": state.best_epoch,
+                                                                            "dev": dev}))
+    loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
+                        settings.quiet)
+    result = fit(trainee, out, loop)
+    state, compile_seconds = result.state, result.compile_seconds
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
     speeds = [h["windows_per_s"] for h in state.history]
     summary = {"best_dev_f1": state.best, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
                "stopped_early": state.epoch < settings.epochs, "threshold": best.get("dev threshold"),
                "dev_auc": best.get("dev AUC"), "dev_average_precision": best.get("dev AP"),
-               "train_seconds": time.perf_counter() - t_train, "compile_seconds": compile_seconds,
+               "train_seconds": result.seconds, "compile_seconds": compile_seconds,
                "wall_seconds": time.perf_counter() - t_all,
                "median_windows_per_s": float(np.median(speeds)) if speeds else None, "seed": settings.seed,
                "label": settings.label, "model": str(out / "model")}
@@ -381,43 +297,78 @@ def train_scorer(settings: ScoreSettings) -> dict:
     return summary
 
 
-def _train_epoch(model: WindowMLP, optimizer, ids: np.ndarray, feats: np.ndarray, is_true: np.ndarray,
-                 settings: ScoreSettings, epoch: int) -> tuple[float, float, float]:
-    """Every true window once, each with K fresh corrupt windows: (loss per true window, share of violated
-    pairs, seconds). A non-finite loss stops the epoch and is returned."""
-    from winner.core.console import progress_bar
+class ScorerTraining:
+    """The scorer as a Trainee of the core's loop: pairs of a true window and K corrupt ones per step, the dev
+    score is token F1 at the F1-maximising threshold, which the saved model keeps."""
 
-    K, B = settings.corrupt_per_true, settings.batch_size
-    order, corrupt = sample_pairs(is_true, K, settings.seed, epoch)
-    n = order.size
-    t0 = time.perf_counter()
-    total, violated = 0.0, 0
-    with progress_bar(f"epoch {epoch}", n, settings.quiet) as advance:
-        for s in range(0, n, B):
-            b = min(B, n - s)
-            rows = np.concatenate([order[s : s + b], corrupt[s : s + b].reshape(-1)])
-            loss, n_active, grads = hinge_grads(model, ids[rows], feats[rows], b, settings.margin, train=True,
-                                                seed=settings.seed, step=optimizer.steps)
-            if not np.isfinite(loss):
-                return loss, violated / (n * K), time.perf_counter() - t0
-            optimizer.step(model, grads)
-            total += loss * b
-            violated += n_active
-            advance(b)
-    return total / n, violated / (n * K), time.perf_counter() - t0
+    def __init__(self, scorer: Scorer, optimizer, ids: np.ndarray, feats: np.ndarray, is_true: np.ndarray,
+                 dev_ids: np.ndarray, dev_feats: np.ndarray, dev_gold: np.ndarray, settings: ScoreSettings,
+                 save: Callable[[LoopState, dict], None]):
+        from winner.core.loop import Metric
 
+        self.scorer, self.model, self.optimizer = scorer, scorer.model, optimizer
+        self.ids, self.feats, self.is_true = ids, feats, is_true
+        self.dev_ids, self.dev_feats, self.dev_gold = dev_ids, dev_feats, dev_gold
+        self.settings, self.save = settings, save
+        self.metric = Metric("dev F1")
+        self.last: dict = {}  # the last evaluation: threshold and scores
 
-def _warm_up(scorer: Scorer, optimizer, ids: np.ndarray, feats: np.ndarray, is_true: np.ndarray,
-             settings: ScoreSettings) -> float:
-    """Compile (or load from numba's cache) the kernels on throwaway copies; returns the seconds taken."""
-    t0 = time.perf_counter()
-    model, opt = copy.deepcopy(scorer.model), copy.deepcopy(optimizer)
-    order, corrupt = sample_pairs(is_true, settings.corrupt_per_true, settings.seed, 0)
-    rows = np.concatenate([order[:2], corrupt[:2].reshape(-1)])
-    _, _, grads = hinge_grads(model, ids[rows], feats[rows], min(2, order.size), settings.margin, train=True)
-    opt.step(model, grads)
-    model.predict_logits(ids[:2], feats[:2])
-    return time.perf_counter() - t0
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) the kernels on throwaway copies."""
+        s = self.settings
+        model, opt = copy.deepcopy(self.model), copy.deepcopy(self.optimizer)
+        order, corrupt = sample_pairs(self.is_true, s.corrupt_per_true, s.seed, 0)
+        rows = np.concatenate([order[:2], corrupt[:2].reshape(-1)])
+        _, _, grads = hinge_grads(model, self.ids[rows], self.feats[rows], min(2, order.size), s.margin, train=True)
+        opt.step(model, grads)
+        model.predict_logits(self.ids[:2], self.feats[:2])
+
+    def train_epoch(self, epoch: int, quiet: bool) -> Epoch:
+        """Every true window once, each with K fresh corrupt windows; the loss per true window. A non-finite
+        loss stops the epoch and is returned."""
+        from winner.core.console import progress_bar
+        from winner.core.loop import Epoch
+
+        s = self.settings
+        K, B = s.corrupt_per_true, s.batch_size
+        order, corrupt = sample_pairs(self.is_true, K, s.seed, epoch)
+        n = order.size
+        total, violated = 0.0, 0
+        with progress_bar(f"epoch {epoch}", n, quiet) as advance:
+            for start in range(0, n, B):
+                b = min(B, n - start)
+                rows = np.concatenate([order[start : start + b], corrupt[start : start + b].reshape(-1)])
+                loss, n_active, grads = hinge_grads(self.model, self.ids[rows], self.feats[rows], b, s.margin,
+                                                    train=True, seed=s.seed, step=self.optimizer.steps)
+                if not np.isfinite(loss):
+                    return Epoch(loss, n * (K + 1))
+                self.optimizer.step(self.model, grads)
+                total += loss * b
+                violated += n_active
+                advance(b)
+        return Epoch(total / n, n * (K + 1), {"violated_pairs": violated / (n * K)})
+
+    def evaluate(self) -> tuple[float, dict]:
+        dev_scores = self.scorer.score_windows(self.dev_ids, self.dev_feats)
+        threshold, prf = best_threshold(dev_scores, self.dev_gold)
+        ranking = ranking_scores(dev_scores, self.dev_gold)
+        self.last = {"threshold": threshold, "dev": {**prf, **ranking}}
+        return prf["f1"], {"dev precision": prf["precision"], "dev recall": prf["recall"],
+                           "dev threshold": threshold, "dev AUC": ranking["auc"],
+                           "dev AP": ranking["average_precision"]}
+
+    def after_evaluation(self, epoch: int, improved: bool) -> None:
+        pass
+
+    def save_best(self, state: LoopState) -> None:
+        self.scorer.spec.threshold = self.last["threshold"]
+        self.save(state, self.last["dev"])
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 # ---------------------------------------------------------------- evaluate and rank

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from winner.core import kernels as K
 from winner.core.mlp import WindowMLP
 from winner.data.conll import convert_tags
 from winner.data.vocab import Vocab
 from winner.data.windows import featurize
 from winner.errors import ModelFormatError
+from winner.heads.decode import viterbi
 from winner.heads.model_io import load_mlp_model, save_mlp_model
 
 KIND = "tagger"
@@ -110,7 +110,7 @@ class Tagger:
             n = len(s)
             path = np.empty(n, dtype=np.int32)
             if self.spec.decode == "viterbi":
-                K.viterbi(np.ascontiguousarray(logp[pos : pos + n], dtype=np.float64), allowed, start, end, path)
+                viterbi(np.ascontiguousarray(logp[pos : pos + n], dtype=np.float64), allowed, start, end, path)
             else:
                 path[:] = np.argmax(logp[pos : pos + n], axis=1)
             pos += n

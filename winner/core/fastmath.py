@@ -1,0 +1,197 @@
+"""Scalar math of the kernels: activations and their derivatives, float32 exp and tanh that vectorise, the
+stateless dropout hash, and cast_like. The bottom of the core: imports no other winner module.
+
+Dropout masks come from a counter-based hash of (seed, step, index), so they are reproducible without any
+random state inside numba.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+TANH, SIGMOID, RELU = 0, 1, 2
+
+# Fast paths may reassociate float sums so that row loops vectorise (deterministic for a given build), but
+# never assume finite values: the divergence check (np.isfinite of the loss) must survive.
+FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _tanh_rational(x):
+    """tanh(x) by Eigen's 13/6 rational fit, evaluated in float64: under 3 float32 ulp from tanh, vectorises."""
+    if x > 9.0:
+        x = 9.0
+    elif x < -9.0:
+        x = -9.0
+    x2 = x * x
+    p = x * (4.89352455891786e-03 + x2 * (6.37261928875436e-04 + x2 * (1.48572235717979e-05 + x2 * (
+        5.12229709037114e-08 + x2 * (-8.60467152213735e-11 + x2 * (2.00018790482477e-13
+                                                                   + x2 * -2.76076847742355e-16))))))
+    q = 4.89352518554385e-03 + x2 * (2.26843463243900e-03 + x2 * (1.18534705686654e-04 + x2 * 1.19825839466702e-06))
+    return p / q
+
+
+def float32_fast_path(exact, float32_fit, doc: str):
+    """A jit-callable function of x: `float32_fit` (a vectorisable float64 fit, rounded) when x is float32,
+    the math library's `exact` otherwise, so float64 gradient checks keep exact values."""
+    def fn(x):
+        return exact(x)
+    fn.__doc__ = doc
+
+    @overload(fn)
+    def _overload(x):
+        if x == types.float32:
+            def impl32(x):
+                return np.float32(float32_fit(np.float64(x)))
+            return impl32
+
+        def impl(x):
+            return exact(x)
+        return impl
+    return fn
+
+
+fast_tanh = float32_fast_path(np.tanh, _tanh_rational, "tanh in the precision of x: the rational fit for float32 "
+                                                       "(libm's tanhf does not vectorise), np.tanh else.")
+
+
+@intrinsic
+def _float64_from_bits(typingctx, bits):
+    """The float64 whose IEEE bit pattern is the int64 `bits` (a register bitcast: vectorises)."""
+    if bits != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _exp_poly(x):
+    """exp(x) in float64 from a float32 argument: x = n ln2 + r, |r| <= ln2/2, e^r by its degree-7 Taylor
+    polynomial (error < 1e-8, far below float32's eps), 2^n put straight into the exponent bits.
+
+    Rounded to float32 it matches expf to the last bit on all but ties; NaN propagates, +-inf give inf / 0.
+    """
+    if x > 709.0:
+        x = 709.0
+    elif x < -708.0:  # 2^n must stay a normal float64; exp(-708) rounds to 0 in float32 anyway
+        x = -708.0
+    n = np.floor(x * 1.4426950408889634 + 0.5)
+    r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10  # ln2 split in two: r exact to ~1e-17
+    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (
+        1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))))
+    return p * _float64_from_bits((np.int64(n) + 1023) << 52)
+
+
+fast_exp = float32_fast_path(np.exp, _exp_poly, "exp in the precision of x: the polynomial for float32 "
+                                                 "(libm's expf does not vectorise), np.exp else.")
+
+
+def cast_like(value, arr):
+    """value in arr's dtype, so float32 loops stay float32 (a float64 scalar would widen them); jitted code only."""
+    raise TypeError("fastmath.cast_like is only callable from jitted code")
+
+
+@overload(cast_like, inline="always")
+def _cast_like_overload(value, arr):
+    to = np.float32 if arr.dtype == types.float32 else np.float64  # chosen when compiling: no array, no allocation
+
+    def impl(value, arr):
+        return to(value)
+    return impl
+
+
+# ---------------------------------------------------------------- activations and their derivatives
+# Inlined, so each kernel computes them under its own fastmath flags.
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def activation(x, act):
+    """One unit's activation."""
+    if act == TANH:
+        return fast_tanh(x)
+    if act == SIGMOID:
+        return 1.0 / (1.0 + np.exp(-x))
+    return x if x > 0.0 else x * 0.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def activate_row(h, act):
+    """h = act(h) in place. h: (m,). Tanh has its own loop, so that it vectorises."""
+    if act == TANH:
+        for j in range(h.shape[0]):
+            h[j] = fast_tanh(h[j])
+    else:
+        for j in range(h.shape[0]):
+            h[j] = activation(h[j], act)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def backprop_units(dA, A, keep, act):
+    """dA *= keep * act'(z) over a layer's units: dL/d(output) in, dL/dz out. dA, A, keep: flat (n,) views;
+    A = keep * act(z) is the units' output, keep their dropout scale (0: dropped).
+
+    The derivative comes from the activation's value: tanh' = 1 - t^2, sigmoid' = s (1 - s), relu' = [r > 0].
+    A whole loop, not a function of one unit: inlined per element, the array arguments would cost reference
+    counting in the loop, and under reassociating fastmath the shape of the loop decides the rounding.
+    """
+    for i in range(dA.shape[0]):
+        k = keep[i]
+        if k == 0.0:
+            dA[i] = 0.0
+            continue
+        a = A[i] / k  # the activation before dropout
+        if act == TANH:
+            dA[i] *= k * (1.0 - a * a)
+        elif act == SIGMOID:
+            dA[i] *= k * a * (1.0 - a)
+        else:
+            dA[i] = dA[i] * k if a > 0.0 else 0.0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def backprop_kept_units(dA, A, act):
+    """backprop_units for units without dropout (keep = 1), in dA's precision so that float32 loops stay
+    float32, with a loop per activation so that each vectorises."""
+    n = dA.shape[0]
+    one = cast_like(1.0, dA)
+    if act == TANH:
+        for i in range(n):
+            dA[i] *= one - A[i] * A[i]
+    elif act == SIGMOID:
+        for i in range(n):
+            dA[i] *= A[i] * (one - A[i])
+    else:
+        for i in range(n):
+            if A[i] <= 0.0:
+                dA[i] = 0.0
+
+
+# ---------------------------------------------------------------- dropout
+
+
+@njit(cache=True)
+def hash_uniform(seed, step, index):
+    """A uniform number in [0, 1) from (seed, step, index): splitmix64 finaliser, no state."""
+    z = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+    z ^= np.uint64(step) * np.uint64(0xBF58476D1CE4E5B9)
+    z ^= np.uint64(index) * np.uint64(0x94D049BB133111EB)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def fill_dropout(keep, p, seed, step, base):
+    """keep[i] = 0 with probability p, else 1/(1-p) (inverted dropout); all ones when p == 0."""
+    if p <= 0.0:
+        keep[:] = 1.0
+        return
+    scale = 1.0 / (1.0 - p)
+    for i in range(keep.shape[0]):
+        keep[i] = 0.0 if hash_uniform(seed, step, base + i) < p else scale
