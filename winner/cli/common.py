@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from winner.errors import WinnerError
+from winner.heads.registry import head
 from winner.heads.settings import BadSettingError, field_kind, format_sizes, option_order
 
 F = TypeVar("F", bound=Callable)
@@ -85,3 +86,20 @@ def settings_command(app: typer.Typer, name: str, cls: type) -> Callable[[Callab
         return app.command(name)(cli_errors(command))
 
     return register
+
+
+def train_command(app: typer.Typer, name: str) -> None:
+    """`winner NAME train`: the registered head's settings as options, its training as the action."""
+    entry = head(name)
+
+    def train(settings: Any) -> None:
+        entry.train(settings)
+
+    train.__doc__ = entry.train_help
+    settings_command(app, "train", entry.settings)(train)
+
+
+# Arguments and options several commands take with the same meaning, declared once.
+RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")]
+EvalDataOption = Annotated[str, typer.Option(help="CoNLL file or Hugging Face dataset name (its test split).")]
+JsonTableFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")]

@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from winner.cli.common import cli_errors, settings_command
-from winner.heads.settings import LMSettings
+from winner.cli.common import RunDirArgument, cli_errors, train_command
 
 lm_app = typer.Typer(no_args_is_help=True, help="Fixed-window neural language model (Bengio et al. 2003).")
 
@@ -21,19 +20,13 @@ class Split(str, Enum):
     test = "test"
 
 
-@settings_command(lm_app, "train", LMSettings)
-def train_cmd(settings: LMSettings) -> None:
-    """Train the LM; one line per epoch (train loss, valid perplexity, tokens/s); the best model on valid
-    perplexity is kept in OUT/model."""
-    from winner.heads.lm import train_lm
-
-    train_lm(settings)
+train_command(lm_app, "lm")
 
 
 @lm_app.command("perplexity")
 @cli_errors
 def perplexity_cmd(
-    run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")],
+    run_dir: RunDirArgument,
     split: Annotated[Split, typer.Option(help="Split of the training corpus, read as one stream after the "
                                               "splits before it.")] = Split.valid,
     text: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Plain-text file instead of a "
@@ -55,7 +48,7 @@ def perplexity_cmd(
 @lm_app.command("generate")
 @cli_errors
 def generate_cmd(
-    run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")],
+    run_dir: RunDirArgument,
     prompt: Annotated[str, typer.Option(help="Text to continue, tokenised like the training text; unknown words "
                                              "are read as <unk>.")] = "",
     n: Annotated[int, typer.Option("-n", "--words", min=0, help="Words to generate.")] = 50,

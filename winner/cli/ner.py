@@ -10,8 +10,7 @@ from typing import Annotated
 
 import typer
 
-from winner.cli.common import cli_errors, settings_command
-from winner.heads.settings import NERSettings
+from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, cli_errors, train_command
 
 ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the softmax window tagger.")
 
@@ -27,20 +26,15 @@ class InputFormat(str, Enum):
     conll = "conll"
 
 
-@settings_command(ner_app, "train", NERSettings)
-def train_cmd(settings: NERSettings) -> None:
-    """Train a window NER tagger; the best model on dev is kept in OUT/model."""
-    from winner.heads.ner import train_tagger
-
-    train_tagger(settings)
+train_command(ner_app, "ner")
 
 
 @ner_app.command("evaluate")
 @cli_errors
 def evaluate_cmd(
-    run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")],
-    data: Annotated[str, typer.Option(help="CoNLL file or Hugging Face dataset name (its test split).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+    run_dir: RunDirArgument,
+    data: EvalDataOption,
+    as_json: JsonTableFlag = False,
     plot: Annotated[Path | None, typer.Option(help="Also write a token confusion matrix PNG here.")] = None,
 ) -> None:
     """Entity-level precision, recall and F1 per type (seqeval, conlleval-compatible)."""
@@ -58,7 +52,7 @@ def evaluate_cmd(
 @ner_app.command("tag")
 @cli_errors
 def tag_cmd(
-    run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")],
+    run_dir: RunDirArgument,
     input_path: Annotated[str, typer.Argument(metavar="[INPUT|-]", help="Text file (one sentence per line), "
                                                                         "CoNLL file, or - for stdin.")] = "-",
     output_format: Annotated[OutputFormat, typer.Option("--format", help="token/tag lines or JSON spans.")

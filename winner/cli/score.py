@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from winner.cli.common import cli_errors, settings_command
-from winner.heads.settings import ScoreSettings
+from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, cli_errors, train_command
 
 score_app = typer.Typer(no_args_is_help=True, help="Max-margin window scorer: is the centre word of a window an "
                                                    "entity of one type (LOC by default)?")
 
 
-@settings_command(score_app, "train", ScoreSettings)
-def train_cmd(settings: ScoreSettings) -> None:
-    """Train a max-margin window scorer; the best model on dev (with its F1-maximising threshold) goes to OUT/model."""
-    from winner.heads.scorer import train_scorer
-
-    train_scorer(settings)
+train_command(score_app, "score")
 
 
 @score_app.command("windows")
 @cli_errors
 def windows_cmd(
-    run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")],
+    run_dir: RunDirArgument,
     text: Annotated[str, typer.Argument(metavar="[TEXT|-]", help="Raw text, one sentence per line, or - to read "
                                                                  "standard input.")] = "-",
     top: Annotated[int | None, typer.Option(min=1, help="Show only the N best windows.")] = None,
@@ -58,9 +51,9 @@ def windows_cmd(
 @score_app.command("evaluate")
 @cli_errors
 def evaluate_cmd(
-    run_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")],
-    data: Annotated[str, typer.Option(help="CoNLL file or Hugging Face dataset name (its test split).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+    run_dir: RunDirArgument,
+    data: EvalDataOption,
+    as_json: JsonTableFlag = False,
 ) -> None:
     """ROC-AUC and average precision over all windows; token-level precision, recall, F1 at the stored threshold."""
     from winner.heads.scorer import evaluate_scorer, format_evaluation

@@ -94,6 +94,15 @@ class FitResult:
     compile_seconds: float
     stopped_early: bool
 
+    def summary(self, seed: int, model_dir: Path) -> dict:
+        """The fields every head's summary.json shares; heads add their score's name and their own."""
+        s = self.state
+        speeds = [h["windows_per_s"] for h in s.history]
+        return {"best_epoch": s.best_epoch, "epochs_run": s.epoch, "stopped_early": self.stopped_early,
+                "train_seconds": self.seconds, "compile_seconds": self.compile_seconds,
+                "median_windows_per_s": float(np.median(speeds)) if speeds else None, "seed": seed,
+                "model": str(model_dir)}
+
 
 class Trainee(Protocol):
     """What fit() trains. Heads implement it; `WindowTraining` is the plain case (shuffled windows, one

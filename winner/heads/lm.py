@@ -418,12 +418,9 @@ def train_lm(settings: LMSettings) -> dict:
                         settings.quiet)
     result = fit(trainee, out, loop)
     s = result.state
-    speeds = [h["windows_per_s"] for h in s.history]
-    summary = {"best_valid_perplexity": s.best, "best_epoch": s.best_epoch, "epochs_run": s.epoch,
-               "stopped_early": result.stopped_early, "train_seconds": result.seconds,
-               "compile_seconds": result.compile_seconds, "wall_seconds": time.perf_counter() - t_all,
-               "train_tokens": int(len(y)), "median_tokens_per_s": float(np.median(speeds)) if speeds else None,
-               "seed": settings.seed, "model": str(out / "model")}
+    summary = {"best_valid_perplexity": s.best, **result.summary(settings.seed, out / "model"),
+               "wall_seconds": time.perf_counter() - t_all, "train_tokens": int(len(y))}
+    summary["median_tokens_per_s"] = summary.pop("median_windows_per_s")  # a window predicts one token
     write_json(out / "summary.json", summary)
     console.print(f"done: best valid perplexity {s.best:.2f} at epoch {s.best_epoch} of {s.epoch}; "
                   f"{result.seconds:.0f}s training (+{result.compile_seconds:.1f}s JIT), "

@@ -82,6 +82,16 @@ def load_mlp_model(path: str | Path, kind: str) -> tuple[WindowMLP, Vocab, dict,
     return model, vocab, head, config
 
 
+def load_window_head(path: str | Path, kind: str, spec_type: type) -> tuple[WindowMLP, Vocab, object]:
+    """(model, vocab, spec) of a window head (tagger, scorer) whose config holds spec_type's fields under `kind`."""
+    model, words, head, _ = load_mlp_model(path, kind)
+    try:
+        spec = spec_type(**head)
+    except TypeError as e:
+        raise ModelFormatError(f"{path}/config.json: {e}") from e
+    return model, words, spec
+
+
 def resolve_model_dir(path: str | Path) -> Path:
     """A model directory, or a run directory holding one in model/."""
     path = Path(path)

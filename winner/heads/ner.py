@@ -94,13 +94,8 @@ def train_tagger(settings: NERSettings) -> dict:
 
 
 def _summary(result: FitResult, settings: NERSettings, out: Path, wall: float, n_windows: int) -> dict:
-    s = result.state
-    speeds = [h["windows_per_s"] for h in s.history]
-    return {"best_dev_f1": s.best, "best_epoch": s.best_epoch, "epochs_run": s.epoch,
-            "stopped_early": result.stopped_early, "train_seconds": result.seconds,
-            "compile_seconds": result.compile_seconds, "wall_seconds": wall, "train_windows": n_windows,
-            "median_windows_per_s": float(np.median(speeds)) if speeds else None, "seed": settings.seed,
-            "model": str(out / "model")}
+    return {"best_dev_f1": result.state.best, **result.summary(settings.seed, out / "model"), "wall_seconds": wall,
+            "train_windows": n_windows}
 
 
 # ---------------------------------------------------------------- evaluate

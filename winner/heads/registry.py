@@ -25,6 +25,7 @@ class Head:
     module: str  # imported only when used, so `winner --help` stays fast
     train_function: str
     has_own_gradients: bool  # defines gradcheck_cases(): parameters or a loss beyond the core's cases
+    train_help: str  # the help of `winner NAME train`
 
     def train(self, settings: Settings) -> dict:
         """Train through the core's loop and return the run's summary."""
@@ -33,10 +34,20 @@ class Head:
 
 
 HEADS = (
-    Head("ner", "tagger", NERSettings, "winner.heads.ner", "train_tagger", has_own_gradients=False),
-    Head("score", "scorer", ScoreSettings, "winner.heads.scorer", "train_scorer", has_own_gradients=True),
-    Head("lm", "lm", LMSettings, "winner.heads.lm", "train_lm", has_own_gradients=True),
+    Head("ner", "tagger", NERSettings, "winner.heads.ner", "train_tagger", has_own_gradients=False,
+         train_help="Train a window NER tagger; the best model on dev is kept in OUT/model."),
+    Head("score", "scorer", ScoreSettings, "winner.heads.scorer", "train_scorer", has_own_gradients=True,
+         train_help="Train a max-margin window scorer; the best model on dev (with its F1-maximising threshold) "
+                    "goes to OUT/model."),
+    Head("lm", "lm", LMSettings, "winner.heads.lm", "train_lm", has_own_gradients=True,
+         train_help="Train the LM; one line per epoch (train loss, valid perplexity, tokens/s); the best model "
+                    "on valid perplexity is kept in OUT/model."),
 )
+
+
+def head(name: str) -> Head:
+    """The head called `name` (ner, score, lm)."""
+    return next(h for h in HEADS if h.name == name)
 
 
 def gradcheck_cases() -> list:

@@ -202,14 +202,9 @@ class Scorer:
 
     @classmethod
     def load(cls, path: str | Path) -> Scorer:
-        from winner.heads.model_io import load_mlp_model
+        from winner.heads.model_io import load_window_head
 
-        model, words, head, _ = load_mlp_model(path, KIND)
-        try:
-            spec = ScorerSpec(**head)
-        except TypeError as e:
-            raise ModelFormatError(f"{path}/config.json: {e}") from e
-        return cls(model, words, spec)
+        return cls(*load_window_head(path, KIND, ScorerSpec))
 
 
 def build_scorer(settings: ScoreSettings, train: list[Sentence]) -> tuple[Scorer, dict, np.ndarray]:
@@ -282,14 +277,10 @@ def train_scorer(settings: ScoreSettings) -> dict:
     result = fit(trainee, out, loop)
     state, compile_seconds = result.state, result.compile_seconds
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
-    speeds = [h["windows_per_s"] for h in state.history]
-    summary = {"best_dev_f1": state.best, "best_epoch": state.best_epoch, "epochs_run": state.epoch,
-               "stopped_early": state.epoch < settings.epochs, "threshold": best.get("dev threshold"),
-               "dev_auc": best.get("dev AUC"), "dev_average_precision": best.get("dev AP"),
-               "train_seconds": result.seconds, "compile_seconds": compile_seconds,
-               "wall_seconds": time.perf_counter() - t_all,
-               "median_windows_per_s": float(np.median(speeds)) if speeds else None, "seed": settings.seed,
-               "label": settings.label, "model": str(out / "model")}
+    summary = {"best_dev_f1": state.best, **result.summary(settings.seed, out / "model"),
+               "threshold": best.get("dev threshold"), "dev_auc": best.get("dev AUC"),
+               "dev_average_precision": best.get("dev AP"), "wall_seconds": time.perf_counter() - t_all,
+               "label": settings.label}
     write_json(out / "summary.json", summary)
     console.print(f"done: best dev F1 {state.best:.4f} at epoch {state.best_epoch} of {state.epoch} (threshold "
                   f"{summary['threshold']:+.4f}); {summary['train_seconds']:.0f}s training "

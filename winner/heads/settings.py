@@ -286,26 +286,17 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"expects true or false, got {value!r}")
         return value
-    if kind is int:
+    if kind in (int, float):
+        what, accepted = ("an integer", int) if kind is int else ("a number", int | float)
         if isinstance(value, str):
             try:
-                value = int(value.strip())
+                value = kind(value.strip())
             except ValueError:
-                raise ValueError(f"expects an integer, got {value!r}") from None
-        elif isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expects an integer, got {value!r}")
-        _in_range(value, f, "an integer")
-        return value
-    if kind is float:
-        if isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise ValueError(f"expects a number, got {value!r}") from None
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expects a number, got {value!r}")
-        value = float(value)
-        _in_range(value, f, "a number")
+                raise ValueError(f"expects {what}, got {value!r}") from None
+        elif isinstance(value, bool) or not isinstance(value, accepted):
+            raise ValueError(f"expects {what}, got {value!r}")
+        value = kind(value)
+        _in_range(value, f, what)
         return value
     if kind is tuple:
         return parse_sizes(value, int(f.metadata["min"] or 0), f.metadata["none_ok"])

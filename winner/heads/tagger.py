@@ -20,7 +20,7 @@ from winner.data.vocab import Vocab
 from winner.data.windows import featurize
 from winner.errors import ModelFormatError
 from winner.heads.decode import viterbi
-from winner.heads.model_io import load_mlp_model, save_mlp_model
+from winner.heads.model_io import load_window_head, save_mlp_model
 
 KIND = "tagger"
 
@@ -125,9 +125,4 @@ class Tagger:
 
     @classmethod
     def load(cls, path: str | Path) -> Tagger:
-        model, words, head, _ = load_mlp_model(path, KIND)
-        try:
-            spec = TaggerSpec(**head)
-        except TypeError as e:
-            raise ModelFormatError(f"{path}/config.json: {e}") from e
-        return cls(model, words, spec)
+        return cls(*load_window_head(path, KIND, TaggerSpec))
