@@ -32,6 +32,10 @@ def scale_rows(C, beta):
             C[i, j] = beta * C[i, j] if beta != 0.0 else 0.0
 
 
+# A multiple of 2 * GEMM_UNROLL_M of every OpenBLAS x86 kernel and below every GEMM_Q (see gemm's impl).
+GEMM_K_ALIGN = 64
+
+
 def gemm(trans_a, trans_b, alpha, A, B, beta, C):
     """C = alpha * op(A) @ op(B) + beta * C, op(X) = X.T when trans_x; callable from jitted code only.
 
@@ -56,9 +60,21 @@ def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
         if m == 1:  # a vector times a matrix: a plain loop beats BLAS here
             vector_times_matrix(trans_a, trans_b, alpha, A, B, beta, C[0])
             return
-        cblas(CBLAS_ROW_MAJOR, CBLAS_TRANS if trans_a else CBLAS_NO_TRANS, CBLAS_TRANS if trans_b else CBLAS_NO_TRANS,
-              m, n, k, dt(alpha), A.ctypes, A.strides[0] // A.itemsize, B.ctypes, B.strides[0] // B.itemsize,
-              dt(beta), C.ctypes, C.strides[0] // C.itemsize)
+        ta = CBLAS_TRANS if trans_a else CBLAS_NO_TRANS
+        tb = CBLAS_TRANS if trans_b else CBLAS_NO_TRANS
+        lda, ldb, ldc = A.strides[0] // A.itemsize, B.strides[0] // B.itemsize, C.strides[0] // C.itemsize
+        # OpenBLAS's one-thread and threaded drivers cut the last stretch (under 2 * GEMM_Q) of a long sum
+        # into two panels at different points unless k is a multiple of 2 * GEMM_UNROLL_M, so the bits would
+        # depend on the thread count. The first k1 terms (a multiple of GEMM_K_ALIGN), then the few others
+        # added onto C, give the same bits on any number of threads.
+        k1 = k - k % GEMM_K_ALIGN
+        if k1 == k or k1 == 0:
+            cblas(CBLAS_ROW_MAJOR, ta, tb, m, n, k, dt(alpha), A.ctypes, lda, B.ctypes, ldb, dt(beta), C.ctypes, ldc)
+            return
+        cblas(CBLAS_ROW_MAJOR, ta, tb, m, n, k1, dt(alpha), A.ctypes, lda, B.ctypes, ldb, dt(beta), C.ctypes, ldc)
+        A2 = A[k1:] if trans_a else A[:, k1:]
+        B2 = B[:, k1:] if trans_b else B[k1:]
+        cblas(CBLAS_ROW_MAJOR, ta, tb, m, n, k - k1, dt(alpha), A2.ctypes, lda, B2.ctypes, ldb, dt(1.0), C.ctypes, ldc)
 
     return impl
 
