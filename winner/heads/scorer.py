@@ -14,20 +14,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from winner.core import gradcheck
+from winner.core.console import console, progress_bar
+from winner.core.gradcheck import CaseReport
+from winner.core.loop import Epoch, LoopSettings, LoopState, Metric, fit, write_json
+from winner.core.mlp import MLPConfig, SparseGrads, WindowMLP
+from winner.core.optim import Optimizer
+from winner.data.conll import Sentence, load_sentences
+from winner.data.labelled import embedding_table, replace_rare_with_unk, resolve_data
 from winner.data.vocab import PAD, Vocab
 from winner.data.windows import CASINGS, featurize
 from winner.errors import ModelFormatError, WinnerError
+from winner.heads.model_io import load_window_head, resolve_model_dir, save_mlp_model
 from winner.heads.settings import ScoreSettings
-
-if TYPE_CHECKING:  # the numba core is imported only where a model is built, so `winner --help` stays fast
-    from winner.core.gradcheck import CaseReport
-    from winner.core.loop import Epoch, LoopState
-    from winner.core.mlp import SparseGrads, WindowMLP
-    from winner.data.conll import Sentence
 
 KIND = "scorer"
 # A checkpoint holds the whole table and Adam's moments (~400 MB with all of GloVe) while an epoch takes
@@ -196,23 +198,16 @@ class Scorer:
         return self.score_windows(*self.featurize(sentences))
 
     def save(self, path: str | Path, training: dict | None = None) -> None:
-        from winner.heads.model_io import save_mlp_model
-
         save_mlp_model(path, KIND, self.model, self.words, self.spec.to_json(), training)
 
     @classmethod
     def load(cls, path: str | Path) -> Scorer:
-        from winner.heads.model_io import load_window_head
-
         return cls(*load_window_head(path, KIND, ScorerSpec))
 
 
 def build_scorer(settings: ScoreSettings, train: list[Sentence]) -> tuple[Scorer, dict, np.ndarray]:
     """A freshly initialised scorer for `train` (vocabulary and embeddings exactly as the tagger builds them),
     embedding stats, and which vocabulary words have a pretrained vector."""
-    from winner.core.mlp import MLPConfig, WindowMLP
-    from winner.data.labelled import embedding_table
-
     rng = np.random.default_rng(settings.seed)
     table, words, stats, has_vector = embedding_table(settings.embeddings, settings.max_pretrained, train, rng,
                                                       settings.quiet, settings.trust_pickle)
@@ -233,11 +228,6 @@ def build_scorer(settings: ScoreSettings, train: list[Sentence]) -> tuple[Scorer
 def train_scorer(settings: ScoreSettings) -> dict:
     """Train with the max-margin loss, early-stop on dev token F1 at its best threshold, keep the best model
     (with that threshold) in OUT/model; returns the summary also written to OUT/summary.json."""
-    from winner.core.console import console
-    from winner.core.loop import LoopSettings, fit, write_json
-    from winner.core.optim import Optimizer
-    from winner.data.labelled import replace_rare_with_unk, resolve_data
-
     t_all = time.perf_counter()
     out = Path(settings.out)
     if settings.corrupt_per_true < 1:
@@ -295,8 +285,6 @@ class ScorerTraining:
     def __init__(self, scorer: Scorer, optimizer, ids: np.ndarray, feats: np.ndarray, is_true: np.ndarray,
                  dev_ids: np.ndarray, dev_feats: np.ndarray, dev_gold: np.ndarray, settings: ScoreSettings,
                  save: Callable[[LoopState, dict], None]):
-        from winner.core.loop import Metric
-
         self.scorer, self.model, self.optimizer = scorer, scorer.model, optimizer
         self.ids, self.feats, self.is_true = ids, feats, is_true
         self.dev_ids, self.dev_feats, self.dev_gold = dev_ids, dev_feats, dev_gold
@@ -317,9 +305,6 @@ class ScorerTraining:
     def train_epoch(self, epoch: int, quiet: bool) -> Epoch:
         """Every true window once, each with K fresh corrupt windows; the loss per true window. A non-finite
         loss stops the epoch and is returned."""
-        from winner.core.console import progress_bar
-        from winner.core.loop import Epoch
-
         s = self.settings
         K, B = s.corrupt_per_true, s.batch_size
         order, corrupt = sample_pairs(self.is_true, K, s.seed, epoch)
@@ -367,8 +352,6 @@ class ScorerTraining:
 
 def evaluate_scorer(model_dir: str | Path, data: str) -> dict:
     """ROC-AUC and average precision over all windows of `data`, token P/R/F1 at the stored threshold."""
-    from winner.data.conll import load_sentences
-
     scorer = load_scorer(model_dir)
     sentences = load_sentences(data, split="test")
     gold = centre_is_label([s.tags for s in sentences], scorer.spec.label)
@@ -389,8 +372,6 @@ def format_evaluation(r: dict) -> str:
 
 def load_scorer(path: str | Path) -> Scorer:
     """A saved scorer from a model directory or a run directory holding one in model/."""
-    from winner.heads.model_io import resolve_model_dir
-
     return Scorer.load(resolve_model_dir(path))
 
 
@@ -429,9 +410,6 @@ def _hinge_case(name: str, config_kw: dict, n_true: int, k: int, seed: int, trai
     window. The margin is placed so that every pair's violation is far (>= 0.01) from the kink at 0, and the
     loss refuses to be evaluated if a finite-difference step ever flips a pair; with inactive=True every pair
     is satisfied (J = 0) and every gradient must be zero."""
-    from winner.core import gradcheck
-    from winner.core.mlp import MLPConfig, WindowMLP
-
     config = MLPConfig(n_out=1, loss="none", dtype="float64", **config_kw)
     rng = np.random.default_rng(seed)
     model = WindowMLP(config, seed=seed)
