@@ -204,3 +204,25 @@ def test_kernel_compiled_over_a_cached_parallel_kernel(tmp_path):
     for step, r in enumerate(results, 1):
         assert r.returncode == 0, f"process {step} exited {r.returncode}: {r.stderr[-2000:]}"
     assert [r.stdout for r in results] == ["2200000.0\n", "220.0\n", "220.0\n"]
+
+
+LOOKUP = """
+import numpy as np
+from winner.core.mlp import MLPConfig, WindowMLP
+model = WindowMLP(MLPConfig(n_positions=5, vocab_size=50, embed_dim=4, n_features=3, feature_dim=2, n_out=7,
+                            hidden=(16,)), seed=0)
+rng = np.random.default_rng(1)
+ids = rng.integers(0, 50, (4096, 5)).astype(np.int32)
+feats = rng.integers(0, 3, (4096, 5)).astype(np.int32)
+print(float(model.predict_log_proba(ids, feats, method="lookup").sum()))
+"""
+
+
+def test_parallel_lookup_kernel_loads_from_the_cache_in_fresh_processes(tmp_path):
+    """lookup_logits is parallel and cached: compiled by one process, then loaded by two more (no explicit init
+    in the script: the model runs it), each with the same output."""
+    env = _env(tmp_path / "numba-cache", tmp_path, None)
+    results = [_run([sys.executable, "-c", LOOKUP], env) for _ in range(3)]
+    for step, r in enumerate(results, 1):
+        assert r.returncode == 0, f"process {step} exited {r.returncode}: {r.stderr[-2000:]}"
+    assert len({r.stdout for r in results}) == 1 and results[0].stdout.strip()

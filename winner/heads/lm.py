@@ -321,21 +321,17 @@ class ContextNoise:
 
 
 class LRSchedule:
-    """Multiply the learning rate by `decay` after every epoch whose valid perplexity is not a new best."""
+    """Multiply the learning rate by `decay` after every epoch whose valid perplexity is not a new best (the
+    loop decides that, and its checkpoint keeps the best score and the rate reached)."""
 
     def __init__(self, optimizer: Optimizer, decay: float):
         self.optimizer = optimizer
         self.decay = decay
-        self.best: float | None = None
         self.last_lr = optimizer.lr  # the rate the epoch just evaluated was trained with
-        self.history: list[float] = []  # valid perplexities seen in this process
 
-    def update(self, valid_ppl: float) -> None:
-        self.history.append(valid_ppl)
+    def update(self, improved: bool) -> None:
         self.last_lr = self.optimizer.lr
-        if self.best is None or valid_ppl < self.best:
-            self.best = valid_ppl
-        elif self.decay < 1.0:
+        if not improved and self.decay < 1.0:
             self.optimizer.lr *= self.decay
             console.print(f"valid perplexity did not improve: learning rate {self.last_lr:.3g} -> "
                           f"{self.optimizer.lr:.3g}")
@@ -368,21 +364,21 @@ class LMTraining:
         self.unseen.restore(self.model, self.optimizer)
         with self.model.use_params(self.optimizer.averaged()):
             self.unseen.restore(self.model, self.optimizer)
-            self.ppl = perplexity(self.model, *self.valid)
+            ppl = perplexity(self.model, *self.valid)
             self.evaluated = self.model.to_arrays()
-        return self.ppl, {}
+        return ppl, {}
 
     def after_evaluation(self, epoch: int, improved: bool) -> None:
-        self.schedule.update(self.ppl)
+        self.schedule.update(improved)
 
     def save_best(self, state: LoopState) -> None:
         self.save(state, self.evaluated)
 
     def state_dict(self) -> dict:
-        return {"schedule_best": self.schedule.best}
+        return {}
 
     def load_state_dict(self, state: dict) -> None:
-        self.schedule.best = state.get("schedule_best")
+        pass
 
 
 def train_lm(settings: LMSettings) -> dict:
