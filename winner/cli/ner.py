@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, cli_errors, train_command
+from winner.data.conll import read_conll
+from winner.errors import DataFormatError, WinnerError
 
 ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the softmax window tagger.")
 
@@ -61,7 +63,6 @@ def tag_cmd(
                                                            "CoNLL, else raw text).")] = InputFormat.auto,
 ) -> None:
     """Tag raw text or a CoNLL file."""
-    from winner.errors import WinnerError
     from winner.heads.ner import read_input, tag_sentences
 
     fmt = input_format.value
@@ -80,9 +81,6 @@ def tag_cmd(
 
 
 def _parses_as_conll(path: Path) -> bool:
-    from winner.data.conll import read_conll
-    from winner.errors import DataFormatError
-
     try:
         read_conll(path)
         return True
