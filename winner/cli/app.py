@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from winner.cli.common import cli_errors
+from winner.cli.common import RunDirArgument, cli_errors
+from winner.cli.explain import register as register_explain
 from winner.cli.lm import lm_app
 from winner.cli.ner import ner_app
 from winner.cli.pipeline import run_pipeline
@@ -28,6 +29,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 app.add_typer(ner_app, name="ner")
 app.add_typer(score_app, name="score")
 app.add_typer(lm_app, name="lm")
+register_explain(ner_app, score_app, lm_app)
 
 
 @app.command()
@@ -71,6 +73,20 @@ def run(
         k, v = item.split("=", 1)
         overrides[k.strip()] = v
     run_pipeline(pipeline, overrides)
+
+
+@app.command()
+@cli_errors
+def serve(
+    run_dir: RunDirArgument,
+    host: Annotated[str, typer.Option(help="Address to listen on; the default lets only this machine in.")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one, printed).")] = 8000,
+) -> None:
+    """Serve a page to type text into and see its entities and why, and its JSON API (POST /tag, /explain)."""
+    from winner.cli.serve import serve as run_server
+
+    run_server(run_dir, host, port)
 
 
 @app.command()
