@@ -112,6 +112,7 @@ class Handler(BaseHTTPRequestHandler):
     service: TaggingService  # set on the subclass `serve` makes
     timeout = SOCKET_TIMEOUT
     server_version = "winner"
+    default_request_version = "HTTP/1.0"  # so that an unparseable request still gets a status line and headers
     sys_version = ""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -191,13 +192,19 @@ class Handler(BaseHTTPRequestHandler):
         """Quiet: a busy page would flood the terminal; errors are printed where they happen."""
 
 
+class Server(ThreadingHTTPServer):
+    """A thread per connection, not waited for at exit, and a listen queue deep enough for a burst of clients
+    (socketserver's default of 5 resets the sixth connection that arrives at once)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 def make_server(model_dir: str | Path, host: str, port: int) -> ThreadingHTTPServer:
     """A server bound to (host, port) with the tagger loaded; port 0 takes a free one."""
     service = TaggingService(Tagger.load(resolve_model_dir(model_dir)))
     handler = type("BoundHandler", (Handler,), {"service": service})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return Server((host, port), handler)
 
 
 def serve(model_dir: str | Path, host: str, port: int) -> None:
