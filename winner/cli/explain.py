@@ -7,33 +7,15 @@ Each prints a table (one line per window: the score, and each word's gradient x 
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
 
-from winner.cli.common import RunDirArgument, cli_errors
+from winner.cli.common import RunDirArgument, TextArgument, cli_errors, read_sentences, read_text
 from winner.errors import WinnerError
 
-TextArgument = Annotated[str, typer.Argument(metavar="[TEXT|-]", help="Raw text, one sentence per line, or - to "
-                                                                      "read standard input.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.")]
 HtmlFlag = Annotated[bool, typer.Option("--html", help="Print a self-contained HTML page with heat strips.")]
-
-
-def read_text(text: str) -> str:
-    """TEXT itself, or standard input for -."""
-    return sys.stdin.read() if text == "-" else text
-
-
-def read_sentences(text: str) -> list[list[str]]:
-    """Token lists of TEXT (or standard input), one per non-empty line; none is an error."""
-    from winner.data.text import tokenize
-
-    sentences = [s for s in (tokenize(line) for line in read_text(text).splitlines()) if s]
-    if not sentences:
-        raise WinnerError("no words to read: give some text (one sentence per line) or pipe it into -")
-    return sentences
 
 
 def emit(as_json: bool, as_html: bool, records: list, table: str, page) -> None:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
 
-from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, TextArgument, cli_errors, train_command
-from winner.data.text import tokenize
-from winner.errors import WinnerError
+from winner.cli.common import (
+    EvalDataOption,
+    JsonTableFlag,
+    RunDirArgument,
+    TextArgument,
+    cli_errors,
+    read_sentences,
+    train_command,
+)
 
 score_app = typer.Typer(no_args_is_help=True, help="Max-margin window scorer: is the centre word of a window an "
                                                    "entity of one type (LOC by default)?")
@@ -34,11 +39,7 @@ def windows_cmd(
     """
     from winner.heads.scorer import format_windows, load_scorer, rank_windows
 
-    raw = sys.stdin.read() if text == "-" else text
-    sentences = [tokenize(line) for line in raw.splitlines() if line.strip()]
-    sentences = [s for s in sentences if s]
-    if not sentences:
-        raise WinnerError("no words to score: give some text (one sentence per line) or pipe it into -")
+    sentences = read_sentences(text, "score")
     scorer = load_scorer(run_dir)
     records = rank_windows(scorer, sentences, top)
     if as_json:
