@@ -118,3 +118,26 @@ def test_ner_tag_html_in_fresh_processes(small_tagger, tmp_path):
     expected = [(e["type"], e["text"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
                  .replace('"', "&quot;")) for r in tagged for e in r["entities"]]
     assert entities == expected
+
+
+def test_score_and_lm_explain_commands(tmp_path):
+    words = Vocab([PAD, UNK, "paris", "in", "."])
+    config = MLPConfig(n_positions=3, vocab_size=len(words), embed_dim=4, n_out=1, hidden=(5,),
+                       n_features=len(CASINGS), feature_dim=2)
+    Scorer(WindowMLP(config, seed=1), words, ScorerSpec(1, "LOC", 1.0, threshold=-100.0)).save(tmp_path / "scorer")
+    LanguageModel.create(Vocab([UNK, "the", "cat", "sat", "."]), context=2, embed_dim=3, hidden=(4,),
+                         direct=False).save(tmp_path / "lm")
+    for head, run, text, name in (("score", "scorer", "In Paris .", "score"), ("lm", "lm", "the cat sat .", "log p")):
+        table = runner.invoke(app, [head, "explain", str(tmp_path / run), text])
+        assert table.exit_code == 0, table.output
+        lines = table.stdout.strip().splitlines()
+        assert name in lines[0] and len(lines) == 1 + len(text.split())
+        records = json.loads(runner.invoke(app, [head, "explain", str(tmp_path / run), text, "--json"]).stdout)
+        assert [r["token"] for r in records] == text.split()
+        page = runner.invoke(app, [head, "explain", str(tmp_path / run), text, "--html"]).stdout
+        assert page.startswith("<!doctype html>") and page.count('class="strip"') == sum(len(r["window"])
+                                                                                        for r in records)
+    page = runner.invoke(app, ["score", "explain", str(tmp_path / "scorer"), "In Paris .", "--html"]).stdout
+    assert page.count('data-type="LOC"') == 3  # every window is above the threshold of -100
+    empty = runner.invoke(app, ["lm", "explain", str(tmp_path / "lm"), "  "])
+    assert empty.exit_code == 1 and "no words" in empty.output
