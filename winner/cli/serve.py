@@ -14,12 +14,14 @@ serialises the calls into it; the threads only parse, wait and write.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from winner.core import runtime
 from winner.data.text import tokenize
 from winner.heads.model_io import resolve_model_dir
 from winner.heads.render import STYLE, render_fragment, tag
@@ -201,7 +203,13 @@ class Server(ThreadingHTTPServer):
 
 
 def make_server(model_dir: str | Path, host: str, port: int) -> ThreadingHTTPServer:
-    """A server bound to (host, port) with the tagger loaded; port 0 takes a free one."""
+    """A server bound to (host, port) with the tagger loaded; port 0 takes a free one.
+
+    The matrix products run on one BLAS thread unless WINNER_THREADS says otherwise: a request's products are
+    small, and handing them to a second thread costs more than it saves, many times more on a busy machine.
+    """
+    if not os.environ.get("WINNER_THREADS"):
+        runtime.set_threads(1)
     service = TaggingService(Tagger.load(resolve_model_dir(model_dir)))
     handler = type("BoundHandler", (Handler,), {"service": service})
     return Server((host, port), handler)
