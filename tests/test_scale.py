@@ -88,3 +88,38 @@ def test_two_workers_resume_and_match_one_process(model, corpus, tmp_path):
     assert f"{n_chunks} chunks, {done} already done, {n_chunks - done} to tag" in resumed.stderr
     assert out.read_bytes() == single.read_bytes()
     assert not parts.exists()
+
+
+def test_sweep_ranks_trials_writes_best_toml_and_resumes(tmp_path):
+    """Two NER configurations on 2 local workers: the table ranks them on dev F1, `winner run best.toml`
+    reproduces the best trial's dev F1 exactly, and a re-run resumes the finished sweep instead of redoing it."""
+    data = wikigold_path("dev").parent
+    pipeline = tmp_path / "tiny.toml"
+    pipeline.write_text(f"""
+name = "tiny"
+out = "{tmp_path}/unused"
+[[step]]
+run = "ner train"
+train = "{data}/dev.conll"
+dev = "{data}/test.conll"
+embeddings = "none"
+hidden = 8
+epochs = 2
+quiet = true
+""")
+    out = tmp_path / "sweep"
+    command = [WINNER, "sweep", str(pipeline), "--grid", "lr=0.004,0.01", "--workers", "2", "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    rows = json.loads((out / "results.json").read_text())
+    assert sorted(r["config"]["lr"] for r in rows) == ["0.004", "0.01"]
+    scores = [r["best dev F1"] for r in rows]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("trial,lr,best dev F1")
+    best = subprocess.run([WINNER, "run", str(out / "best.toml")], capture_output=True, text=True, timeout=600)
+    assert best.returncode == 0, best.stderr
+    assert json.loads((out / "best" / "summary.json").read_text())["best_dev_f1"] == scores[0]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming the sweep" in again.stderr
+    assert json.loads((out / "results.json").read_text()) == rows

@@ -16,6 +16,7 @@ from winner.cli.common import cli_errors
 from winner.cli.lm import lm_app
 from winner.cli.ner import ner_app
 from winner.cli.score import score_app
+from winner.cli.sweep import sweep
 from winner.errors import WinnerError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -24,6 +25,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 app.add_typer(ner_app, name="ner")
 app.add_typer(score_app, name="score")
 app.add_typer(lm_app, name="lm")
+app.command()(sweep)
 
 
 @app.command()
