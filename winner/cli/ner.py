@@ -65,7 +65,7 @@ def tag_cmd(
     address: Annotated[str | None, typer.Option(help="Ray cluster to use (auto, ray://host:port); default: "
                                                      "start Ray on this machine.")] = None,
     chunk_mb: Annotated[float, typer.Option(min=0.001, help="With --workers: input bytes per chunk, in MB.")
-                        ] = 8.0,
+                        ] = 2.0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress or summary on stderr.")] = False,
 ) -> None:
     """Tag text or CoNLL files of any size, streaming: the output is written in input order as it is tagged."""

@@ -17,10 +17,12 @@ import threading
 import time
 import tomllib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from winner.cli.pipeline import load_pipeline, referenced_variables
 from winner.cli.steps import STEPS
+from winner.core import runtime
 from winner.core.atomic import open_atomic, write_text_atomic
 from winner.core.console import console
 from winner.errors import WinnerError
@@ -86,8 +88,6 @@ def train_head(pipeline: Path) -> str:
 def run_trial(config: dict, pipeline: str, out: str, cwd: str, threads: int, metric: str) -> None:
     """A Tune trial: train in a thread, report each epoch's dev metric as metrics.jsonl grows."""
     from ray import tune
-
-    from winner.core import runtime
 
     os.chdir(cwd)  # Tune starts trials in their own directory; the pipeline's relative paths need this one
     run_dir = Path(out) / "trials" / tune.get_context().get_trial_id()
@@ -168,8 +168,6 @@ def run_sweep(pipeline: Path, grid: dict[str, list[str]], ranges: dict[str, Rand
 
 def _fit(pipeline: Path, space: dict, samples: int, n_parallel: int, threads: int, out: Path, metric: str,
          mode: str, seed: int):
-    from functools import partial
-
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator

@@ -24,6 +24,7 @@ from winner.core.console import console, progress_bar
 from winner.data.stream import STDIN, Chunk, Source, plan_chunks, read_chunk
 from winner.errors import WinnerError
 from winner.heads.model_io import resolve_model_dir
+from winner.heads.tagger import Tagger
 from winner.heads.tagging import TagCounts, tag_chunk, writer_class
 from winner.scale.cluster import connect, import_ray, threads_per_worker
 
@@ -35,8 +36,6 @@ class TagWorker:
 
     def __init__(self, model_files: dict[str, bytes], threads: int):
         os.environ["WINNER_THREADS"] = str(threads)  # read when the model's first kernel starts the core
-        from winner.heads.tagger import Tagger
-
         with tempfile.TemporaryDirectory(prefix="winner-model-") as d:
             for name, data in model_files.items():
                 Path(d, name).write_bytes(data)
