@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from winner.cli.app import app
 from winner.data.resources import wikigold_path
 from winner.data.stream import plan_chunks, read_chunk, resolve_sources
 from winner.heads.tagger import Tagger
@@ -28,16 +27,6 @@ CHUNK_MB = "0.002"  # 2 kB: the test corpus becomes a dozen chunks
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    result = runner.invoke(app, ["ner", "train", "--train", str(wikigold_path("dev")), "--dev",
-                                 str(wikigold_path("test")), "--out", str(out), "--embeddings", "none",
-                                 "--hidden", "8", "--epochs", "1", "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out / "model"
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("corpus")
     d.joinpath("a.conll").write_bytes(wikigold_path("test").read_bytes())
@@ -45,22 +34,20 @@ def corpus(tmp_path_factory) -> Path:
     return d
 
 
-def _tag(model: Path, corpus: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    r = subprocess.run([WINNER, "ner", "tag", str(model), str(corpus), "--format", "json", "-o", str(out), *extra],
+def _tag(tagger: Path, corpus: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([WINNER, "ner", "tag", str(tagger), str(corpus), "--format", "json", "-o", str(out), *extra],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     return r
 
 
-def test_two_workers_resume_and_match_one_process(model, corpus, tmp_path):
+def test_two_workers_resume_and_match_one_process(tiny_tagger, corpus, tmp_path):
     """Half the chunks are already finished (as a killed run leaves them): the Ray run tags only the rest, on
     two workers, and the joined output equals the single-process output byte for byte."""
     single = tmp_path / "single.json"
-    _tag(model, corpus, single)
+    _tag(tiny_tagger, corpus, single)
     out = tmp_path / "ray.json"
-    first = subprocess.run([WINNER, "ner", "tag", str(model), str(corpus), "--format", "json", "-o", str(out),
-                            "--workers", "2", "--chunk-mb", CHUNK_MB], capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr
+    first = _tag(tiny_tagger, corpus, out, "--workers", "2", "--chunk-mb", CHUNK_MB)
     assert out.read_bytes() == single.read_bytes()
     n_chunks = int(first.stderr.split(" chunks,")[0].split()[-1])
     assert n_chunks >= 6 and "chunks per Ray node" in first.stderr
@@ -73,17 +60,15 @@ def test_two_workers_resume_and_match_one_process(model, corpus, tmp_path):
     assert len(chunks) == n_chunks
     out.unlink()
     parts = parts_dir(str(out))
-    _prepare_parts(parts, _manifest(model, sources, chunks, "json"))
-    tagger = Tagger.load(model)
+    _prepare_parts(parts, _manifest(tiny_tagger, sources, chunks, "json"))
+    tagger = Tagger.load(tiny_tagger)
     for c in chunks[::2]:
         body = io.StringIO()
         counts = tag_chunk(tagger, read_chunk(sources[c.source], c), sources[c.source].format, "x", body, "json",
                            c.start == 0)
         _body_path(parts, c.index, WRITERS["json"].suffix).write_text(body.getvalue(), encoding="utf-8")
         _done_path(parts, c.index).write_text(json.dumps({"sentences": counts.sentences, "tokens": counts.tokens}))
-    resumed = subprocess.run([WINNER, "ner", "tag", str(model), str(corpus), "--format", "json", "-o", str(out),
-                              "--workers", "2", "--chunk-mb", CHUNK_MB], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = _tag(tiny_tagger, corpus, out, "--workers", "2", "--chunk-mb", CHUNK_MB)
     done = len(chunks[::2])
     assert f"{n_chunks} chunks, {done} already done, {n_chunks - done} to tag" in resumed.stderr
     assert out.read_bytes() == single.read_bytes()

@@ -18,7 +18,6 @@ import pytest
 from typer.testing import CliRunner
 
 from winner.cli.app import app
-from winner.data.resources import wikigold_path
 from winner.data.stream import Source, boundary, chunk_sentences, plan_chunks, read_chunk, read_source, resolve_sources
 from winner.heads import tagging
 from winner.heads.tagger import Tagger
@@ -29,16 +28,6 @@ WINNER = str(Path(sys.executable).with_name("winner"))
 runner = CliRunner()
 TEXT = ("John Smith lives in New York .\n\nThe European Union met in Brussels on Monday .\r\n"
         "Ünïcödé Zürich  and   Genève\nshort\n")
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    result = runner.invoke(app, ["ner", "train", "--train", str(wikigold_path("dev")), "--dev",
-                                 str(wikigold_path("test")), "--out", str(out), "--embeddings", "none",
-                                 "--hidden", "8", "--epochs", "1", "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out / "model"
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +72,9 @@ def test_conll_boundary_is_after_a_blank_line():
     assert [boundary(f, t, "text") for t in (0, 1, 4, 5)] == [0, 4, 4, 8]
 
 
-def test_a_sentence_is_tagged_the_same_in_any_batch(model, corpus, monkeypatch):
+def test_a_sentence_is_tagged_the_same_in_any_batch(tiny_tagger, corpus, monkeypatch):
     """The fast path (big batches) equals the straightforward one (one sentence at a time), bit for bit."""
-    tagger = Tagger.load(model)
+    tagger = Tagger.load(tiny_tagger)
     sources = resolve_sources([str(corpus)], "auto")
     whole, single = io.StringIO(), io.StringIO()
     tagging.tag_sources(tagger, sources, whole, "json")
@@ -96,8 +85,8 @@ def test_a_sentence_is_tagged_the_same_in_any_batch(model, corpus, monkeypatch):
 
 
 @pytest.mark.parametrize("output_format", sorted(WRITERS))
-def test_joined_chunk_bodies_equal_one_pass(model, corpus, output_format):
-    tagger = Tagger.load(model)
+def test_joined_chunk_bodies_equal_one_pass(tiny_tagger, corpus, output_format):
+    tagger = Tagger.load(tiny_tagger)
     sources = resolve_sources([str(corpus)], "auto")
     one = io.StringIO()
     counts = tagging.tag_sources(tagger, sources, one, output_format)
@@ -115,11 +104,11 @@ def test_joined_chunk_bodies_equal_one_pass(model, corpus, output_format):
         assert [r["sentence"] for r in json.loads(one.getvalue())] == list(range(counts.sentences))
 
 
-def test_tag_command_files_out_twice_in_fresh_processes(model, corpus, tmp_path):
+def test_tag_command_files_out_twice_in_fresh_processes(tiny_tagger, corpus, tmp_path):
     outs = []
     for k in range(2):
         out = tmp_path / f"out{k}.json"
-        r = subprocess.run([WINNER, "ner", "tag", str(model), str(corpus / "a.txt"), str(corpus / "*.gz"),
+        r = subprocess.run([WINNER, "ner", "tag", str(tiny_tagger), str(corpus / "a.txt"), str(corpus / "*.gz"),
                             "--format", "json", "--out", str(out)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert "words/s" in r.stderr and r.stdout == ""
@@ -128,14 +117,14 @@ def test_tag_command_files_out_twice_in_fresh_processes(model, corpus, tmp_path)
     assert len(json.loads(outs[0])) == 4 * (40 + 7) + 1
 
 
-def test_tag_errors_are_one_line(model, tmp_path):
+def test_tag_errors_are_one_line(tiny_tagger, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine line\n\xff\xfe broken\n")
     for args, message in [([str(tmp_path / "nothing*")], "no such file, directory or matching files"),
                           ([str(bad)], "bad.txt:2: expected UTF-8 text"),
                           (["-", str(bad)], "cannot be combined"),
                           ([str(bad), "--workers", "2"], None)]:
-        result = runner.invoke(app, ["ner", "tag", str(model), *args])
+        result = runner.invoke(app, ["ner", "tag", str(tiny_tagger), *args])
         if message is None:  # --workers without --out
             assert result.exit_code == 1 and "--out" in result.stderr
             continue
@@ -143,14 +132,14 @@ def test_tag_errors_are_one_line(model, tmp_path):
         assert result.stderr.count("\n") == 1 and message in result.stderr
 
 
-def test_without_ray_workers_name_the_extra(model, tmp_path):
+def test_without_ray_workers_name_the_extra(tiny_tagger, tmp_path):
     fake = tmp_path / "noray" / "ray"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('ray is not installed')\n")
     env = {**os.environ, "PYTHONPATH": str(fake.parent)}
     src = tmp_path / "s.txt"
     src.write_text(TEXT)
-    r = subprocess.run([WINNER, "ner", "tag", str(model), str(src), "--workers", "2", "-o", str(tmp_path / "o")],
+    r = subprocess.run([WINNER, "ner", "tag", str(tiny_tagger), str(src), "--workers", "2", "-o", str(tmp_path / "o")],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 1
     assert r.stderr.strip() == 'error: --workers, --address and `winner sweep` needs Ray: pip install "winner[ray]"'

@@ -7,6 +7,7 @@ datasets, seqeval, numba kernels) happen inside commands so that `winner --help`
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,9 +16,12 @@ import typer
 from winner.cli.common import cli_errors
 from winner.cli.lm import lm_app
 from winner.cli.ner import ner_app
+from winner.cli.pipeline import run_pipeline
 from winner.cli.score import score_app
 from winner.cli.sweep import sweep
+from winner.core.atomic import write_text_atomic
 from winner.errors import WinnerError
+from winner.heads.registry import gradcheck_cases
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Window-based neural NLP from first principles: NER tagging, window scoring, "
@@ -35,7 +39,6 @@ def gradcheck(
 ) -> None:
     """Float64 finite-difference check of every parameter of every head; exit 1 above 1e-6."""
     from winner.core.gradcheck import TOLERANCE
-    from winner.heads.registry import gradcheck_cases
 
     reports = gradcheck_cases()
     worst = 0.0
@@ -63,8 +66,6 @@ def run(
                                                                  "(--set epochs=2).")] = None,
 ) -> None:
     """Run an end-to-end recipe (train, evaluate, write a summary) from a TOML file."""
-    from winner.cli.pipeline import run_pipeline
-
     overrides = {}
     for item in set_ or []:
         if "=" not in item:
@@ -94,9 +95,6 @@ def bench(
 
     PyTorch comparisons need torch==2.13.0, the "bench" extra. Measure on a quiet machine.
     """
-    import json
-
-    from winner.core.atomic import write_text_atomic
     from winner.core.bench import WORKLOADS, format_table, parse_list, parse_threads, plot_report, run
 
     try:

@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, cli_errors, train_command
+from winner.core.console import console
+from winner.data.stream import resolve_sources
 
 ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the softmax window tagger.")
 
@@ -69,9 +71,6 @@ def tag_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress or summary on stderr.")] = False,
 ) -> None:
     """Tag text or CoNLL files of any size, streaming: the output is written in input order as it is tagged."""
-    from winner.core.console import console
-    from winner.data.stream import resolve_sources
-
     sources = resolve_sources(inputs or ["-"], input_format.value)
     if workers or address:
         from winner.scale.tagging import tag_on_ray

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from winner.cli.common import cli_errors
+from winner.core.console import console
 
 
 @cli_errors
@@ -28,7 +29,6 @@ def sweep(
 ) -> None:
     """Train one run per configuration on Ray Tune, stop hopeless ones early (ASHA), rank them on the dev
     metric: OUT/results.csv and .json, best first, and OUT/best.toml for `winner run`. Needs the 'ray' extra."""
-    from winner.core.console import console
     from winner.scale.sweep import parse_grid, parse_random, run_sweep
 
     out = out or Path("runs") / f"sweep-{pipeline.stem}"

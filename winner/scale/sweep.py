@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import tomli_w
+
 from winner.cli.pipeline import load_pipeline, referenced_variables
 from winner.cli.steps import STEPS
 from winner.core import runtime
@@ -220,8 +222,6 @@ def _write_table(rows: list[dict], out: Path) -> None:
 
 def write_best_toml(pipeline: Path, config: dict[str, str], path: Path, run_out: Path) -> None:
     """The pipeline with the trial's values written in where `--set` would put them, its run in `run_out`."""
-    import tomli_w
-
     doc = tomllib.loads(pipeline.read_text(encoding="utf-8"))
     variables = {*doc.get("vars", {}), *referenced_variables(doc)}
     for key, value in config.items():
