@@ -19,6 +19,7 @@ from winner.cli.lm import lm_app
 from winner.cli.ner import ner_app
 from winner.cli.pipeline import run_pipeline
 from winner.cli.score import score_app
+from winner.cli.sweep import sweep
 from winner.core.atomic import write_text_atomic
 from winner.errors import WinnerError
 from winner.heads.registry import gradcheck_cases
@@ -30,6 +31,7 @@ app.add_typer(ner_app, name="ner")
 app.add_typer(score_app, name="score")
 app.add_typer(lm_app, name="lm")
 register_explain(ner_app, score_app, lm_app)
+app.command()(sweep)
 
 
 @app.command()

@@ -5,7 +5,7 @@ Each function is one library call that `winner ner ...` and `winner run` both us
 
 from __future__ import annotations
 
-import json
+import io
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -18,16 +18,15 @@ from winner.core.console import console
 from winner.core.loop import FitResult, LoopSettings, LoopState, Metric, TrainData, WindowTraining, fit, write_json
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
-from winner.data.conll import Sentence, convert_tags, detect_scheme, load_sentences, read_conll, tags_to_spans
+from winner.data.conll import Sentence, convert_tags, detect_scheme, load_sentences
 from winner.data.labelled import embedding_table, replace_rare_with_unk, resolve_data
-from winner.data.text import tokenize
 from winner.data.vocab import Vocab
 from winner.data.windows import CASINGS
-from winner.errors import WinnerError
 from winner.heads.metrics import entity_scores
 from winner.heads.model_io import resolve_model_dir
 from winner.heads.settings import NERSettings
 from winner.heads.tagger import Tagger, TaggerSpec
+from winner.heads.tagging import tag_into, writer_class
 
 
 def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, str, dict, np.ndarray]:
@@ -159,27 +158,10 @@ def format_report(scores: dict) -> str:
 
 # ---------------------------------------------------------------- tag
 
-def read_input(path: str | None, text: str | None, input_format: str) -> list[list[str]]:
-    """Token lists from raw text (one sentence per line) or a CoNLL file."""
-    if input_format == "conll":
-        if path is None:
-            raise WinnerError("--input-format conll needs a file, not standard input")
-        return [s.tokens for s in read_conll(path)]
-    assert text is not None
-    return [tokenize(line) for line in text.splitlines() if line.strip()]
-
 
 def tag_sentences(model_dir: str | Path, sentences: list[list[str]], output: str = "conll") -> str:
-    """Tagged output: `token tag` lines (blank line between sentences) or a json list of entity spans."""
+    """Tagged output of a few sentences held in memory, in an output format of winner.heads.writers."""
     tagger = Tagger.load(resolve_model_dir(model_dir))
-    tags = tagger.predict(sentences)
-    if output == "conll":
-        return "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(s, ts, strict=True))
-                           for s, ts in zip(sentences, tags, strict=True)) + "\n"
-    records = []
-    for i, (s, ts) in enumerate(zip(sentences, tags, strict=True)):
-        spans = tags_to_spans(ts, tagger.spec.output_scheme)
-        records.append({"sentence": i, "tokens": s, "entities": [
-            {"type": kind, "start": start, "end": end, "text": " ".join(s[start:end])}
-            for kind, start, end in spans]})
-    return json.dumps(records, ensure_ascii=False, indent=1) + "\n"
+    out = io.StringIO()
+    tag_into(tagger, sentences, writer_class(output)(out, tagger.spec.output_scheme))
+    return out.getvalue()

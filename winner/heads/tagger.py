@@ -97,12 +97,13 @@ class Tagger:
         return np.asarray(out, dtype=np.int64)
 
     def predict(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
-                batch: int = 4096) -> list[list[str]]:
-        """Tags of every token, in `scheme` (default: the training data's scheme)."""
+                batch: int = 4096, method: str = "auto") -> list[list[str]]:
+        """Tags of every token, in `scheme` (default: the training data's scheme); `method` as in
+        WindowMLP.predict_logits (auto: the lookup path when it pays)."""
         if not sentences:
             return []
         ids, feats = self.featurize(sentences)
-        logp = self.model.predict_log_proba(ids, feats, batch=batch, method="auto")  # lookup path when it pays
+        logp = self.model.predict_log_proba(ids, feats, batch=batch, method=method)
         allowed, start, end = self._constraints
         out: list[list[str]] = []
         pos = 0
