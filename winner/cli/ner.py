@@ -36,13 +36,18 @@ def evaluate_cmd(
     data: EvalDataOption,
     as_json: JsonTableFlag = False,
     plot: Annotated[Path | None, typer.Option(help="Also write a token confusion matrix PNG here.")] = None,
+    predictions: Annotated[Path | None, typer.Option(dir_okay=False, help="Also write the data with the "
+                                                                          "predicted tags as a last column "
+                                                                          "(conlleval's input) here.")] = None,
 ) -> None:
-    """Entity-level precision, recall and F1 per type (seqeval, conlleval-compatible)."""
+    """Entity-level precision, recall and F1 per type (seqeval, conlleval-compatible), entity counts, the macro
+    average and token accuracy."""
     from winner.heads.ner import evaluate_tagger, format_report
 
-    scores = evaluate_tagger(run_dir, data, plot)
+    scores = evaluate_tagger(run_dir, data, plot, predictions)
     if as_json:
-        typer.echo(json.dumps({k: scores[k] for k in ("precision", "recall", "f1", "per_type")}))
+        keys = ("precision", "recall", "f1", "per_type", "macro", "token_accuracy", "sentences", "tokens")
+        typer.echo(json.dumps({k: scores[k] for k in keys}))
     else:
         typer.echo(format_report(scores))
         if plot:
@@ -60,23 +65,30 @@ def tag_cmd(
     input_format: Annotated[InputFormat, typer.Option(help="How to read INPUT (auto: CoNLL if it parses as "
                                                            "CoNLL, else raw text).")] = InputFormat.auto,
 ) -> None:
-    """Tag raw text or a CoNLL file."""
+    """Tag raw text or a CoNLL file.
+
+    Text: one or more sentences per line, tokenised as CoNLL-2003 is; JSON gives each entity's start_char and
+    end_char in its line. CoNLL: the file comes back whole with the predicted tag as a last column, so
+    conlleval can score it.
+    """
     from winner.errors import WinnerError
-    from winner.heads.ner import read_input, tag_sentences
+    from winner.heads.ner import tag_conll, tag_text
 
     fmt = input_format.value
     if input_path == "-":
         if fmt == "conll":
             raise WinnerError("--input-format conll needs a file, not standard input")
-        sentences = read_input(None, sys.stdin.read(), "text")
+        typer.echo(tag_text(run_dir, sys.stdin.read(), output_format.value), nl=False)
+        return
+    path = Path(input_path)
+    if not path.is_file():
+        raise WinnerError(f"{path}: no such file")
+    if fmt == "auto":
+        fmt = "conll" if _parses_as_conll(path) else "text"
+    if fmt == "conll":
+        typer.echo(tag_conll(run_dir, path, output_format.value), nl=False)
     else:
-        path = Path(input_path)
-        if not path.is_file():
-            raise WinnerError(f"{path}: no such file")
-        if fmt == "auto":
-            fmt = "conll" if _parses_as_conll(path) else "text"
-        sentences = read_input(str(path), path.read_text(encoding="utf-8") if fmt == "text" else None, fmt)
-    typer.echo(tag_sentences(run_dir, sentences, output_format.value), nl=False)
+        typer.echo(tag_text(run_dir, path.read_text(encoding="utf-8"), output_format.value), nl=False)
 
 
 def _parses_as_conll(path: Path) -> bool:

@@ -130,6 +130,11 @@ def read_conll(path: str | Path) -> list[Sentence]:
 def write_conll(path: str | Path, sentences: Sequence[Sentence], docstart: bool = True) -> None:
     """Write sentences as CoNLL, atomically: 4 columns if every sentence has POS and chunks, 3 with
     POS only, else 2. With `docstart`, a `-DOCSTART-` line goes before each document."""
+    write_text_atomic(path, format_conll(sentences, docstart))
+
+
+def format_conll(sentences: Sequence[Sentence], docstart: bool = True) -> str:
+    """The CoNLL text `write_conll` writes."""
     n_cols = 2
     if sentences and all(s.pos is not None for s in sentences):
         n_cols = 4 if all(s.chunks is not None for s in sentences) else 3
@@ -143,7 +148,32 @@ def write_conll(path: str | Path, sentences: Sequence[Sentence], docstart: bool 
         prev_doc = s.doc
         lines += [" ".join(fields) for fields in zip(*columns, strict=True)]
         lines.append("")
-    write_text_atomic(path, "".join(line + "\n" for line in lines))
+    return "".join(line + "\n" for line in lines)
+
+
+def append_column(text: str, sentence_tags: Sequence[Sequence[str]]) -> str:
+    """CoNLL `text` (as `read_conll` reads it) with one more column, for conlleval: every token line gets its
+    sentence's next tag, a `-DOCSTART-` line gets O (conlleval wants the same number of columns on every
+    line), blank lines stay blank, and every other byte of the input is kept."""
+    tags = iter(t for seq in sentence_tags for t in seq)
+    out = []
+    for raw in text.split("\n"):
+        line = raw.rstrip("\r").rstrip(" \t")
+        if not line.strip():
+            out.append(raw)
+            continue
+        sep = "\t" if "\t" in line else " "
+        cr = "\r" if raw.endswith("\r") else ""
+        if _COLUMN_SEP.split(line.strip(" \t"))[0] == DOCSTART:
+            out.append(f"{line}{sep}O{cr}")
+            continue
+        tag = next(tags, None)
+        if tag is None:
+            raise ValueError("fewer tags than token lines")
+        out.append(f"{line}{sep}{tag}{cr}")
+    if next(tags, None) is not None:
+        raise ValueError("more tags than token lines")
+    return "\n".join(out)
 
 
 def _check_sentence(k: int, columns: list) -> None:

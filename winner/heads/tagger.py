@@ -99,12 +99,18 @@ class Tagger:
     def predict(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
                 batch: int = 4096) -> list[list[str]]:
         """Tags of every token, in `scheme` (default: the training data's scheme)."""
+        return self.predict_scored(sentences, scheme, batch)[0]
+
+    def predict_scored(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
+                       batch: int = 4096) -> tuple[list[list[str]], list[np.ndarray]]:
+        """Tags of every token as `predict` gives them, and each token's model probability of its decoded tag."""
         if not sentences:
-            return []
+            return [], []
         ids, feats = self.featurize(sentences)
         logp = self.model.predict_log_proba(ids, feats, batch=batch, method="auto")  # lookup path when it pays
         allowed, start, end = self._constraints
         out: list[list[str]] = []
+        probs: list[np.ndarray] = []
         pos = 0
         for s in sentences:
             n = len(s)
@@ -113,10 +119,11 @@ class Tagger:
                 viterbi(np.ascontiguousarray(logp[pos : pos + n], dtype=np.float64), allowed, start, end, path)
             else:
                 path[:] = np.argmax(logp[pos : pos + n], axis=1)
+            probs.append(np.exp(logp[pos + np.arange(n), path].astype(np.float64)))
             pos += n
             tags = [self.spec.tags[i] for i in path]
             out.append(convert_tags(tags, self.spec.scheme, scheme or self.spec.output_scheme))
-        return out
+        return out, probs
 
     # ------------------------------------------------------------ I/O
 
