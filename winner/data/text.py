@@ -43,6 +43,7 @@ _LIST_NUMBER = re.compile(r"\.[ \t]+[A-Z]")  # `1. Jesper Parnevik`: a ranking's
 _CURLY = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'",
                         "\u00ab": '"', "\u00bb": '"'})
 _SENTENCE_END = {".", "!", "?", "...", "?!"}
+_OPENERS = {'"', "'", "``", "`", "(", "[", "\u201c", "\u2018", "\u00ab"}
 _CLOSERS = {'"', "'", ")", "]", "}", "''", "\u201d", "\u2019", "\u00bb"}
 
 
@@ -100,20 +101,20 @@ def model_form(token: str) -> str:
 
 
 def split_sentences(tokens: list[Token]) -> list[list[Token]]:
-    """Tokens grouped into sentences: a sentence ends after . ! ? (and any closing quotes or brackets)
-    when the next token starts with a capital letter, a digit or an opening quote."""
+    """Tokens grouped into sentences: a sentence ends after . ! ? (and any closing quotes or brackets written
+    right after them) when the next token starts with a capital letter, a digit or an opening quote."""
     sentences: list[list[Token]] = []
     current: list[Token] = []
     ended = False
     for tok in tokens:
-        if ended and tok.text not in _CLOSERS and (tok.text[0].isupper() or tok.text[0].isdigit()
-                                                    or tok.text in ('"', "``", "\u201c")):
+        closes = tok.text in _CLOSERS and bool(current) and current[-1].end == tok.start
+        if ended and not closes and (tok.text[0].isupper() or tok.text[0].isdigit() or tok.text in _OPENERS):
             sentences.append(current)
             current, ended = [], False
         current.append(tok)
         if tok.text in _SENTENCE_END:
             ended = True
-        elif tok.text not in _CLOSERS:
+        elif not closes:
             ended = False
     if current:
         sentences.append(current)

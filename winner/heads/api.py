@@ -27,25 +27,32 @@ from winner.heads.settings import Settings
 from winner.heads.tagger import Tagger
 
 
-class NER:
+class Loaded:
+    """A saved model and the directory it came from; `model` is the head's own object (Tagger, Scorer,
+    LanguageModel) for anything the wrapper does not cover."""
+
+    def __init__(self, model: Tagger | Scorer | LanguageModel, path: Path):
+        self.model = model
+        self.path = path
+
+
+class NER(Loaded):
     """A trained NER tagger: `nlp(text)` -> Doc, `nlp.pipe(texts)` -> Docs, `nlp.evaluate(path)` -> scores."""
 
-    def __init__(self, tagger: Tagger, path: Path):
-        self.tagger = tagger
-        self.path = path
+    model: Tagger
 
     @property
     def labels(self) -> list[str]:
         """The entity types the model predicts."""
-        return sorted({t[2:] for t in self.tagger.spec.tags if t != "O"})
+        return sorted({t[2:] for t in self.model.spec.tags if t != "O"})
 
     def __call__(self, text: TextInput) -> Doc:
         """Tag raw text (a str: tokenised, split into sentences) or one pre-tokenised sentence (a list of str)."""
-        return next(tag_docs(self.tagger, [text]))
+        return next(tag_docs(self.model, [text]))
 
     def pipe(self, texts: Iterable[TextInput], batch_size: int = 64) -> Iterator[Doc]:
         """Tag many texts lazily, `batch_size` texts per model call; Docs come back in input order."""
-        return tag_docs(self.tagger, texts, batch_size)
+        return tag_docs(self.model, texts, batch_size)
 
     def evaluate(self, path: str | Path, predictions: str | Path | None = None) -> dict:
         """Entity precision / recall / F1 (overall, per type with counts, macro) and token accuracy on a CoNLL
@@ -56,20 +63,18 @@ class NER:
         return f"NER({str(self.path)!r}, labels={self.labels})"
 
 
-class WindowScorer:
+class WindowScorer(Loaded):
     """A trained max-margin window scorer: `scorer.rank(text)` lists the windows of a text best first."""
 
-    def __init__(self, scorer: Scorer, path: Path):
-        self.scorer = scorer
-        self.path = path
+    model: Scorer
 
     @property
     def label(self) -> str:
-        return self.scorer.spec.label
+        return self.model.spec.label
 
     @property
     def threshold(self) -> float:
-        return self.scorer.spec.threshold
+        return self.model.spec.threshold
 
     def rank(self, text: TextInput, top: int | None = None) -> list[dict]:
         """Every token's window of `text`, best score first: {centre, start_char, end_char, score, window,
@@ -77,7 +82,7 @@ class WindowScorer:
         raw, tokens = (text, tokenize_with_offsets(text)) if isinstance(text, str) else pretokenized(text)
         if not tokens:
             return []
-        records = rank_windows(self.scorer, [[t.text for t in tokens]])
+        records = rank_windows(self.model, [[t.text for t in tokens]])
         for r in records:
             t = tokens[r["position"]]
             r["start_char"], r["end_char"] = t.start, t.end
@@ -87,31 +92,29 @@ class WindowScorer:
         return f"WindowScorer({str(self.path)!r}, label={self.label!r})"
 
 
-class LM:
+class LM(Loaded):
     """A trained fixed-window language model: `lm.generate(prompt, n)`, `lm.perplexity(text)`."""
 
-    def __init__(self, lm: LanguageModel, path: Path):
-        self.lm = lm
-        self.path = path
+    model: LanguageModel
 
     def tokenize(self, text: str) -> list[str]:
         """Text as the model reads it (the training corpus's tokenisation; its own multi-word forms kept)."""
-        return corpus_tokenize(text, known=self.lm.vocab.stoi)
+        return corpus_tokenize(text, known=self.model.vocab.stoi)
 
     def generate(self, prompt: str = "", n: int = 50, seed: int = 0, temperature: float = 1.0, top_k: int = 0) -> str:
         """The prompt continued by `n` words; the same seed gives the same text, temperature 0 is greedy."""
         tokens = self.tokenize(prompt)
-        return render(tokens + self.lm.generate(tokens, n, temperature, top_k, seed))
+        return render(tokens + self.model.generate(tokens, n, temperature, top_k, seed))
 
     def perplexity(self, text: str) -> float:
         """Perplexity of the model on `text` (full softmax, every token counted, the first words see padding)."""
-        ids = self.lm.ids(self.tokenize(text))
+        ids = self.model.ids(self.tokenize(text))
         if len(ids) == 0:
             raise WinnerError("no tokens to score: the text is empty")
-        return self.lm.perplexity(ids)
+        return self.model.perplexity(ids)
 
     def __repr__(self) -> str:
-        return f"LM({str(self.path)!r}, vocabulary={len(self.lm.vocab):,}, context={self.lm.context})"
+        return f"LM({str(self.path)!r}, vocabulary={len(self.model.vocab):,}, context={self.model.context})"
 
 
 _LOADERS = {"tagger": (Tagger, NER), "scorer": (Scorer, WindowScorer), "lm": (LanguageModel, LM)}
