@@ -10,15 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from winner.data import conll
+from winner.data import conll, sources
 from winner.data.conll import (
     SCHEMES,
     Sentence,
     convert_tags,
     count_entities,
     detect_scheme,
-    load_ner_dataset,
-    load_sentences,
     read_conll,
     sentences_from_dataset,
     sentences_to_dataset,
@@ -27,6 +25,7 @@ from winner.data.conll import (
     write_conll,
 )
 from winner.data.resources import shared_data_dir, wikigold_path
+from winner.data.sources import load_ner_dataset, load_sentences
 from winner.errors import DataFormatError, WinnerError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -333,6 +332,7 @@ def test_hub_name_goes_through_load_dataset(monkeypatch):
         return _hub_like()
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
     assert load_sentences("someone/conll2003-parquet", "validation") == HUB_SENTENCES
     assert calls == [("someone/conll2003-parquet", "validation")]
 
@@ -342,11 +342,12 @@ def test_hub_failure_is_one_winner_error(monkeypatch):
         raise ConnectionError("Couldn't reach 'someone/ner' on the Hub (LocalEntryNotFoundError)\nmore text")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
     with pytest.raises(WinnerError) as info:
         load_sentences("someone/ner")
     message = str(info.value)
     assert "could not load dataset 'someone/ner'" in message
-    assert "local CoNLL file" in message
+    assert "pass a local path" in message
     assert "\n" not in message
 
 

@@ -1,7 +1,7 @@
 """CoNLL NER data: read and write files, convert tag schemes, and load hub datasets into one schema.
 
-A local CoNLL file and a Hugging Face dataset both become a list of `Sentence`; `load_sentences` is
-the one entry point the CLI uses. Original CoNLL-2003 files are IOB1 (entities start with I-), the
+A local CoNLL file and a Hugging Face dataset both become a list of `Sentence` (`winner.data.sources`
+finds and loads them). Original CoNLL-2003 files are IOB1 (entities start with I-), the
 hub's Parquet copies are IOB2; `detect_scheme` tells them apart and `convert_tags` maps between them.
 """
 
@@ -32,7 +32,6 @@ _COLUMN_SEP = re.compile(r"[ \t]+")
 _BLANK = re.compile(r"[ \t\r\n]")
 _PREFIXES = {"iob1": "BI", "iob2": "BI", "iobes": "BIES"}
 _DOCSTART_LINES = {2: f"{DOCSTART} O", 3: f"{DOCSTART} -X- O", 4: f"{DOCSTART} -X- -X- O"}
-_FILE_SUFFIXES = {".txt", ".conll", ".conllu", ".gz", ".iob", ".iob1", ".iob2", ".bio", ".tsv"}
 
 Span = tuple[str, int, int]  # (entity type, start, end) with end exclusive
 
@@ -366,41 +365,3 @@ def _label_names(
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
         return values
     raise WinnerError(f"{source}: column {column} should hold ClassLabel ids or strings, found {feature}")
-
-
-def load_ner_dataset(source: str, split: str = "train") -> datasets.Dataset:
-    """A local CoNLL file (the whole file; `split` is ignored) or a hub dataset name, as a `datasets.Dataset`.
-
-    Hub datasets must be Parquet-backed (datasets 4+ runs no loading scripts); nothing is downloaded
-    when the network is off, and the failure says a local path works too.
-    """
-    path = Path(source).expanduser()
-    if path.is_file():
-        return sentences_to_dataset(read_conll(path))
-    if _looks_like_path(source):
-        raise WinnerError(f"{source}: no such file")
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(source, split=split)
-    except Exception as e:  # offline, unknown name, missing split, script-based repo: all one message
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise WinnerError(
-            f"could not load dataset {source!r} (split {split!r}) from the Hugging Face hub: {reason}; "
-            "a path to a local CoNLL file also works"
-        ) from None
-    missing = [c for c in ("tokens", "ner_tags") if c not in ds.column_names]
-    if missing:
-        raise WinnerError(f"{source}: expected columns tokens and ner_tags, found {ds.column_names}")
-    return ds
-
-
-def load_sentences(source: str, split: str = "train") -> list[Sentence]:
-    """Sentences from a local CoNLL file or a hub dataset name: the one loader the CLI calls."""
-    return sentences_from_dataset(load_ner_dataset(source, split), source)
-
-
-def _looks_like_path(source: str) -> bool:
-    """A missing file should say so rather than fail as an unknown hub dataset."""
-    suffix = Path(source).suffix.lower()
-    return source.startswith((".", "/", "~")) or "\\" in source or suffix in _FILE_SUFFIXES
