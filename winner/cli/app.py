@@ -7,23 +7,41 @@ datasets, seqeval, numba kernels) happen inside commands so that `winner --help`
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from winner import __version__
 from winner.cli.common import cli_errors
 from winner.cli.lm import lm_app
 from winner.cli.ner import ner_app
 from winner.cli.score import score_app
 from winner.errors import WinnerError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+# -h as well as --help, on every command (click hands context settings down to sub-commands).
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Window-based neural NLP from first principles: NER tagging, window scoring, "
                        "neural language modelling.")
 app.add_typer(ner_app, name="ner")
 app.add_typer(score_app, name="score")
 app.add_typer(lm_app, name="lm")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"winner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Window-based neural NLP from first principles: NER tagging, window scoring, neural language modelling."""
 
 
 @app.command()
@@ -118,7 +136,20 @@ def bench(
 
 
 def main() -> None:
-    app()
+    """The `winner` command. When help goes to a pipe or file, it is plain text with no line cut to the width
+    of a terminal that is not there (rich panels would wrap at 80 columns)."""
+    command = typer.main.get_command(app)
+    if not sys.stdout.isatty():
+        _plain_help(command)
+        command.context_settings.update(terminal_width=100_000, max_content_width=100_000)
+    command(prog_name="winner")
+
+
+def _plain_help(command) -> None:
+    """Switch a command and its sub-commands from rich to click's plain help formatting."""
+    command.rich_markup_mode = None
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
 
 
 if __name__ == "__main__":

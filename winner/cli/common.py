@@ -101,5 +101,6 @@ def train_command(app: typer.Typer, name: str) -> None:
 
 # Arguments and options several commands take with the same meaning, declared once.
 RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")]
-EvalDataOption = Annotated[str, typer.Option(help="CoNLL file or Hugging Face dataset name (its test split).")]
+EvalDataOption = Annotated[str, typer.Option(help="CoNLL file, local dataset (save_to_disk directory, Parquet/JSON/"
+                                                  "CSV files) or Hugging Face dataset name: its test split.")]
 JsonTableFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")]

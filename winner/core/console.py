@@ -8,7 +8,25 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from winner.core import runtime
+
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # piped logs: one line each, never cut at 80
+
+
+@contextmanager
+def compiling_notice(quiet: bool = False) -> Iterator[None]:
+    """A one-line notice (and a spinner on a terminal) while numba compiles the kernels on a first run; nothing
+    when they come from numba's cache."""
+    if quiet or runtime.kernels_cached():
+        yield
+        return
+    message = "compiling the numeric kernels (first run only: a minute or two, then cached)"
+    if not console.is_terminal:
+        console.print(message + " ...")
+        yield
+        return
+    with console.status(message):
+        yield
 
 
 @contextmanager

@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import glob
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +37,15 @@ def init() -> None:
     _launch_threading_layer()
     _threads_from_environment()
     _state["ready"] = True
+
+
+def kernels_cached() -> bool:
+    """Whether numba's cache already holds compiled core kernels (else the first kernel calls compile them,
+    which takes a minute or more: worth a notice)."""
+    here = Path(__file__).resolve().parent
+    base = os.environ.get("NUMBA_CACHE_DIR")
+    where = Path(base) / str(here).lstrip(os.sep) if base else here / "__pycache__"
+    return any(where.glob("*.nbi"))
 
 
 def blas_library() -> str:

@@ -125,14 +125,15 @@ def evaluate_tagger(model_dir: str | Path, data: str, plot: str | Path | None = 
         v.update(counts.get(kind, {"gold": 0, "predicted": 0, "correct": 0}))
     per_type = scores["per_type"].values()
     scores["macro"] = {k: sum(v[k] for v in per_type) / max(len(per_type), 1) for k in ("precision", "recall", "f1")}
-    scores["token_accuracy"] = token_accuracy(gold, pred)
+    pred_in_scheme = [convert_tags(p, "iob2", scheme) for p in pred]
+    scores["token_accuracy"] = token_accuracy([s.tags for s in sentences], pred_in_scheme)  # as conlleval compares
     scores["sentences"] = len(sentences)
     scores["tokens"] = sum(len(g) for g in gold)
     if plot:
         plot_confusion(gold, pred, Path(plot))
     if predictions:
         text = read_text(data) if Path(data).is_file() else format_conll(sentences)
-        write_text_atomic(predictions, append_column(text, [convert_tags(p, "iob2", scheme) for p in pred]))
+        write_text_atomic(predictions, append_column(text, pred_in_scheme))
     return scores
 
 

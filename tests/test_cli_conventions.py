@@ -1,0 +1,60 @@
+"""Command-line conventions: --version, -h, python -m winner, completion, defaults in help, plain unwrapped help and
+logs when output is not a terminal, and the notice while kernels compile on a first run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+import winner
+from winner.cli.app import app
+from winner.core import console as console_module
+from winner.data.resources import wikigold_path
+
+runner = CliRunner()
+
+
+def test_version_from_the_command_and_python_m():
+    for args in (["winner", "--version"], [sys.executable, "-m", "winner", "--version"], ["winner", "-V"]):
+        out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == f"winner {winner.__version__}", (args, out.stderr)
+
+
+def test_short_help_everywhere_and_completion():
+    for args in ([], ["ner"], ["ner", "train"], ["lm", "generate"], ["score", "windows"]):
+        result = runner.invoke(app, [*args, "-h"])
+        assert result.exit_code == 0 and "Usage:" in result.stdout, args
+    assert "--install-completion" in runner.invoke(app, ["-h"]).stdout
+
+
+def test_piped_help_is_plain_and_keeps_every_default_on_its_line():
+    out = subprocess.run(["winner", "ner", "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert "╭" not in out.stdout  # no rich panels cut to 80 columns
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip().startswith("--")}
+    assert lines["--window"].rstrip().endswith("[default: 2; x>=0]")
+    assert "'none'.  [default: default]" in lines["--embeddings"]
+    assert all("[default:" in line for name, line in lines.items() if name in ("--lr", "--epochs", "--dropout"))
+
+
+def test_piped_training_log_lines_are_not_wrapped(tmp_path):
+    args = ["winner", "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
+            "--out", str(tmp_path / "a-long-run-directory-name-to-push-the-summary-line-past-eighty-columns"),
+            "--embeddings", "none", "--hidden", "8", "--epochs", "1", "--quiet"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    done = [line for line in out.stderr.splitlines() if line.startswith("done:")]
+    assert len(done) == 1 and done[0].rstrip().endswith("/model") and len(done[0]) > 80
+
+
+def test_first_run_compilation_gets_a_notice(monkeypatch, capsys):
+    monkeypatch.setattr(console_module.runtime, "kernels_cached", lambda: False)
+    with console_module.compiling_notice():
+        pass
+    assert "compiling the numeric kernels (first run only" in capsys.readouterr().err
+    monkeypatch.setattr(console_module.runtime, "kernels_cached", lambda: True)
+    with console_module.compiling_notice():
+        pass
+    assert capsys.readouterr().err == ""
