@@ -15,6 +15,7 @@ import typer
 
 from winner import __version__
 from winner.cli.common import cli_errors
+from winner.cli.embeddings import embeddings_app
 from winner.cli.lm import lm_app
 from winner.cli.ner import ner_app
 from winner.cli.score import score_app
@@ -28,6 +29,7 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
 app.add_typer(ner_app, name="ner")
 app.add_typer(score_app, name="score")
 app.add_typer(lm_app, name="lm")
+app.add_typer(embeddings_app, name="embeddings")
 
 
 def _print_version(value: bool) -> None:
