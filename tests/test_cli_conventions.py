@@ -50,11 +50,11 @@ def test_piped_training_log_lines_are_not_wrapped(tmp_path):
 
 
 def test_first_run_compilation_gets_a_notice(monkeypatch, capsys):
-    monkeypatch.setattr(console_module.runtime, "kernels_cached", lambda: False)
+    monkeypatch.setattr(console_module, "kernels_cached", lambda: False)
     with console_module.compiling_notice():
         pass
     assert "compiling the numeric kernels (first run only" in capsys.readouterr().err
-    monkeypatch.setattr(console_module.runtime, "kernels_cached", lambda: True)
+    monkeypatch.setattr(console_module, "kernels_cached", lambda: True)
     with console_module.compiling_notice():
         pass
     assert capsys.readouterr().err == ""

@@ -7,6 +7,7 @@ datasets, seqeval, numba kernels) happen inside commands so that `winner --help`
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,8 +19,11 @@ from winner.cli.common import cli_errors
 from winner.cli.embeddings import embeddings_app
 from winner.cli.lm import lm_app
 from winner.cli.ner import ner_app
+from winner.cli.pipeline import run_pipeline
 from winner.cli.score import score_app
+from winner.core.atomic import write_text_atomic
 from winner.errors import WinnerError
+from winner.heads.registry import gradcheck_cases
 
 # -h as well as --help, on every command (click hands context settings down to sub-commands).
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
@@ -53,7 +57,6 @@ def gradcheck(
 ) -> None:
     """Float64 finite-difference check of every parameter of every head; exit 1 above 1e-6."""
     from winner.core.gradcheck import TOLERANCE
-    from winner.heads.registry import gradcheck_cases
 
     reports = gradcheck_cases()
     worst = 0.0
@@ -81,8 +84,6 @@ def run(
                                                                  "(--set epochs=2).")] = None,
 ) -> None:
     """Run an end-to-end recipe (train, evaluate, write a summary) from a TOML file."""
-    from winner.cli.pipeline import run_pipeline
-
     overrides = {}
     for item in set_ or []:
         if "=" not in item:
@@ -112,9 +113,6 @@ def bench(
 
     PyTorch comparisons need torch==2.13.0, the "bench" extra. Measure on a quiet machine.
     """
-    import json
-
-    from winner.core.atomic import write_text_atomic
     from winner.core.bench import WORKLOADS, format_table, parse_list, parse_threads, plot_report, run
 
     try:

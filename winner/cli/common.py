@@ -103,4 +103,6 @@ def train_command(app: typer.Typer, name: str) -> None:
 RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")]
 EvalDataOption = Annotated[str, typer.Option(help="CoNLL file, local dataset (save_to_disk directory, Parquet/JSON/"
                                                   "CSV files) or Hugging Face dataset name: its test split.")]
+TextArgument = Annotated[str, typer.Argument(metavar="[TEXT|-]", help="Raw text, one sentence per line, or - to "
+                                                                  "read standard input.")]
 JsonTableFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")]

@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, cli_errors, train_command
+from winner.data.conll import read_conll
+from winner.errors import DataFormatError, WinnerError
 
 ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the softmax window tagger.")
 
@@ -71,7 +73,6 @@ def tag_cmd(
     end_char in its line. CoNLL: the file comes back whole with the predicted tag as a last column, so
     conlleval can score it.
     """
-    from winner.errors import WinnerError
     from winner.heads.ner import tag_conll, tag_text
 
     fmt = input_format.value
@@ -92,9 +93,6 @@ def tag_cmd(
 
 
 def _parses_as_conll(path: Path) -> bool:
-    from winner.data.conll import read_conll
-    from winner.errors import DataFormatError
-
     try:
         read_conll(path)
         return True

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, cli_errors, train_command
+from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, TextArgument, cli_errors, train_command
+from winner.data.text import tokenize
+from winner.errors import WinnerError
 
 score_app = typer.Typer(no_args_is_help=True, help="Max-margin window scorer: is the centre word of a window an "
                                                    "entity of one type (LOC by default)?")
@@ -21,8 +23,7 @@ train_command(score_app, "score")
 @cli_errors
 def windows_cmd(
     run_dir: RunDirArgument,
-    text: Annotated[str, typer.Argument(metavar="[TEXT|-]", help="Raw text, one sentence per line, or - to read "
-                                                                 "standard input.")] = "-",
+    text: TextArgument = "-",
     top: Annotated[int | None, typer.Option(min=1, help="Show only the N best windows.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list of {window, centre, score, sentence, "
                                                          "position} instead of the table.")] = False,
@@ -31,8 +32,6 @@ def windows_cmd(
 
     In the table, * marks scores at or above the model's stored threshold.
     """
-    from winner.data.text import tokenize
-    from winner.errors import WinnerError
     from winner.heads.scorer import format_windows, load_scorer, rank_windows
 
     raw = sys.stdin.read() if text == "-" else text

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from winner.core import runtime
-
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # piped logs: one line each, never cut at 80
+
+
+def kernels_cached() -> bool:
+    """Whether numba's cache already holds compiled core kernels (else the first kernel calls compile them,
+    which takes a minute or more: worth a notice)."""
+    here = Path(__file__).resolve().parent
+    base = os.environ.get("NUMBA_CACHE_DIR")
+    where = Path(base) / str(here).lstrip(os.sep) if base else here / "__pycache__"
+    return any(where.glob("*.nbi"))
 
 
 @contextmanager
 def compiling_notice(quiet: bool = False) -> Iterator[None]:
     """A one-line notice (and a spinner on a terminal) while numba compiles the kernels on a first run; nothing
     when they come from numba's cache."""
-    if quiet or runtime.kernels_cached():
+    if quiet or kernels_cached():
         yield
         return
     message = "compiling the numeric kernels (first run only: a minute or two, then cached)"

@@ -20,9 +20,11 @@ import contextlib
 import ctypes
 import glob
 import os
-from pathlib import Path
 
+import numba
 import numpy as np
+import threadpoolctl
+from llvmlite import binding
 
 from winner.errors import SettingError
 
@@ -39,15 +41,6 @@ def init() -> None:
     _state["ready"] = True
 
 
-def kernels_cached() -> bool:
-    """Whether numba's cache already holds compiled core kernels (else the first kernel calls compile them,
-    which takes a minute or more: worth a notice)."""
-    here = Path(__file__).resolve().parent
-    base = os.environ.get("NUMBA_CACHE_DIR")
-    where = Path(base) / str(here).lstrip(os.sep) if base else here / "__pycache__"
-    return any(where.glob("*.nbi"))
-
-
 def blas_library() -> str:
     """'numpy' (numpy's bundled OpenBLAS) or 'scipy' (the adapter over scipy's BLAS) once init() has run."""
     init()
@@ -55,8 +48,6 @@ def blas_library() -> str:
 
 
 def _launch_threading_layer() -> None:
-    import numba
-
     numba.get_num_threads()  # launches the threading layer (numba.np.ufunc.parallel._launch_threads)
 
 
@@ -82,8 +73,6 @@ def _register_blas() -> str:
     else the adapter over scipy's; WINNER_BLAS=scipy chooses scipy's on purpose. Never both: two OpenBLAS
     thread pools spinning side by side collapse 2-thread training.
     """
-    from llvmlite import binding
-
     choice = os.environ.get("WINNER_BLAS", "").strip().lower()
     if choice not in ("", "numpy", "scipy"):
         raise SettingError(f"WINNER_BLAS must be numpy or scipy, got {choice!r}")
@@ -120,9 +109,6 @@ def set_threads(n: int | None = None) -> int:
 
 
 def _apply_threads(n: int | None) -> int:
-    import numba
-    import threadpoolctl
-
     n = numba.config.NUMBA_NUM_THREADS if n is None else max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     threadpoolctl.threadpool_limits(n, user_api="blas")
@@ -134,8 +120,6 @@ def blas_threads(n: int | None):
     if n is None:
         return contextlib.nullcontext()
     if _state["controller"] is None:
-        import threadpoolctl
-
         init()  # the controller must see the BLAS the kernels use
         _state["controller"] = threadpoolctl.ThreadpoolController()
     return _state["controller"].limit(limits=n, user_api="blas")

@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from winner.core.console import console
+from winner.data import embeddings
 from winner.data.conll import Sentence
 from winner.data.embeddings import DEFAULT_EMBEDDINGS
+from winner.data.resources import wikigold_path
 from winner.data.sources import load_sentences, validation_split
 from winner.data.vocab import Vocab
 from winner.data.windows import build_word_vocab, normalise
@@ -18,8 +20,6 @@ def resolve_data(train_source: str | None, dev_source: str | None,
                  ) -> tuple[list[Sentence], list[Sentence], str, str]:
     """(train, dev, train source, dev source); no train source means the shipped WikiGold split; no dev
     source means the training dataset's validation split if it has one, else every 10th training sentence."""
-    from winner.data.resources import wikigold_path
-
     train_src = train_source or str(wikigold_path("train"))
     own_split = validation_split(train_src) if train_source and not dev_source else None
     if dev_source or own_split:
@@ -53,8 +53,6 @@ def embedding_table(spec: str, max_pretrained: int, train: list[Sentence], rng: 
     if spec.lower() == "none":
         vocab = build_word_vocab(tokens)
         return None, vocab.itos, {"embeddings": "none"}, np.zeros(len(vocab), dtype=bool)
-    from winner.data import embeddings
-
     kv = embeddings.default_vectors(progress=not quiet) if spec == DEFAULT_EMBEDDINGS \
         else embeddings.load_keyed_vectors(spec, progress=not quiet, trust_pickle=trust_pickle)
     top = embeddings.top_words(kv, max_pretrained or len(kv.index_to_key))
