@@ -408,3 +408,11 @@ def test_shipped_wikigold_splits(split):
     assert sorted({s.doc for s in sents}) == list(range(n_docs))
     assert (len(sents), sum(len(s.tokens) for s in sents)) == (n_sents, n_tokens)
     assert detect_scheme(s.tags for s in sents) == "iob1"
+
+
+def test_bilou_is_read_as_iobes(tmp_path):
+    path = tmp_path / "bilou.txt"
+    path.write_text("John B-PER\nSmith L-PER\nin O\nParis U-LOC\n")
+    assert read_conll(path)[0].tags == ["B-PER", "E-PER", "O", "S-LOC"]
+    ds = datasets.Dataset.from_dict({"tokens": [["Paris"]], "ner_tags": [["U-LOC"]]})
+    assert sentences_from_dataset(ds)[0].tags == ["S-LOC"]

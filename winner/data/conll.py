@@ -28,6 +28,7 @@ SCHEMES = ("iob1", "iob2", "iobes")
 NO_LABEL = "-"
 
 _TAG_RE = re.compile(r"O|[BIES]-\S+")
+_BILOU = {"L": "E", "U": "S"}  # BILOU's Last and Unit are IOBES's End and Single: BILOU data is read as IOBES
 _COLUMN_SEP = re.compile(r"[ \t]+")
 _BLANK = re.compile(r"[ \t\r\n]")
 _PREFIXES = {"iob1": "BI", "iob2": "BI", "iobes": "BIES"}
@@ -117,6 +118,7 @@ def read_conll(path: str | Path) -> list[Sentence]:
                 lineno,
                 f"expected {n_cols} columns as on line {first_line}, found {len(cols)}: {line!r}",
             )
+        cols[-1] = bilou_as_iobes(cols[-1])
         if not _TAG_RE.fullmatch(cols[-1]):
             raise DataFormatError(path, lineno, f"expected a tag like O, B-PER, I-LOC, found {cols[-1]!r}")
         rows.append(cols)
@@ -124,6 +126,11 @@ def read_conll(path: str | Path) -> list[Sentence]:
     if not sentences:
         raise DataFormatError(path, 1, "expected sentences of 'token ... tag' lines, found none")
     return sentences
+
+
+def bilou_as_iobes(tag: str) -> str:
+    """A BILOU tag in IOBES (L-X -> E-X, U-X -> S-X); any other tag unchanged."""
+    return _BILOU[tag[0]] + tag[1:] if tag[:2] in ("L-", "U-") else tag
 
 
 def write_conll(path: str | Path, sentences: Sequence[Sentence], docstart: bool = True) -> None:
@@ -333,7 +340,7 @@ def sentences_from_dataset(ds: datasets.Dataset, source: str = "dataset") -> lis
     present = [c for c in ("tokens", "pos_tags", "chunk_tags", "ner_tags", "doc") if c in ds.column_names]
     data = ds.select_columns(present).to_dict()
     tokens = data["tokens"]
-    tags = _label_names(ds, "ner_tags", data["ner_tags"], source)
+    tags = [[bilou_as_iobes(t) for t in seq] for seq in _label_names(ds, "ner_tags", data["ner_tags"], source)]
     for k, seq in enumerate(tags):
         bad = next((t for t in seq if not _TAG_RE.fullmatch(t)), None)
         if bad is not None:
