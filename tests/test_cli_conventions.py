@@ -3,8 +3,10 @@ logs when output is not a terminal, and the notice while kernels compile on a fi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -47,6 +49,8 @@ def test_piped_training_log_lines_are_not_wrapped(tmp_path):
     assert out.returncode == 0, out.stderr
     done = [line for line in out.stderr.splitlines() if line.startswith("done:")]
     assert len(done) == 1 and done[0].rstrip().endswith("/model") and len(done[0]) > 80
+    card = (Path(args[args.index("--out") + 1]) / "README.md").read_text()
+    assert "\nwinner ner train --train " in card  # the model card records the command line
 
 
 def test_first_run_compilation_gets_a_notice(monkeypatch, capsys):
@@ -58,3 +62,37 @@ def test_first_run_compilation_gets_a_notice(monkeypatch, capsys):
     with console_module.compiling_notice():
         pass
     assert capsys.readouterr().err == ""
+
+
+def test_init_config_then_train_from_it_with_overrides(tmp_path):
+    config = tmp_path / "ner.toml"
+    result = runner.invoke(app, ["init", "config", str(config)])
+    assert result.exit_code == 0, result.output
+    text = config.read_text()
+    for name in ("out", "embeddings", "hidden", "epochs", "batch_size", "scheme", "decode", "seed"):
+        assert f"\n{name} = " in text, name
+    assert runner.invoke(app, ["init", "config", str(config)]).exit_code == 1  # no silent overwrite
+    text = (text.replace('out = "runs/ner"', f'out = "{tmp_path / "run"}"').replace('embeddings = "default"',
+            'embeddings = "none"').replace('hidden = "300"', 'hidden = "8"').replace("epochs = 30", "epochs = 1"))
+    config.write_text(text + f'train = "{wikigold_path("dev")}"\ndev = "{wikigold_path("test")}"\n')
+    result = runner.invoke(app, ["ner", "train", "--config", str(config), "--hidden", "6", "--quiet"])
+    assert result.exit_code == 0, result.output
+    model = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    settings = model["training"]["settings"]
+    assert (settings["hidden"], settings["epochs"], settings["embeddings"]) == ([6], 1, "none")  # CLI wins
+    assert model["winner_version"] == winner.__version__
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert f"winner {winner.__version__}" in card and "| PER |" in card
+    assert str(wikigold_path("dev")) in card
+
+
+def test_config_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epoch = 3\n")
+    result = runner.invoke(app, ["ner", "train", "-c", str(bad), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "unknown setting(s) epoch" in result.stderr
+    bad.write_text('hidden = "x"\n')
+    result = runner.invoke(app, ["ner", "train", "-c", str(bad), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 1 and f"{bad}: hidden expects sizes" in result.stderr
+    result = runner.invoke(app, ["ner", "train", "--epochs", "1"])
+    assert result.exit_code == 1 and "missing option --out" in result.stderr

@@ -18,13 +18,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it
+# public name -> the module that defines it (relative, so that modules importing __version__ make no cycle)
 _LAZY = {
-    "load": "winner.heads.api", "train": "winner.heads.api", "NER": "winner.heads.api",
-    "WindowScorer": "winner.heads.api", "LM": "winner.heads.api", "Doc": "winner.heads.docs",
-    "Entity": "winner.heads.docs", "Token": "winner.data.text", "tokenize": "winner.data.text",
-    "NERSettings": "winner.heads.settings", "ScoreSettings": "winner.heads.settings",
-    "LMSettings": "winner.heads.settings", "WinnerError": "winner.errors",
+    "load": ".heads.api", "train": ".heads.api", "NER": ".heads.api", "WindowScorer": ".heads.api",
+    "LM": ".heads.api", "Doc": ".heads.docs", "Entity": ".heads.docs", "Token": ".data.text",
+    "tokenize": ".data.text", "NERSettings": ".heads.settings", "ScoreSettings": ".heads.settings",
+    "LMSettings": ".heads.settings", "WinnerError": ".errors",
 }
 __all__ = ["__version__", *_LAZY]
 
@@ -32,7 +31,7 @@ __all__ = ["__version__", *_LAZY]
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'winner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
     globals()[name] = value
     return value
 

@@ -15,7 +15,8 @@ from typing import Annotated
 import typer
 
 from winner import __version__
-from winner.cli.common import cli_errors
+from winner.cli.common import choice_enum, cli_errors
+from winner.cli.config import render_config
 from winner.cli.embeddings import embeddings_app
 from winner.cli.lm import lm_app
 from winner.cli.ner import ner_app
@@ -23,7 +24,7 @@ from winner.cli.pipeline import run_pipeline
 from winner.cli.score import score_app
 from winner.core.atomic import write_text_atomic
 from winner.errors import WinnerError
-from winner.heads.registry import gradcheck_cases
+from winner.heads.registry import HEADS, gradcheck_cases, head
 
 # -h as well as --help, on every command (click hands context settings down to sub-commands).
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
@@ -34,6 +35,28 @@ app.add_typer(ner_app, name="ner")
 app.add_typer(score_app, name="score")
 app.add_typer(lm_app, name="lm")
 app.add_typer(embeddings_app, name="embeddings")
+init_app = typer.Typer(no_args_is_help=True, help="Write starting files (a settings file).")
+app.add_typer(init_app, name="init")
+HeadName = choice_enum("head", tuple(h.name for h in HEADS))
+
+
+@init_app.command("config")
+@cli_errors
+def init_config(
+    out: Annotated[Path | None, typer.Argument(dir_okay=False, help="The TOML file to write (default: print it).")
+                   ] = None,
+    head_name: Annotated[HeadName, typer.Option("--head", help="Whose `train` settings.")] = HeadName("ner"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+) -> None:
+    """Write every setting of `winner HEAD train` with its default and help, for `winner HEAD train --config`."""
+    text = render_config(head(head_name.value).settings, head_name.value)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    if out.exists() and not force:
+        raise WinnerError(f"{out} exists; pass --force to overwrite it")
+    write_text_atomic(out, text)
+    typer.echo(f"wrote {out}: edit it, then run winner {head_name.value} train --config {out}", err=True)
 
 
 def _print_version(value: bool) -> None:
