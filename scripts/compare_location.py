@@ -16,8 +16,8 @@ import json
 import sys
 
 from winner.data.conll import convert_tags, detect_scheme
+from winner.data.hub import load_sentences
 from winner.data.resources import shared_data_dir
-from winner.data.sources import load_sentences
 from winner.errors import WinnerError
 from winner.heads.metrics import entity_scores
 from winner.heads.model_io import resolve_model_dir

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from winner.data import conll, sources
+from winner.data import conll, hub
 from winner.data.conll import (
     SCHEMES,
     Sentence,
@@ -24,8 +24,8 @@ from winner.data.conll import (
     tags_to_spans,
     write_conll,
 )
+from winner.data.hub import load_ner_dataset, load_sentences
 from winner.data.resources import shared_data_dir, wikigold_path
-from winner.data.sources import load_ner_dataset, load_sentences
 from winner.errors import DataFormatError, WinnerError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -332,7 +332,7 @@ def test_hub_name_goes_through_load_dataset(monkeypatch):
         return _hub_like()
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
     assert load_sentences("someone/conll2003-parquet", "validation") == HUB_SENTENCES
     assert calls == [("someone/conll2003-parquet", "validation")]
 
@@ -342,7 +342,7 @@ def test_hub_failure_is_one_winner_error(monkeypatch):
         raise ConnectionError("Couldn't reach 'someone/ner' on the Hub (LocalEntryNotFoundError)\nmore text")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
     with pytest.raises(WinnerError) as info:
         load_sentences("someone/ner")
     message = str(info.value)

@@ -1,6 +1,6 @@
 """CoNLL NER data: read and write files, convert tag schemes, and load hub datasets into one schema.
 
-A local CoNLL file and a Hugging Face dataset both become a list of `Sentence` (`winner.data.sources`
+A local CoNLL file and a Hugging Face dataset both become a list of `Sentence` (`winner.data.hub`
 finds and loads them). Original CoNLL-2003 files are IOB1 (entities start with I-), the
 hub's Parquet copies are IOB2; `detect_scheme` tells them apart and `convert_tags` maps between them.
 """

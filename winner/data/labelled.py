@@ -9,8 +9,8 @@ from winner.core.console import console
 from winner.data import embeddings
 from winner.data.conll import Sentence
 from winner.data.embeddings import DEFAULT_EMBEDDINGS
+from winner.data.hub import load_sentences, validation_split
 from winner.data.resources import wikigold_path
-from winner.data.sources import load_sentences, validation_split
 from winner.data.vocab import Vocab
 from winner.data.windows import build_word_vocab, normalise
 from winner.errors import WinnerError

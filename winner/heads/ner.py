@@ -27,8 +27,8 @@ from winner.data.conll import (
     read_conll,
     read_text,
 )
+from winner.data.hub import load_sentences
 from winner.data.labelled import embedding_table, replace_rare_with_unk, resolve_data
-from winner.data.sources import load_sentences
 from winner.data.vocab import Vocab
 from winner.data.windows import CASINGS
 from winner.heads.docs import Doc, tag_docs

@@ -24,8 +24,8 @@ from winner.core.loop import Epoch, LoopSettings, LoopState, Metric, fit, write_
 from winner.core.mlp import MLPConfig, SparseGrads, WindowMLP
 from winner.core.optim import Optimizer
 from winner.data.conll import Sentence
+from winner.data.hub import load_sentences
 from winner.data.labelled import embedding_table, replace_rare_with_unk, resolve_data
-from winner.data.sources import load_sentences
 from winner.data.vocab import PAD, Vocab
 from winner.data.windows import CASINGS, featurize
 from winner.errors import ModelFormatError, WinnerError

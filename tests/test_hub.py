@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from winner.cli.app import app
-from winner.data import sources
+from winner.data import hub
 from winner.data.conll import read_conll, sentences_to_dataset
+from winner.data.hub import load_sentences, validation_split
 from winner.data.labelled import resolve_data
 from winner.data.resources import wikigold_path
-from winner.data.sources import load_sentences, validation_split
 from winner.errors import WinnerError
 
 runner = CliRunner()
@@ -47,7 +47,7 @@ def saved(tmp_path_factory) -> Path:
 
 def test_every_spelling_of_a_local_dataset_reads_the_same(saved, monkeypatch):
     expected = read_conll(wikigold_path("dev"))
-    monkeypatch.setattr(sources, "hub_reachable", lambda: pytest.fail("a local path went to the hub"))
+    monkeypatch.setattr(hub, "hub_reachable", lambda: pytest.fail("a local path went to the hub"))
     monkeypatch.chdir(saved)
     for source in (str(saved / "ds"), "./ds", "ds", str(saved / "pq"), "./pq", "pq", "one.parquet"):
         assert load_sentences(source, "train") == expected, source
