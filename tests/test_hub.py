@@ -101,6 +101,19 @@ def test_cli_hub_name_offline_is_one_line(tmp_path):
     assert seconds < 20, f"{seconds:.1f}s"  # the loader itself is checked against 2 s above
 
 
+def test_evaluate_takes_a_split(saved, tmp_path):
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["ner", "train", "--train", str(saved / "ds"), "--out", str(run), *TINY]).exit_code == 0
+    scores = {}
+    for split in ("validation", "train"):
+        result = runner.invoke(app, ["ner", "evaluate", str(run), "--data", str(saved / "pq"), "--split", split,
+                                     "--json"])
+        assert result.exit_code == 0, result.output
+        scores[split] = json.loads(result.stdout)["sentences"]
+    assert scores == {"validation": len(read_conll(wikigold_path("test"))),
+                      "train": len(read_conll(wikigold_path("dev")))}
+
+
 def test_save_to_disk_and_parquet_train_identically(saved, tmp_path, monkeypatch):
     monkeypatch.chdir(saved)
     summaries = []

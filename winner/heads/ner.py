@@ -110,12 +110,12 @@ def _summary(result: FitResult, settings: NERSettings, out: Path, wall: float, n
 
 
 def evaluate_tagger(model_dir: str | Path, data: str, plot: str | Path | None = None,
-                    predictions: str | Path | None = None) -> dict:
+                    predictions: str | Path | None = None, split: str = "test") -> dict:
     """Entity-level scores of a saved tagger on a CoNLL file or hub split (seqeval, conlleval mode), with entity
     counts per type, token accuracy and the macro average; `predictions` also writes the data with the
     predicted tags as a last column (the file conlleval reads)."""
     tagger = Tagger.load(resolve_model_dir(model_dir))
-    sentences = load_sentences(data, split="test")
+    sentences = load_sentences(data, split=split)
     scheme = detect_scheme([s.tags for s in sentences])
     gold = [convert_tags(s.tags, scheme, "iob2") for s in sentences]
     pred = tagger.predict([s.tokens for s in sentences], scheme="iob2")
