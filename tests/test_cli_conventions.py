@@ -96,3 +96,16 @@ def test_config_errors_are_one_line(tmp_path):
     assert result.exit_code == 1 and f"{bad}: hidden expects sizes" in result.stderr
     result = runner.invoke(app, ["ner", "train", "--epochs", "1"])
     assert result.exit_code == 1 and "missing option --out" in result.stderr
+
+
+def test_kernels_cached_looks_where_numba_puts_its_cache(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert not console_module.kernels_cached()
+    here = os.path.dirname(os.path.abspath(console_module.__file__))
+    entry = tmp_path / f"core_{hashlib.sha1(here.encode()).hexdigest()}"  # numba's UserProvidedCacheLocator
+    entry.mkdir()
+    (entry / "layers.relu-12.py311.nbi").write_bytes(b"")
+    assert console_module.kernels_cached()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,10 +16,14 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)  # piped logs: o
 
 def kernels_cached() -> bool:
     """Whether numba's cache already holds compiled core kernels (else the first kernel calls compile them,
-    which takes a minute or more: worth a notice)."""
-    here = Path(__file__).resolve().parent
+    which takes a minute or more: worth a notice). Looks where numba's cache locators put them: under
+    NUMBA_CACHE_DIR as `core_<sha1 of this directory>`, else in `__pycache__` beside the sources."""
+    here = os.path.dirname(os.path.abspath(__file__))
     base = os.environ.get("NUMBA_CACHE_DIR")
-    where = Path(base) / str(here).lstrip(os.sep) if base else here / "__pycache__"
+    if base:
+        where = Path(base) / f"{os.path.basename(here)}_{hashlib.sha1(here.encode()).hexdigest()}"
+    else:
+        where = Path(here) / "__pycache__"
     return any(where.glob("*.nbi"))
 
 
