@@ -3,7 +3,9 @@ logs when output is not a terminal, and the notice while kernels compile on a fi
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,9 +101,6 @@ def test_config_errors_are_one_line(tmp_path):
 
 
 def test_kernels_cached_looks_where_numba_puts_its_cache(tmp_path, monkeypatch):
-    import hashlib
-    import os
-
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     assert not console_module.kernels_cached()
     here = os.path.dirname(os.path.abspath(console_module.__file__))
