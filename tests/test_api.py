@@ -81,6 +81,8 @@ def test_a_string_is_text_and_a_list_is_tokens(nlp):
         pretokenized("John lives")
     with pytest.raises(ValueError, match="without spaces"):
         nlp(["New York", "is", "big"])
+    with pytest.raises(TypeError, match="not a str"):  # the old trap: a sentence tagged character by character
+        nlp.model.predict(["John lives in Paris"])
 
 
 def test_pipe_in_batches_equals_one_text_at_a_time(nlp):

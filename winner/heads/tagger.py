@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from winner.core.console import compiling_notice
 from winner.core.mlp import WindowMLP
 from winner.data.conll import convert_tags
 from winner.data.vocab import Vocab
@@ -104,10 +105,14 @@ class Tagger:
     def predict_scored(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
                        batch: int = 4096) -> tuple[list[list[str]], list[np.ndarray]]:
         """Tags of every token as `predict` gives them, and each token's model probability of its decoded tag."""
+        if isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
+            raise TypeError("each sentence is a list of tokens, not a str (which would be read character by "
+                            "character); for raw text use winner.load(RUN)(text)")
         if not sentences:
             return [], []
         ids, feats = self.featurize(sentences)
-        logp = self.model.predict_log_proba(ids, feats, batch=batch, method="auto")  # lookup path when it pays
+        with compiling_notice():
+            logp = self.model.predict_log_proba(ids, feats, batch=batch, method="auto")  # lookup path when it pays
         allowed, start, end = self._constraints
         out: list[list[str]] = []
         probs: list[np.ndarray] = []
