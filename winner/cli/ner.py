@@ -38,13 +38,20 @@ def evaluate_cmd(
     data: EvalDataOption,
     as_json: JsonTableFlag = False,
     plot: Annotated[Path | None, typer.Option(help="Also write a token confusion matrix PNG here.")] = None,
+    predictions: Annotated[Path | None, typer.Option(dir_okay=False, help="Also write the data with the "
+                                                                          "predicted tags as a last column "
+                                                                          "(conlleval's input) here.")] = None,
+    split: Annotated[str, typer.Option(help="The split of a dataset with splits (test, validation, train).")
+                     ] = "test",
 ) -> None:
-    """Entity-level precision, recall and F1 per type (seqeval, conlleval-compatible)."""
+    """Entity-level precision, recall and F1 per type (seqeval, conlleval-compatible), entity counts, the macro
+    average and token accuracy."""
     from winner.heads.ner import evaluate_tagger, format_report
 
-    scores = evaluate_tagger(run_dir, data, plot)
+    scores = evaluate_tagger(run_dir, data, plot, predictions, split)
     if as_json:
-        typer.echo(json.dumps({k: scores[k] for k in ("precision", "recall", "f1", "per_type")}))
+        keys = ("precision", "recall", "f1", "per_type", "macro", "token_accuracy", "sentences", "tokens")
+        typer.echo(json.dumps({k: scores[k] for k in keys}))
     else:
         typer.echo(format_report(scores))
         if plot:
