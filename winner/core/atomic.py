@@ -1,4 +1,10 @@
-"""Write files and directories so that a crash never leaves half of one behind."""
+"""Write files and directories so that a crash, a kill -9 or a power cut never leaves half of one behind.
+
+A directory is written into a hidden temporary sibling (`.NAME.XXXX.tmp`), fsynced, then swapped in with two
+renames through `.NAME.old`. A kill between the renames leaves `.NAME.old` and no `NAME`: `recover_dir` (run
+before every write and by every reader of a run directory) renames it back. Temporaries of a killed write are
+removed by `remove_stale_temporaries` when a run starts again.
+"""
 
 from __future__ import annotations
 
@@ -10,43 +16,104 @@ from pathlib import Path
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give them the usual mode
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def old_name(path: Path) -> Path:
+    """Where write_dir_atomic parks the previous `path` during its swap."""
+    return path.with_name(f".{path.name}.old")
+
+
+def recover_dir(path: str | Path) -> None:
+    """Finish or undo a swap that a kill interrupted: `.NAME.old` without `NAME` becomes `NAME` again; beside
+    a complete `NAME` it is a leftover and is removed."""
+    path = Path(path)
+    old = old_name(path)
+    if not old.is_dir() or old.is_symlink():
+        return
+    if path.exists() or path.is_symlink():
+        shutil.rmtree(old)
+    else:
+        os.replace(old, path)
+        fsync_dir(path.parent)
+
+
 def write_dir_atomic(path: str | Path, fill: Callable[[Path], None]) -> None:
     """Let `fill` write a directory's files into a temporary sibling, then swap it in for `path`.
 
-    The old directory (if any) is replaced only after the new one is complete.
+    The old directory (if any) is replaced only after the new one is complete and on disk; at every moment
+    either `path` or `.path.old` holds a complete directory. A symlink at `path` is replaced, its target left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         fill(tmp)
+        fsync_tree(tmp)
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            path.unlink()
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
+            old = old_name(path)
             os.replace(path, old)
             os.replace(tmp, path)
+            fsync_dir(path.parent)
             shutil.rmtree(old)
         else:
             os.replace(tmp, path)
+            fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temporaries(directory: str | Path, names: tuple[str, ...]) -> None:
+    """Remove the temporaries a killed write of one of `names` left in `directory` (`.NAME.*.tmp`), and
+    recover any interrupted swap of them."""
+    directory = Path(directory)
+    for name in names:
+        recover_dir(directory / name)
+        for tmp in directory.glob(f".{name}.*.tmp*"):
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync every file in a directory, then the directory itself."""
+    for child in path.iterdir():
+        if child.is_file():
+            fd = os.open(child, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fsync_dir(path)
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that the renames in it survive a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> None:

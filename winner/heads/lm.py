@@ -38,6 +38,7 @@ from winner.core.loop import (
     LoopState,
     Metric,
     TrainData,
+    chance_loss,
     fit,
     train_windows_epoch,
     warm_up_windows,
@@ -347,6 +348,7 @@ class LMTraining:
         self.lm, self.model, self.optimizer, self.data = lm, lm.model, optimizer, data
         self.valid, self.settings, self.unseen, self.save = valid, settings, unseen, save
         self.metric = Metric("valid perplexity", higher_is_better=False, fmt="{:.2f}")
+        self.chance_loss = chance_loss(self.model)
         self.noise = ContextNoise(data.ids, settings.word_noise, lm.vocab.unk_id, lm.pad_id, settings.seed)
         self.schedule = LRSchedule(optimizer, settings.lr_decay)
         self.evaluated: dict[str, np.ndarray] = {}  # the weights of the last evaluation: save_best writes these
@@ -410,8 +412,7 @@ def train_lm(settings: LMSettings) -> dict:
 
     trainee = LMTraining(lm, optimizer, TrainData(X, np.zeros_like(X), y), (Xv, yv), settings,
                          UnseenOutputs(lm, split_ids["train"]), save)
-    loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
-                        settings.quiet)
+    loop = LoopSettings.of(settings)
     result = fit(trainee, out, loop)
     s = result.state
     summary = {"best_valid_perplexity": s.best, **result.summary(settings.seed, out / "model"),

@@ -79,8 +79,7 @@ def train_tagger(settings: NERSettings) -> dict:
     console.print(f"model: window {2 * settings.window + 1}, {len(tagger.words):,} words x "
                   f"{tagger.model.config.embed_dim}, hidden {tagger.model.config.hidden}, "
                   f"{len(tagger.spec.tags)} tags ({settings.scheme}), {tagger.model.n_parameters():,} parameters")
-    loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
-                        settings.quiet)
+    loop = LoopSettings.of(settings)
     trainee = WindowTraining(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best,
                              settings.batch_size, settings.seed)
     result = fit(trainee, out, loop)
