@@ -67,8 +67,7 @@ def test_lower_is_better_metric(tmp_path):
 def test_finished_run_removes_its_checkpoint_unless_kept(tmp_path):
     for keep, out in ((False, tmp_path / "removed"), (True, tmp_path / "kept")):
         model, data = _problem()
-        scores = iter([0.1, 0.2, 0.3])
-        fit(WindowTraining(model, Optimizer("sgd", lr=0.1), data, lambda: next(scores), Metric("dev F1"),
+        fit(WindowTraining(model, Optimizer("sgd", lr=0.1), data, iter([0.1, 0.2, 0.3]).__next__, Metric("dev F1"),
                            lambda state: None, 8), out, LoopSettings(epochs=3, batch_size=8, quiet=True,
                                                                      keep_checkpoint=keep))
         assert (out / "checkpoint").exists() == keep

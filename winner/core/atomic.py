@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from winner.errors import WinnerError
+
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`."""
@@ -121,6 +123,10 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
     import matplotlib.pyplot as plt
 
     path = Path(path)
+    if path.is_dir():
+        raise WinnerError(f"{path}: is a directory; name a .png file to draw into")
+    if path.exists() and not _is_png(path):
+        raise WinnerError(f"{path}: exists and is not a PNG; winner does not overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     try:
@@ -129,6 +135,11 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
     finally:
         plt.close(fig)
         tmp.unlink(missing_ok=True)
+
+
+def _is_png(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def _umask() -> int:

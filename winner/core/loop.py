@@ -146,6 +146,7 @@ def train_windows_epoch(model: WindowMLP, optimizer: Optimizer, data: TrainData,
                         quiet: bool) -> Epoch:
     """Every window once in a (seed, epoch) shuffle, in minibatches; the mean loss per window."""
     n = data.targets.shape[0]
+    batch = min(batch, n)  # a batch larger than the data is the data: the same updates, no outsized buffers
     order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
     total = 0.0
     with progress_bar(f"epoch {epoch}", n, quiet) as advance:
@@ -165,7 +166,7 @@ def warm_up_windows(model: WindowMLP, optimizer: Optimizer, data: TrainData, bat
     clone, opt = copy.deepcopy(model), copy.deepcopy(optimizer)
     k = min(2 * batch, data.targets.shape[0])
     opt.train_batches(clone, data.ids[:k], data.feats[:k], data.targets[:k], np.arange(k, dtype=np.int64), 0, k,
-                      batch, 0)
+                      min(batch, k), 0)
 
 
 @dataclass
@@ -280,7 +281,7 @@ def _train(trainee: Trainee, run_dir: Path, settings: LoopSettings, state: LoopS
 def kept_model(run_dir: Path, state: LoopState) -> str:
     """What a stopped run leaves, in words."""
     if state.best_epoch == 0:
-        return "no model was kept (none finished an epoch)"
+        return "no model was kept (no epoch finished)"
     return f"the best model so far (epoch {state.best_epoch}) is kept in {run_dir / 'model'}"
 
 

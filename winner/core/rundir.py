@@ -27,8 +27,8 @@ def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = Fal
     Refuses (one-line WinnerError): an empty path, a path that is a file, a directory holding a run unless
     `resume` or `overwrite`, `resume` with no checkpoint, files of the user's inside model/ or checkpoint/,
     and a directory winner cannot write in."""
-    if str(out).strip() == "":
-        raise WinnerError("--out is empty; name a run directory")
+    if str(out).strip() in ("", "."):  # typer reads --out '' as "."
+        raise WinnerError("--out is empty or the current directory; name a run directory")
     out = Path(out)
     if resume and overwrite:
         raise WinnerError("--resume and --overwrite contradict each other; pass one")

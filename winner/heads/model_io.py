@@ -5,12 +5,13 @@ Every head saves through here, so every model file is plain arrays and json: loa
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from winner.core.atomic import write_dir_atomic
+from winner.core.atomic import old_name, recover_dir, write_dir_atomic
 from winner.core.mlp import MLPConfig, WindowMLP, load_params_npz
 from winner.data.conll import SCHEMES
 from winner.data.vocab import UNK, Vocab
@@ -118,6 +119,10 @@ def resolve_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if (path / "config.json").is_file():
         return path
-    if (path / "model" / "config.json").is_file():
-        return path / "model"
+    model = path / "model"
+    with contextlib.suppress(OSError):  # a read-only run directory: read the parked copy instead
+        recover_dir(model)  # a save killed between its two renames
+    for candidate in (model, old_name(model)):
+        if (candidate / "config.json").is_file():
+            return candidate
     raise WinnerError(f"{path}: no model here (expected config.json in it or in {path / 'model'})")

@@ -1,0 +1,260 @@
+"""Runs never lose work, failed training says so, every bad input gets one clear line: drills through the
+installed `winner` command in fresh processes (signals, a save killed between its renames, an existing run
+directory, divergence) and one parametrized test over the families of bad model files and options."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from winner.data.resources import wikigold_path
+
+WINNER = str(Path(sys.executable).with_name("winner"))
+TINY = ["--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")), "--embeddings", "none",
+        "--hidden", "16", "--batch-size", "16", "--quiet"]
+
+
+def winner(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([WINNER, *args], capture_output=True, text=True, input=stdin, timeout=600)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *words: str, code: int = 1) -> str:
+    """Exit `code`, no traceback, and exactly one line on stderr naming each of `words`."""
+    assert done.returncode == code, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) >= 1 and lines[-1].startswith("error: "), done.stderr
+    assert [line for line in lines if line.startswith("error")] == [lines[-1]]
+    for word in words:
+        assert word in lines[-1], (word, lines[-1])
+    return lines[-1]
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("trained") / "run"
+    done = winner("ner", "train", *TINY, "--epochs", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path) -> Path:
+    shutil.copytree(trained, tmp_path / "run")
+    return tmp_path / "run"
+
+
+# ---------------------------------------------------------------- the run directory
+
+
+def test_an_existing_run_is_refused_and_left_as_it_was(run_copy):
+    before = snapshot(run_copy)
+    done = winner("ner", "train", *TINY, "--epochs", "1", "--out", str(run_copy))
+    assert_one_line_error(done, str(run_copy), "--resume", "--overwrite")
+    assert snapshot(run_copy) == before
+
+
+def test_overwrite_replaces_only_what_winner_wrote(run_copy):
+    (run_copy / "notes.txt").write_text("mine")
+    (run_copy / "model" / "mine.txt").write_text("mine too")
+    done = winner("ner", "train", *TINY, "--epochs", "1", "--out", str(run_copy), "--overwrite")
+    assert_one_line_error(done, "mine.txt", "did not write")
+    (run_copy / "model" / "mine.txt").unlink()
+    done = winner("ner", "train", *TINY, "--epochs", "1", "--out", str(run_copy), "--overwrite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (run_copy / "notes.txt").read_text() == "mine"
+    assert [json.loads(line)["epoch"] for line in (run_copy / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert not (run_copy / "checkpoint").exists(), "a finished run removes its checkpoint"
+
+
+def test_resume_with_nothing_to_resume_says_so(run_copy, tmp_path):
+    assert_one_line_error(winner("ner", "train", *TINY, "--out", str(run_copy), "--resume"), "nothing to resume",
+                          "finished")
+    assert_one_line_error(winner("ner", "train", *TINY, "--out", str(tmp_path / "new"), "--resume"),
+                          "nothing to resume")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("out", ["", ".", "file"])
+def test_an_out_that_is_no_run_directory_is_refused(out, tmp_path):
+    (tmp_path / "file").write_text("keep me")
+    done = subprocess.run([WINNER, "ner", "train", *TINY, "--out", out], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=600)
+    assert_one_line_error(done, "--out" if out != "file" else "not a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
+def test_a_save_killed_between_its_renames_is_recovered(run_copy, tmp_path):
+    """The state a kill -9 between the swap's two renames leaves: `.model.old` and no `model/`, plus the
+    temporaries of killed saves. Readers find the model; the next run recovers and removes the leftovers."""
+    os.replace(run_copy / "model", run_copy / ".model.old")
+    (run_copy / ".model.abc123.tmp").mkdir()
+    (run_copy / ".model.abc123.tmp" / "params.npz").write_bytes(b"half")
+    (run_copy / ".metrics.jsonl.xyz.tmp").write_text("half")
+    sentences = tmp_path / "s.txt"
+    sentences.write_text("John Smith flew to Paris .\n")
+    done = winner("ner", "tag", str(run_copy), str(sentences))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (run_copy / "model" / "params.npz").is_file() and not (run_copy / ".model.old").exists()
+    done = winner("ner", "train", *TINY, "--epochs", "1", "--out", str(run_copy), "--overwrite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in run_copy.iterdir() if p.name.startswith(".")) == []
+
+
+# ---------------------------------------------------------------- signals and divergence
+
+
+def _checkpoint_epoch(run: Path) -> int:
+    try:
+        return json.loads((run / "checkpoint" / "state.json").read_text())["loop"]["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_training_keeping_the_checkpoint_and_says_how_to_resume(sig, code, tmp_path):
+    out = tmp_path / "run"
+    args = [WINNER, "ner", "train", *TINY, "--epochs", "40", "--patience", "40", "--out", str(out)]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _checkpoint_epoch(out) < 2:
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    done = subprocess.CompletedProcess(args, process.returncode, "", stderr)
+    line = assert_one_line_error(done, "--resume", str(out / "checkpoint"), code=code)
+    stopped = _checkpoint_epoch(out)
+    assert stopped >= 2 and f"after epoch {stopped}" in line
+    assert (out / "model" / "params.npz").is_file()
+    epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs[:stopped] == list(range(1, stopped + 1))
+
+    resumed = winner("ner", "train", *TINY, "--epochs", str(stopped + 1), "--patience", "40", "--out", str(out),
+                     "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, stopped + 2))
+
+
+def test_divergence_in_epoch_1_fails_and_claims_no_model(tmp_path):
+    out = tmp_path / "run"
+    line = assert_one_line_error(winner("ner", "train", *TINY, "--epochs", "3", "--lr", "1e6", "--out", str(out)),
+                                 "diverged in epoch 1", "smaller --lr", "No model was kept")
+    assert "kept in" not in line
+    assert not (out / "model").exists() and not (out / "summary.json").exists()
+
+
+# ---------------------------------------------------------------- bad inputs, one line each
+
+
+def _arrays(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def apply(model: Path) -> None:
+        with np.load(model / "params.npz") as f:
+            arrays = {k: f[k] for k in f.files}
+        change(arrays)
+        np.savez(model / "params.npz", **arrays)
+
+    return apply
+
+
+def _config(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def apply(model: Path) -> None:
+        config = json.loads((model / "config.json").read_text())
+        change(config)
+        (model / "config.json").write_text(json.dumps(config))
+
+    return apply
+
+
+def _truncate(model: Path) -> None:
+    data = (model / "params.npz").read_bytes()
+    (model / "params.npz").write_bytes(data[: len(data) // 2])
+
+
+BROKEN_MODELS = {
+    "truncated params": (_truncate, "params.npz"),
+    "empty params": (lambda m: (m / "params.npz").write_bytes(b""), "params.npz"),
+    "string dtype": (_arrays(lambda a: a.__setitem__("W0", a["W0"].astype(str))), "real numbers"),
+    "complex dtype": (_arrays(lambda a: a.__setitem__("W0", a["W0"].astype(complex))), "real numbers"),
+    "NaN parameter": (_arrays(lambda a: a["W0"].__setitem__((0, 0), np.nan)), "NaN"),
+    "negative window": (_config(lambda c: c["tagger"].__setitem__("window", -1)), "window"),
+    "window disagreeing with shapes": (_config(lambda c: c["tagger"].__setitem__("window", 3)), "window"),
+    "hidden 10^12": (_config(lambda c: c["mlp"].__setitem__("hidden", [10**12])), "shape"),
+    "unknown scheme": (_config(lambda c: c["tagger"].__setitem__("scheme", "bogus")), "scheme"),
+    "config is a list": (lambda m: (m / "config.json").write_text("[1, 2]"), "JSON object"),
+    "missing key": (_config(lambda c: c["mlp"].__delitem__("embed_dim")), "embed_dim"),
+    "vocabulary without <unk>": (
+        lambda m: (m / "vocab.json").write_text(json.dumps(
+            [w if w != "<unk>" else "zzz" for w in json.loads((m / "vocab.json").read_text())])), "<unk>"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(BROKEN_MODELS))
+def test_a_broken_model_file_is_one_line(family, run_copy, tmp_path):
+    breaks, word = BROKEN_MODELS[family]
+    breaks(run_copy / "model")
+    sentences = tmp_path / "s.txt"
+    sentences.write_text("John Smith flew to Paris .\n")
+    assert_one_line_error(winner("ner", "tag", str(run_copy), str(sentences)), word)
+
+
+def _broken_checkpoint(run: Path) -> None:
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    del state["loop"]
+    (run / "checkpoint" / "state.json").write_text(json.dumps(state))
+
+
+BAD_OPTIONS = {
+    "negative seed": (["--seed", "-5"], "--seed"),
+    "seed 10^23": (["--seed", str(10**23)], "--seed"),
+    "hidden too big for memory": (["--hidden", str(10**12)], "out of memory"),
+    "resume and overwrite": (["--resume", "--overwrite"], "contradict"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(BAD_OPTIONS))
+def test_a_bad_training_option_is_refused_without_a_traceback(family, tmp_path):
+    """Out-of-range values are usage errors (exit 2, the option named in the command's usage box); the rest
+    one line, exit 1."""
+    extra, word = BAD_OPTIONS[family]
+    done = winner("ner", "train", *TINY, "--epochs", "1", "--out", str(tmp_path / "run"), *extra)
+    if done.returncode == 2:
+        assert "Traceback" not in done.stderr and word in done.stderr, done.stderr[-2000:]
+    else:
+        assert_one_line_error(done, word)
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_checkpoint_with_missing_keys_is_one_line(tmp_path):
+    out = tmp_path / "run"
+    done = winner("ner", "train", *TINY, "--epochs", "1", "--keep-checkpoint", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    _broken_checkpoint(out)
+    assert_one_line_error(winner("ner", "train", *TINY, "--epochs", "2", "--out", str(out), "--resume"),
+                          "state.json", "loop")
+
+
+def test_plot_never_overwrites_a_file_it_did_not_write(trained, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for plot, word in ((victim, "not a PNG"), (tmp_path, "is a directory")):
+        done = winner("ner", "evaluate", str(trained), "--data", str(wikigold_path("test")), "--plot", str(plot))
+        assert_one_line_error(done, word)
+    assert victim.read_text() == "precious"
