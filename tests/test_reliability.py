@@ -258,3 +258,31 @@ def test_plot_never_overwrites_a_file_it_did_not_write(trained, tmp_path):
         done = winner("ner", "evaluate", str(trained), "--data", str(wikigold_path("test")), "--plot", str(plot))
         assert_one_line_error(done, word)
     assert victim.read_text() == "precious"
+
+
+# ---------------------------------------------------------------- pipelines
+
+STEP = '[[step]]\nrun = "ner evaluate"\ndata = "x"\n'
+BAD_PIPELINES = {
+    "unknown top-level key": ('outt = "a"\n' + STEP, "unknown top-level key"),
+    "unknown table": ("[varz]\na = 1\n" + STEP, "'varz'"),
+    "vars not a table": ("vars = 3\n" + STEP, "vars must be a table"),
+    "step not a table": ('step = ["x"]\n', "must be a [[step]] table"),
+    "name escaping runs/": ('name = "../../evil"\n' + STEP, "plain name"),
+    "step-level out": (STEP + 'out = "elsewhere"\n', "sets out"),
+    "recursive variable": ('[vars]\na = "${b}"\nb = "${a}"\n' + STEP, "refers to itself"),
+    "unresolved variable": ('[vars]\na = "${c}"\n' + STEP, "unknown variable ${c}"),
+    "wrongly typed value": ('[[step]]\nrun = "ner train"\nepochs = "many"\n', "epochs expects an integer"),
+    "value out of range": ('[[step]]\nrun = "ner train"\nepochs = 0\n', "epochs expects an integer >= 1"),
+    "binary bytes": (b"\x00\xff\xfe binary", "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(BAD_PIPELINES))
+def test_a_bad_pipeline_is_one_line_before_any_step_runs(family, tmp_path):
+    text, word = BAD_PIPELINES[family]
+    path = tmp_path / "p.toml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    done = subprocess.run([WINNER, "run", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert_one_line_error(done, word)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.toml"]
