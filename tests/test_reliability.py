@@ -286,3 +286,32 @@ def test_a_bad_pipeline_is_one_line_before_any_step_runs(family, tmp_path):
     done = subprocess.run([WINNER, "run", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert_one_line_error(done, word)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.toml"]
+
+
+# ---------------------------------------------------------------- tag sequences invalid in their scheme
+
+
+@pytest.mark.parametrize(("tags", "scheme", "count"), [
+    (["O", "I-PER", "I-PER", "O"], "iob2", 1),  # I- after O
+    (["B-PER", "I-LOC"], "iob2", 1),  # I- of another type
+    (["B-PER", "I-PER", "O", "B-LOC"], "iob2", 0),
+    (["O", "E-PER", "O"], "iobes", 1),  # E- without B-
+    (["B-PER", "O"], "iobes", 1),  # left open
+    (["B-PER", "I-PER"], "iobes", 1),  # open at the end
+    (["B-PER", "E-PER", "S-LOC", "O"], "iobes", 0),
+    (["I-PER", "B-PER", "O", "B-LOC"], "iob1", 1),  # B- not after its own type
+])
+def test_tags_breaking_their_scheme_are_counted(tags, scheme, count):
+    from winner.data.conll import scheme_violations
+
+    assert scheme_violations([tags], scheme)[0] == count
+
+
+def test_a_corpus_breaking_its_scheme_is_read_with_one_warning(trained, tmp_path):
+    data = tmp_path / "bad.conll"
+    data.write_text("John B-PER\nSmith I-PER\nin O\nParis I-LOC\n\nRome B-LOC\nis O\nnice I-MISC\n\nAnn B-PER\n")
+    done = winner("ner", "evaluate", str(trained), "--data", str(data), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "2 tag(s) break the iob2 scheme" in warnings[0], done.stderr
+    assert json.loads(done.stdout)["per_type"]["LOC"]["support"] == 2  # conlleval: I-LOC after O opens one
