@@ -315,3 +315,20 @@ def test_a_corpus_breaking_its_scheme_is_read_with_one_warning(trained, tmp_path
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning")]
     assert len(warnings) == 1 and "2 tag(s) break the iob2 scheme" in warnings[0], done.stderr
     assert json.loads(done.stdout)["per_type"]["LOC"]["support"] == 2  # conlleval: I-LOC after O opens one
+
+
+# ---------------------------------------------------------------- degenerate inputs
+
+
+def test_training_data_without_entities_is_refused(tmp_path):
+    data = tmp_path / "plain.conll"
+    data.write_text("Nothing O\nhere O\n\nnor O\nthere O\n")
+    done = winner("ner", "train", *TINY, "--train", str(data), "--out", str(tmp_path / "run"))
+    assert_one_line_error(done, str(data), "no entities")
+
+
+def test_an_lm_vocabulary_of_only_unk_is_refused(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"word{i} other{i} thing{i} .\n" for i in range(300)))
+    done = winner("lm", "train", "--corpus", str(corpus), "--min-count", "5", "--out", str(tmp_path / "run"), "-q")
+    assert_one_line_error(done, "<unk>", "--max-vocab")

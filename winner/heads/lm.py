@@ -383,6 +383,9 @@ class LMTraining:
         pass
 
 
+MAX_UNK_SHARE = 0.5  # above this share of <unk> in train, perplexity mostly measures predicting <unk>
+
+
 def train_lm(settings: LMSettings) -> dict:
     """Train on the corpus, early-stop on valid perplexity, keep the best model in OUT/model; the summary."""
     t_all = time.perf_counter()
@@ -394,6 +397,9 @@ def train_lm(settings: LMSettings) -> dict:
     X, y = split_windows(split_ids, "train", settings.context, lm.pad_id)
     Xv, yv = split_windows(split_ids, "valid", settings.context, lm.pad_id)
     unk = {k: float(np.mean(v == vocab.unk_id)) for k, v in split_ids.items()}
+    if unk["train"] > MAX_UNK_SHARE:
+        raise WinnerError(f"{settings.corpus}: {100 * unk['train']:.1f}% of the training tokens are {UNK}; a model "
+                          f"predicting {UNK} would measure nothing (raise --max-vocab or lower --min-count)")
     console.print(f"corpus {settings.corpus}: " + ", ".join(
         f"{k} {len(v):,} tokens ({100 * unk[k]:.2f}% {UNK})" for k, v in split_ids.items()) + f"; |V| = {len(vocab):,}")
     c = lm.model.config

@@ -36,6 +36,9 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
     source_scheme = detect_scheme([s.tags for s in train])
     tags = sorted({t for s in train for t in convert_tags(s.tags, source_scheme, settings.scheme)},
                   key=lambda t: (t != "O", t[2:], t))
+    if tags in (["O"], []):
+        raise WinnerError(f"{settings.train or 'the training data'}: no entities in {len(train):,} sentences; a "
+                          "tagger needs at least one tagged entity")
     rng = np.random.default_rng(settings.seed)
     table, words, stats, has_vector = embedding_table(settings.embeddings, settings.max_pretrained, train, rng,
                                                       settings.quiet, settings.trust_pickle)
