@@ -332,3 +332,38 @@ def test_an_lm_vocabulary_of_only_unk_is_refused(tmp_path):
     corpus.write_text("".join(f"word{i} other{i} thing{i} .\n" for i in range(300)))
     done = winner("lm", "train", "--corpus", str(corpus), "--min-count", "5", "--out", str(tmp_path / "run"), "-q")
     assert_one_line_error(done, "<unk>", "--max-vocab")
+
+
+# ---------------------------------------------------------------- full and read-only disks
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs (needs root and mount; skipped otherwise), unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and mount to make a small file system")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_or_read_only_disk_is_one_line_and_the_run_stays_intact(small_disk):
+    out = small_disk / "run"
+    done = winner("ner", "train", *TINY, "--epochs", "1", "--keep-checkpoint", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    before = {k: v for k, v in snapshot(out).items() if k.startswith(("model", "checkpoint"))}
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "ballast").write_bytes(b"0" * (free - 100_000))
+    done = winner("ner", "train", *TINY, "--epochs", "2", "--resume", "--out", str(out))
+    assert_one_line_error(done, str(out / "model"), "No space left on device", "unchanged")
+    assert {k: v for k, v in snapshot(out).items() if k.startswith(("model", "checkpoint"))} == before
+
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    assert_one_line_error(winner("ner", "train", *TINY, "--epochs", "2", "--resume", "--out", str(out)),
+                          str(out), "Read-only file system")
+    assert_one_line_error(winner("ner", "train", *TINY, "--out", str(small_disk / "new")),
+                          str(small_disk / "new"), "Read-only file system")

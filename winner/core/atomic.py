@@ -30,8 +30,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give them the usual mode
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        _raise_write_error(path, e)
         raise
 
 
@@ -79,9 +80,17 @@ def write_dir_atomic(path: str | Path, fill: Callable[[Path], None]) -> None:
         else:
             os.replace(tmp, path)
             fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _raise_write_error(path, e)
         raise
+
+
+def _raise_write_error(path: Path, e: BaseException) -> None:
+    """A failing file system (full, read-only, no permission) as one line naming what was being written."""
+    if isinstance(e, OSError):
+        kept = " (the previous one is unchanged)" if path.exists() else ""
+        raise WinnerError(f"{path}: cannot write it: {e.strerror or e}{kept}") from None
 
 
 def remove_stale_temporaries(directory: str | Path, names: tuple[str, ...]) -> None:
