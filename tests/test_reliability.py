@@ -367,3 +367,25 @@ def test_a_full_or_read_only_disk_is_one_line_and_the_run_stays_intact(small_dis
                           str(out), "Read-only file system")
     assert_one_line_error(winner("ner", "train", *TINY, "--out", str(small_disk / "new")),
                           str(small_disk / "new"), "Read-only file system")
+
+
+# ---------------------------------------------------------------- bad data files
+
+
+BAD_DATA = {
+    "latin-1 text to ner tag": (["ner", "tag", "{run}", "{file}"], b"caf\xe9 au lait\n", "not UTF-8"),
+    "binary file to ner tag": (["ner", "tag", "{run}", "{file}"], bytes(range(256)) * 4, "not UTF-8"),
+    "directory as evaluation data": (["ner", "evaluate", "{run}", "--data", "{dir}"], None, "is a directory"),
+    "vectors with NaN": (["ner", "train", *TINY, "--embeddings", "{file}", "--out", "{dir}/new"],
+                         b"the 0.1 0.2\ncat nan 0.1\n", "NaN"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(BAD_DATA))
+def test_a_bad_data_file_is_one_line(family, trained, tmp_path):
+    args, content, word = BAD_DATA[family]
+    path = tmp_path / "input"
+    if content is not None:
+        path.write_bytes(content)
+    args = [a.format(run=trained, file=path, dir=tmp_path) for a in args]
+    assert_one_line_error(winner(*args), word)

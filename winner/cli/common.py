@@ -35,6 +35,9 @@ def cli_errors(fn: F) -> F:
         except OSError as e:
             where = f"{e.filename}: " if e.filename else ""
             fail(f"{where}{e.strerror or e}")
+        except UnicodeDecodeError as e:
+            fail(f"the input is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start}); "
+                 "convert it first, e.g. iconv -f latin1 -t utf-8")
         except MemoryError as e:
             fail(f"out of memory ({e or 'a smaller --batch-size or model needs less'})")
         except KeyboardInterrupt:

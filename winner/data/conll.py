@@ -381,7 +381,9 @@ def load_ner_dataset(source: str, split: str = "train") -> datasets.Dataset:
     when the network is off, and the failure says a local path works too.
     """
     path = Path(source).expanduser()
-    if path.is_file():
+    if path.is_dir():
+        raise WinnerError(f"{source}: is a directory, expected a CoNLL file")
+    if path.exists():  # a file, or a pipe such as /dev/stdin or <(...)
         return sentences_to_dataset(read_conll(path))
     if _looks_like_path(source):
         raise WinnerError(f"{source}: no such file")
