@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from winner.data.conll import scheme_violations
 from winner.data.resources import wikigold_path
 
 WINNER = str(Path(sys.executable).with_name("winner"))
@@ -302,8 +303,6 @@ def test_a_bad_pipeline_is_one_line_before_any_step_runs(family, tmp_path):
     (["I-PER", "B-PER", "O", "B-LOC"], "iob1", 1),  # B- not after its own type
 ])
 def test_tags_breaking_their_scheme_are_counted(tags, scheme, count):
-    from winner.data.conll import scheme_violations
-
     assert scheme_violations([tags], scheme)[0] == count
 
 
