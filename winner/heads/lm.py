@@ -38,6 +38,7 @@ from winner.core.loop import (
     LoopState,
     Metric,
     TrainData,
+    chance_loss,
     fit,
     train_windows_epoch,
     warm_up_windows,
@@ -347,6 +348,7 @@ class LMTraining:
         self.lm, self.model, self.optimizer, self.data = lm, lm.model, optimizer, data
         self.valid, self.settings, self.unseen, self.save = valid, settings, unseen, save
         self.metric = Metric("valid perplexity", higher_is_better=False, fmt="{:.2f}")
+        self.chance_loss = chance_loss(self.model)
         self.noise = ContextNoise(data.ids, settings.word_noise, lm.vocab.unk_id, lm.pad_id, settings.seed)
         self.schedule = LRSchedule(optimizer, settings.lr_decay)
         self.evaluated: dict[str, np.ndarray] = {}  # the weights of the last evaluation: save_best writes these
@@ -381,6 +383,9 @@ class LMTraining:
         pass
 
 
+MAX_UNK_SHARE = 0.5  # above this share of <unk> in train, perplexity mostly measures predicting <unk>
+
+
 def train_lm(settings: LMSettings) -> dict:
     """Train on the corpus, early-stop on valid perplexity, keep the best model in OUT/model; the summary."""
     t_all = time.perf_counter()
@@ -392,6 +397,9 @@ def train_lm(settings: LMSettings) -> dict:
     X, y = split_windows(split_ids, "train", settings.context, lm.pad_id)
     Xv, yv = split_windows(split_ids, "valid", settings.context, lm.pad_id)
     unk = {k: float(np.mean(v == vocab.unk_id)) for k, v in split_ids.items()}
+    if unk["train"] > MAX_UNK_SHARE:
+        raise WinnerError(f"{settings.corpus}: {100 * unk['train']:.1f}% of the training tokens are {UNK}; a model "
+                          f"predicting {UNK} would measure nothing (raise --max-vocab or lower --min-count)")
     console.print(f"corpus {settings.corpus}: " + ", ".join(
         f"{k} {len(v):,} tokens ({100 * unk[k]:.2f}% {UNK})" for k, v in split_ids.items()) + f"; |V| = {len(vocab):,}")
     c = lm.model.config
@@ -410,8 +418,7 @@ def train_lm(settings: LMSettings) -> dict:
 
     trainee = LMTraining(lm, optimizer, TrainData(X, np.zeros_like(X), y), (Xv, yv), settings,
                          UnseenOutputs(lm, split_ids["train"]), save)
-    loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
-                        settings.quiet)
+    loop = LoopSettings.of(settings)
     result = fit(trainee, out, loop)
     s = result.state
     summary = {"best_valid_perplexity": s.best, **result.summary(settings.seed, out / "model"),

@@ -81,8 +81,11 @@ class Settings:
     dropout: float = setting(0.5, "Dropout on the input embeddings.", group="regularisation", min=0.0, max=0.99)
     hidden_dropout: float = setting(0.0, "Dropout on hidden units.", group="regularisation", min=0.0, max=0.99)
     l2: float = setting(0.0, "L2 penalty on weights (not biases).", group="regularisation", min=0.0)
-    seed: int = setting(0, "Random seed: the same seed gives the same model.", group="run")
-    resume: bool = setting(False, "Continue from OUT/checkpoint if it exists.", group="run")
+    seed: int = setting(0, "Random seed: the same seed gives the same model.", group="run", min=0, max=2**32 - 1)
+    resume: bool = setting(False, "Continue the run in OUT from its checkpoint.", group="run")
+    overwrite: bool = setting(False, "Replace the run already in OUT (only the files winner wrote).", group="run")
+    keep_checkpoint: bool = setting(False, "Keep OUT/checkpoint when the run finishes (it is as big as the model "
+                                           "and the optimiser's state).", group="run")
     quiet: bool = setting(False, "No progress bar.", group="run", flags=("--quiet", "-q"))
 
     def __post_init__(self) -> None:
