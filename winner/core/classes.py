@@ -114,6 +114,18 @@ def class_xent(Z, targets, layout, scale, dZ):
 
 
 @njit(cache=True)
+def class_nll(Z, targets, layout, out):
+    """out[b] = -log P(targets[b] | window b) (float64) from the full logits Z (B, C + V)."""
+    C = layout.starts.shape[0] - 1
+    row = np.empty(Z.shape[1], np.float64)
+    for b in range(Z.shape[0]):
+        w = targets[b]
+        c = layout.word_class[w]
+        out[b] = softmax_range(Z[b], 0, C, c, 0.0, row)
+        out[b] += softmax_range(Z[b], layout.starts[c], layout.starts[c + 1], layout.word_col[w], 0.0, row)
+
+
+@njit(cache=True)
 def log_range(z, s, e, out):
     """out[s:e] = log softmax(z[s:e]) in float64."""
     mx = z[s]
