@@ -433,7 +433,8 @@ def train_lm(settings: LMSettings) -> dict:
 
 
 def corpus_split_ids(lm: LanguageModel) -> dict[str, np.ndarray]:
-    """The splits of the corpus the model was trained on, as ids of the model's vocabulary."""
+    """The splits of the corpus the model was trained on, as ids of the model's vocabulary (of any model with
+    `meta` and `vocab`: the n-gram model too)."""
     corpus = lm.meta.get("corpus")
     if corpus is None:
         raise WinnerError("this model does not record its corpus; use --text PATH")
