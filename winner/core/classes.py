@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from winner.core.blas import gemm
-from winner.core.fastmath import cast_like
+from winner.core.fastmath import FAST, cast_like
 from winner.core.layers import acts_offset, forward_input, hidden_layer, weight_offset
 from winner.core.steps import layer_step, take_rows, unit_grads
 from winner.core.updates import OPT_SGD, adam_constants, adam_tables, sgd_tables
@@ -167,46 +167,48 @@ def class_scores(A, X, Wt, bt, D, has_direct, Zc):
             Zc[b, j] += bt[j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def block_scores(a, Wt, bt, s, e, z, with_bias):
-    """z[:e-s] += a @ W[:, s:e] (+ b[s:e] when with_bias)."""
-    k = e - s
+    """z[:e-s] += a @ W[:, s:e] (+ b[s:e] when with_bias). Indices are unsigned so that numba drops its
+    negative-index checks and the column sweeps vectorise (see blas._rows_times_block)."""
+    lo, hi = np.uint64(s), np.uint64(e)
     if with_bias:
-        for j in range(k):
-            z[j] += bt[s + j]
-    for i in range(a.shape[0]):
+        for j in range(lo, hi):
+            z[j - lo] += bt[j]
+    for i in range(np.uint64(a.shape[0])):
         ai = a[i]
-        for j in range(k):
-            z[j] += ai * Wt[i, s + j]
+        for j in range(lo, hi):
+            z[j - lo] += ai * Wt[i, j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def block_backward(a, dz, Wt, G, s, e, da):
     """da += W[:, s:e] @ dz (with W as it is), G[:, s:e] += outer(a, dz): one input's share of a column block."""
-    k = e - s
-    for i in range(a.shape[0]):
-        acc = da[i]
+    lo, hi = np.uint64(s), np.uint64(e)
+    for i in range(np.uint64(a.shape[0])):
+        acc = da[i] * 0.0
         ai = a[i]
-        for j in range(k):
-            acc += Wt[i, s + j] * dz[j]
-            G[i, s + j] += ai * dz[j]
-        da[i] = acc
+        for j in range(lo, hi):
+            acc += Wt[i, j] * dz[j - lo]
+            G[i, j] += ai * dz[j - lo]
+        da[i] += acc
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def update_columns(P, G, M, V, s, e, hyper, t):
     """Columns s:e of P (rows, m) from their gradient G, which is zeroed after: SGD, or lazy Adam with moments
     M, V (step t, 1-based)."""
+    lo, hi = np.uint64(s), np.uint64(e)
     if hyper.opt == OPT_SGD:
         lr = cast_like(hyper.lr, P)
-        for i in range(P.shape[0]):
-            for j in range(s, e):
+        for i in range(np.uint64(P.shape[0])):
+            for j in range(lo, hi):
                 P[i, j] -= lr * G[i, j]
                 G[i, j] = 0.0
         return
     step, b1, b2, a1, a2, eps = adam_constants(hyper.lr, hyper.beta1, hyper.beta2, hyper.eps, t, P)
-    for i in range(P.shape[0]):
-        for j in range(s, e):
+    for i in range(np.uint64(P.shape[0])):
+        for j in range(lo, hi):
             g = G[i, j]
             mi = b1 * M[i, j] + a1 * g
             vi = b2 * V[i, j] + a2 * g * g
