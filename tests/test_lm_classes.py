@@ -38,6 +38,15 @@ def test_every_history_gives_a_distribution_over_the_vocabulary(dtype, hidden, d
     assert np.abs(p.sum(axis=1) - 1.0).max() < 1e-6
 
 
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+@pytest.mark.parametrize("hidden,direct", [((6,), True), ((), False), ((5, 3), True)])
+def test_fast_nll_equals_the_full_scores(dtype, tol, hidden, direct):
+    lm = class_lm(dtype, hidden, direct)
+    X, y = lm.windows(np.concatenate([STREAM, STREAM[::-1]]))
+    reference = lm.output.nll(lm.model.predict_logits(X), y)
+    np.testing.assert_allclose(token_nll(lm.model, X, y, chunk=5, output=lm.output), reference, rtol=tol)
+
+
 def test_unigram_start_and_classes_by_frequency():
     lm = LanguageModel.create(Vocab(WORDS), 2, 3, (4,), False, train_ids=STREAM, n_classes=3, dtype="float64")
     assert isinstance(lm.output, ClassOutput) and lm.model.config.n_out == lm.output.n_classes + len(WORDS)

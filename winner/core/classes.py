@@ -341,6 +341,36 @@ def class_step(ids, feats, targets, params, net, seed, step, hyper, adam, scratc
 
 
 @njit(cache=True)
+def batch_nll(ids, feats, targets, params, net, scratch, cs, layout, out):
+    """out[b] = -log P(targets[b] | window b) (float64) for one batch with dropout off, from the class columns
+    and the target's class block only: as exact as class_nll over the full logits, without the other blocks."""
+    B = ids.shape[0]
+    sizes = params.sizes
+    L = sizes.shape[0] - 2
+    n, n_in, C = sizes[L], sizes[0], cs.Zc.shape[1]
+    forward_input(ids, feats, params, net, 0, 0, scratch, False)
+    for l in range(L):
+        hidden_layer(params, net, 0, 0, scratch, B, l, False)
+    ao = acts_offset(sizes, L, B)
+    A = scratch.acts[ao : ao + B * n].reshape(B, n)
+    X = scratch.acts[0 : B * n_in].reshape(B, n_in)
+    W, bt, D = top_views(params.theta, sizes, net.has_direct)
+    Zc = cs.Zc[:B]
+    class_scores(A, X, W, bt[0], D, net.has_direct, Zc)
+    for b in range(B):
+        w = targets[b]
+        c = layout.word_class[w]
+        s, e = layout.starts[c], layout.starts[c + 1]
+        z = cs.Zw[b]
+        z[: e - s] = 0.0
+        block_scores(A[b], W, bt[0], s, e, z, True)
+        if net.has_direct:
+            block_scores(X[b], D, bt[0], s, e, z, False)
+        out[b] = softmax_range(Zc[b], 0, C, c, 0.0, Zc[b]) + softmax_range(z, 0, e - s, layout.word_col[w] - s,
+                                                                             0.0, z)
+
+
+@njit(cache=True)
 def train_batches(ids, feats, targets, order, batch, params, net, seed, step0, hyper, adam, scratch, cs, layout):
     """steps.train_batches for a class-factored model: windows order[0], order[1], ... in minibatches;
     returns the summed batch losses (stopping early, and returning it, at a non-finite one)."""

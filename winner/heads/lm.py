@@ -104,13 +104,7 @@ def token_nll(model: WindowMLP, X: np.ndarray, y: np.ndarray, chunk: int = CHUNK
               output: FullOutput | ClassOutput | None = None) -> np.ndarray:
     """-log p(y_i | X_i) for every window (float64), fully normalised over the vocabulary, chunk by chunk;
     `output` says how the scores make a distribution (default: one softmax over them)."""
-    output = output or FullOutput(model.config.n_out)
-    n = X.shape[0]
-    out = np.empty(n, dtype=np.float64)
-    for s in range(0, n, chunk):
-        e = min(s + chunk, n)
-        out[s:e] = output.nll(model.predict_logits(X[s:e], batch=chunk), y[s:e])
-    return out
+    return (output or FullOutput(model.config.n_out)).token_nll(model, X, y, chunk)
 
 
 def perplexity(model: WindowMLP, X: np.ndarray, y: np.ndarray, chunk: int = CHUNK,

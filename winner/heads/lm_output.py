@@ -65,6 +65,14 @@ class FullOutput:
         np.exp(Z, out=Z)
         return mx.astype(np.float64) + np.log(Z.sum(axis=1, dtype=np.float64)) - z_target
 
+    def token_nll(self, model: WindowMLP, X: np.ndarray, y: np.ndarray, chunk: int) -> np.ndarray:
+        """-log p(y_i | X_i) (float64) of every window, from the full scores chunk by chunk."""
+        out = np.empty(X.shape[0], dtype=np.float64)
+        for s in range(0, X.shape[0], chunk):
+            e = min(s + chunk, X.shape[0])
+            out[s:e] = self.nll(model.predict_logits(X[s:e], batch=chunk), y[s:e])
+        return out
+
     def sample(self, z: np.ndarray, unk_id: int, temperature: float, top_k: int, rng: np.random.Generator) -> int:
         logits = z.astype(np.float64)
         logits[unk_id] = -np.inf
@@ -104,8 +112,26 @@ class ClassOutput:
         b[self.layout.word_col] = np.log(counts / mass[wc])
 
     def nll(self, Z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """-log p(y_i) from the full scores Z (b, C + V): the reference for token_nll."""
         out = np.empty(len(y), np.float64)
         classes.class_nll(Z, np.asarray(y, dtype=np.int64), self.layout, out)
+        return out
+
+    def token_nll(self, model: WindowMLP, X: np.ndarray, y: np.ndarray, chunk: int) -> np.ndarray:
+        """-log p(y_i | X_i) (float64) of every window from the class scores and the target's class block only
+        (classes.batch_nll), chunk by chunk."""
+        X = np.ascontiguousarray(X, dtype=np.int32)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        feats = np.zeros_like(X)
+        model.check_ids(X, feats)
+        b = max(1, min(chunk, X.shape[0]))
+        scratch = model.scratch(b)
+        cs = classes.class_scratch(self.layout, b, model.config.n_in, model.dtype)
+        out = np.empty(X.shape[0], dtype=np.float64)
+        params, net = model.kernel_params, model.kernel_net(False)
+        for s in range(0, X.shape[0], b):
+            e = min(s + b, X.shape[0])
+            classes.batch_nll(X[s:e], feats[s:e], y[s:e], params, net, scratch, cs, self.layout, out[s:e])
         return out
 
     def sample(self, z: np.ndarray, unk_id: int, temperature: float, top_k: int, rng: np.random.Generator) -> int:
