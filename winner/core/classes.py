@@ -19,10 +19,10 @@ import numpy as np
 from numba import njit
 
 from winner.core.blas import gemm
-from winner.core.fastmath import FAST, cast_like
+from winner.core.fastmath import FAST
 from winner.core.layers import acts_offset, forward_input, hidden_layer, weight_offset
-from winner.core.steps import layer_step, take_rows, unit_grads
-from winner.core.updates import OPT_SGD, adam_constants, adam_tables, sgd_tables
+from winner.core.steps import layer_step, stage_batch, unit_grads
+from winner.core.updates import OPT_SGD, adam_dense, sgd_dense, update_tables
 
 
 class ClassLayout(NamedTuple):
@@ -83,17 +83,24 @@ def class_scratch(layout: ClassLayout, cap: int, n_in: int, dtype: np.dtype) -> 
 
 
 @njit(cache=True)
-def softmax_range(z, s, e, t, scale, dz):
-    """-log softmax(z[s:e])[t - s] (float64); dz[s:e] = scale * (softmax - onehot(t)). dz may be z."""
+def range_lse(z, s, e):
+    """log sum exp of z[s:e] in float64, and its max."""
     mx = z[s]
     for j in range(s, e):
         mx = max(mx, z[j])
     total = 0.0
     for j in range(s, e):
         total += np.exp(np.float64(z[j]) - mx)
-    nll = mx + np.log(total) - np.float64(z[t])
+    return mx + np.log(total), mx
+
+
+@njit(cache=True)
+def softmax_range(z, s, e, t, scale, dz):
+    """-log softmax(z[s:e])[t - s] (float64); dz[s:e] = scale * (softmax - onehot(t)). dz may be z."""
+    lse, _ = range_lse(z, s, e)
+    nll = lse - np.float64(z[t])
     for j in range(s, e):
-        dz[j] = scale * np.exp(np.float64(z[j]) - mx) / total
+        dz[j] = scale * np.exp(np.float64(z[j]) - lse)
     dz[t] -= scale
     return nll
 
@@ -128,13 +135,7 @@ def class_nll(Z, targets, layout, out):
 @njit(cache=True)
 def log_range(z, s, e, out):
     """out[s:e] = log softmax(z[s:e]) in float64."""
-    mx = z[s]
-    for j in range(s, e):
-        mx = max(mx, z[j])
-    total = 0.0
-    for j in range(s, e):
-        total += np.exp(np.float64(z[j]) - mx)
-    lse = mx + np.log(total)
+    lse, _ = range_lse(z, s, e)
     for j in range(s, e):
         out[j] = np.float64(z[j]) - lse
 
@@ -194,28 +195,17 @@ def block_backward(a, dz, Wt, G, s, e, da):
         da[i] += acc
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
+@njit(cache=True)
 def update_columns(P, G, M, V, s, e, hyper, t):
     """Columns s:e of P (rows, m) from their gradient G, which is zeroed after: SGD, or lazy Adam with moments
-    M, V (step t, 1-based)."""
-    lo, hi = np.uint64(s), np.uint64(e)
-    if hyper.opt == OPT_SGD:
-        lr = cast_like(hyper.lr, P)
-        for i in range(np.uint64(P.shape[0])):
-            for j in range(lo, hi):
-                P[i, j] -= lr * G[i, j]
-                G[i, j] = 0.0
-        return
-    step, b1, b2, a1, a2, eps = adam_constants(hyper.lr, hyper.beta1, hyper.beta2, hyper.eps, t, P)
-    for i in range(np.uint64(P.shape[0])):
-        for j in range(lo, hi):
-            g = G[i, j]
-            mi = b1 * M[i, j] + a1 * g
-            vi = b2 * V[i, j] + a2 * g * g
-            M[i, j] = mi
-            V[i, j] = vi
-            P[i, j] -= step * mi / (np.sqrt(vi) + eps)
-            G[i, j] = 0.0
+    M, V (step t, 1-based), row by row over the contiguous stretch of each row."""
+    for i in range(P.shape[0]):
+        g = G[i, s:e]
+        if hyper.opt == OPT_SGD:
+            sgd_dense(P[i, s:e], g, hyper.lr)
+        else:
+            adam_dense(P[i, s:e], g, M[i, s:e], V[i, s:e], hyper.lr, hyper.beta1, hyper.beta2, hyper.eps, t)
+        g[:] = 0.0
 
 
 @njit(cache=True)
@@ -332,11 +322,7 @@ def class_step(ids, feats, targets, params, net, seed, step, hyper, adam, scratc
         if l == 0 and net.has_direct and need:
             dA += cs.dXd[:B]
         unit_grads(sizes, net, scratch, B, l, need)
-    dX = scratch.dacts[0 : B * n_in].reshape(B, n_in)
-    if hyper.opt == OPT_SGD:
-        sgd_tables(ids, feats, dX, params, hyper)
-    else:
-        adam_tables(ids, feats, dX, params, hyper, t, adam, scratch)
+    update_tables(ids, feats, scratch.dacts[0 : B * n_in].reshape(B, n_in), params, hyper, t, adam, scratch)
     return loss
 
 
@@ -379,10 +365,7 @@ def train_batches(ids, feats, targets, order, batch, params, net, seed, step0, h
     for s in range(0, N, batch):
         e = min(s + batch, N)
         B = e - s
-        take_rows(ids, order, s, e, scratch.ids)
-        take_rows(feats, order, s, e, scratch.feats)
-        for i in range(B):
-            scratch.targets[i] = targets[order[s + i]]
+        stage_batch(ids, feats, targets, order, s, e, scratch)
         loss = class_step(scratch.ids[:B], scratch.feats[:B], scratch.targets[:B], params, net, seed,
                           step0 + s // batch, hyper, adam, scratch, cs, layout)
         if not np.isfinite(loss):

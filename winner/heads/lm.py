@@ -183,7 +183,8 @@ class LanguageModel:
     # ------------------------------------------------------------ generation
 
     def next_logits(self, history: list[int]) -> np.ndarray:
-        """Scores (float64, (n_out,): |V| words, or the classes then the words) of the word after `history` (padded on the left when short)."""
+        """Scores (float64, (n_out,): |V| words, or the classes then the words) of the word after `history`
+        (padded on the left when short)."""
         ctx = np.full(self.context, self.pad_id, dtype=np.int32)
         tail = history[-self.context:]
         if tail:

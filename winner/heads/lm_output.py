@@ -9,6 +9,7 @@ with the model (params.npz "word_class"), so a loaded model scores with exactly 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from winner.core import classes
