@@ -41,10 +41,10 @@ OLD_DEFAULTS = {
         "overwrite": False, "keep_checkpoint": False},
     LMSettings: {
         "out": "runs/lm", "corpus": "brown", "min_count": None, "max_vocab": None, "context": 4, "embed_dim": 100,
-        "hidden": "200", "direct": False, "epochs": 10, "patience": 3, "batch_size": 128, "optimizer": "adam",
-        "lr": 0.002, "adam_eps": 1e-05, "lr_decay": 0.5, "average": 0.25, "word_noise": 0.0, "dropout": 0.25,
-        "hidden_dropout": 0.25, "l2": 0.0, "seed": 0, "resume": False, "quiet": False,
-        "overwrite": False, "keep_checkpoint": False},
+        "hidden": "200", "direct": False, "output": "full", "classes": 0, "epochs": 10, "patience": 3,
+        "batch_size": 128, "optimizer": "adam", "lr": 0.002, "adam_eps": 1e-05, "lr_decay": 0.5, "average": 0.25,
+        "word_noise": 0.0, "dropout": 0.25, "hidden_dropout": 0.25, "l2": 0.0, "seed": 0, "resume": False,
+        "quiet": False, "overwrite": False, "keep_checkpoint": False},
 }
 OLD_HIDDEN_SIZES = {NERSettings: (300,), ScoreSettings: (300,), LMSettings: (200,)}
 
@@ -89,7 +89,8 @@ OLD_OPTIONS = {
         "min_count": ("--min-count", None, "1.."), "max_vocab": ("--max-vocab", None, "2.."),
         "context": ("--context", 4, "1.."), "embed_dim": ("--embed-dim", 100, "1.."),
         "hidden": ("--hidden", "200", ""), "direct": ("--direct --no-direct", False, ""),
-        "epochs": ("--epochs", 10, "1.."), "patience": ("--patience", 3, "1.."),
+        "output": ("--output", "full", ""), "classes": ("--classes", 0, "0.."), "epochs": ("--epochs", 10, "1.."),
+        "patience": ("--patience", 3, "1.."),
         "batch_size": ("--batch-size", 128, "1.."), "optimizer": ("--optimizer", "adam", ""),
         "lr": ("--lr", 0.002, "0.0.."), "adam_eps": ("--adam-eps", 1e-05, "0.0.."),
         "lr_decay": ("--lr-decay", 0.5, "0.0..1.0"), "average": ("--average", 0.25, "0.0.."),

@@ -18,6 +18,7 @@ import annotations`: the field types are read at run time.
 """
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -184,6 +185,11 @@ class LMSettings(Settings):
                                       none_ok=True)
     direct: bool = setting(False, "Direct embedding -> output connections (cost |V|*(n-1)*m per token).",
                            group="model")
+    output: str = setting("full", "Output layer: one softmax over the vocabulary, or class-factored P(class) "
+                                  "P(word | class) over frequency-binned classes (exact, about sqrt|V| times "
+                                  "cheaper to train).", group="model", choices=("full", "classes"))
+    classes: int = setting(0, "With --output classes: the number of classes (0 = round(sqrt|V|)).", group="model",
+                           min=0)
     epochs: int = like(Settings, "epochs", default=10)
     patience: int = like(Settings, "patience", default=3, help="Stop after this many epochs without a better valid "
                                                                 "perplexity.")
@@ -204,6 +210,12 @@ class LMSettings(Settings):
     def hidden_sizes(self) -> tuple[int, ...]:
         """The hidden layer sizes (() = no hidden layer: the output reads the embeddings)."""
         return self.hidden
+
+    def n_classes(self, vocab_size: int) -> int:
+        """Classes of the factored output for a vocabulary of vocab_size words; 0 = the full softmax."""
+        if self.output == "full":
+            return 0
+        return self.classes or max(1, round(math.sqrt(vocab_size)))
 
 
 # ---------------------------------------------------------------- types, ranges, text
