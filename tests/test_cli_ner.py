@@ -23,7 +23,7 @@ TINY = ["--embeddings", "none", "--hidden", "16", "--epochs", "2", "--batch-size
 def trained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")
     result = runner.invoke(app, ["ner", "train", "--train", str(wikigold_path("dev")), "--dev",
-                                 str(wikigold_path("test")), "--out", str(out), *TINY])
+                                 str(wikigold_path("test")), "--out", str(out), "--keep-checkpoint", *TINY])
     assert result.exit_code == 0, result.output
     return out
 

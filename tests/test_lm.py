@@ -398,7 +398,7 @@ def test_resume_continues_the_learning_rate_from_the_checkpoint(corpus_dir, tmp_
                 lr_decay=0.5, patience=10, quiet=True)
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_lm(LMSettings(**base, out=str(straight), epochs=4))
-    train_lm(LMSettings(**base, out=str(split), epochs=2))
+    train_lm(LMSettings(**base, out=str(split), epochs=2, keep_checkpoint=True))
     last = json.loads((split / "metrics.jsonl").read_text().splitlines()[-1])
     with (split / "metrics.jsonl").open("a") as f:  # an epoch logged after the last checkpoint, then killed
         f.write(json.dumps({**last, "epoch": 3, "next_lr": 12.5}) + "\n")

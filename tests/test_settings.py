@@ -30,18 +30,21 @@ OLD_DEFAULTS = {
         "hidden": 300, "layers": 1, "activation": "tanh", "casing_dim": 10, "random_embed_dim": 50,
         "max_pretrained": 0, "unk_replace": 0.5, "epochs": 30, "patience": 5, "batch_size": 32, "optimizer": "adam",
         "lr": 0.001, "embed_lr_scale": 1.0, "dropout": 0.5, "hidden_dropout": 0.0, "l2": 0.0, "l1": 0.0,
-        "scheme": "iobes", "decode": "viterbi", "seed": 0, "resume": False, "quiet": False},
+        "scheme": "iobes", "decode": "viterbi", "seed": 0, "resume": False, "quiet": False,
+        "overwrite": False, "keep_checkpoint": False},
     ScoreSettings: {
         "out": "runs/score", "train": None, "dev": None, "label": "LOC", "embeddings": "default",
         "trust_pickle": False, "window": 2, "hidden": 300, "layers": 1, "activation": "tanh", "casing_dim": 10,
         "random_embed_dim": 50, "max_pretrained": 0, "unk_replace": 0.5, "corrupt_per_true": 20, "margin": 1.0,
         "epochs": 60, "patience": 10, "batch_size": 32, "optimizer": "adam", "lr": 0.001, "embed_lr_scale": 1.0,
-        "dropout": 0.5, "hidden_dropout": 0.0, "l2": 0.0, "seed": 0, "resume": False, "quiet": False},
+        "dropout": 0.5, "hidden_dropout": 0.0, "l2": 0.0, "seed": 0, "resume": False, "quiet": False,
+        "overwrite": False, "keep_checkpoint": False},
     LMSettings: {
         "out": "runs/lm", "corpus": "brown", "min_count": None, "max_vocab": None, "context": 4, "embed_dim": 100,
-        "hidden": "200", "direct": False, "epochs": 10, "patience": 3, "batch_size": 128, "optimizer": "adam",
-        "lr": 0.002, "adam_eps": 1e-05, "lr_decay": 0.5, "average": 0.25, "word_noise": 0.0, "dropout": 0.25,
-        "hidden_dropout": 0.25, "l2": 0.0, "seed": 0, "resume": False, "quiet": False},
+        "hidden": "200", "direct": False, "output": "full", "classes": 0, "epochs": 10, "patience": 3,
+        "batch_size": 128, "optimizer": "adam", "lr": 0.002, "adam_eps": 1e-05, "lr_decay": 0.5, "average": 0.25,
+        "word_noise": 0.0, "dropout": 0.25, "hidden_dropout": 0.25, "l2": 0.0, "seed": 0, "resume": False,
+        "quiet": False, "overwrite": False, "keep_checkpoint": False},
 }
 OLD_HIDDEN_SIZES = {NERSettings: (300,), ScoreSettings: (300,), LMSettings: (200,)}
 
@@ -60,8 +63,10 @@ OLD_OPTIONS = {
         "lr": ("--lr", 0.001, "0.0.."), "embed_lr_scale": ("--embed-lr-scale", 1.0, "0.0.."),
         "dropout": ("--dropout", 0.5, "0.0..0.99"), "hidden_dropout": ("--hidden-dropout", 0.0, "0.0..0.99"),
         "l2": ("--l2", 0.0, "0.0.."), "l1": ("--l1", 0.0, "0.0.."), "scheme": ("--scheme", "iobes", ""),
-        "decode": ("--decode", "viterbi", ""), "seed": ("--seed", 0, ""),
-        "resume": ("--resume --no-resume", False, ""), "quiet": ("--quiet -q", False, "")},
+        "decode": ("--decode", "viterbi", ""), "seed": ("--seed", 0, "0..4294967295"),
+        "resume": ("--resume --no-resume", False, ""), "quiet": ("--quiet -q", False, ""),
+        "overwrite": ("--overwrite --no-overwrite", False, ""),
+        "keep_checkpoint": ("--keep-checkpoint --no-keep-checkpoint", False, "")},
     "score": {
         "out": ("--out -o", None, ""), "train": ("--train", None, ""), "dev": ("--dev", None, ""),
         "label": ("--label", "LOC", ""), "embeddings": ("--embeddings", "default", ""),
@@ -74,20 +79,26 @@ OLD_OPTIONS = {
         "batch_size": ("--batch-size", 32, "1.."), "optimizer": ("--optimizer", "adam", ""),
         "lr": ("--lr", 0.001, "0.0.."), "embed_lr_scale": ("--embed-lr-scale", 1.0, "0.0.."),
         "dropout": ("--dropout", 0.5, "0.0..0.99"), "hidden_dropout": ("--hidden-dropout", 0.0, "0.0..0.99"),
-        "l2": ("--l2", 0.0, "0.0.."), "seed": ("--seed", 0, ""), "resume": ("--resume --no-resume", False, ""),
+        "l2": ("--l2", 0.0, "0.0.."), "seed": ("--seed", 0, "0..4294967295"),
+        "resume": ("--resume --no-resume", False, ""),
+        "overwrite": ("--overwrite --no-overwrite", False, ""),
+        "keep_checkpoint": ("--keep-checkpoint --no-keep-checkpoint", False, ""),
         "quiet": ("--quiet -q", False, "")},
     "lm": {
         "out": ("--out -o", None, ""), "corpus": ("--corpus", "brown", ""),
         "min_count": ("--min-count", None, "1.."), "max_vocab": ("--max-vocab", None, "2.."),
         "context": ("--context", 4, "1.."), "embed_dim": ("--embed-dim", 100, "1.."),
         "hidden": ("--hidden", "200", ""), "direct": ("--direct --no-direct", False, ""),
-        "epochs": ("--epochs", 10, "1.."), "patience": ("--patience", 3, "1.."),
+        "output": ("--output", "full", ""), "classes": ("--classes", 0, "0.."), "epochs": ("--epochs", 10, "1.."),
+        "patience": ("--patience", 3, "1.."),
         "batch_size": ("--batch-size", 128, "1.."), "optimizer": ("--optimizer", "adam", ""),
         "lr": ("--lr", 0.002, "0.0.."), "adam_eps": ("--adam-eps", 1e-05, "0.0.."),
         "lr_decay": ("--lr-decay", 0.5, "0.0..1.0"), "average": ("--average", 0.25, "0.0.."),
         "word_noise": ("--word-noise", 0.0, "0.0..0.99"), "dropout": ("--dropout", 0.25, "0.0..0.99"),
         "hidden_dropout": ("--hidden-dropout", 0.25, "0.0..0.99"), "l2": ("--l2", 0.0, "0.0.."),
-        "seed": ("--seed", 0, ""), "resume": ("--resume --no-resume", False, ""), "quiet": ("--quiet -q", False, "")},
+        "seed": ("--seed", 0, "0..4294967295"), "resume": ("--resume --no-resume", False, ""),
+        "overwrite": ("--overwrite --no-overwrite", False, ""),
+        "keep_checkpoint": ("--keep-checkpoint --no-keep-checkpoint", False, ""), "quiet": ("--quiet -q", False, "")},
 }
 TRAINERS = {"ner": ("winner.heads.ner", "train_tagger"), "score": ("winner.heads.scorer", "train_scorer"),
             "lm": ("winner.heads.lm", "train_lm")}
@@ -204,6 +215,8 @@ def test_choices_reach_the_settings_as_text(monkeypatch, tmp_path):
 
     seen = []
     monkeypatch.setattr(ner, "train_tagger", seen.append)
+    (tmp_path / "checkpoint").mkdir()  # something to --resume
+    (tmp_path / "checkpoint" / "state.json").write_text("{}")
     result = runner.invoke(app, ["ner", "train", "-o", str(tmp_path), "--activation", "relu", "--optimizer", "sgd",
                                  "--scheme", "iob2", "--decode", "argmax", "-q", "--resume"])
     assert result.exit_code == 0, result.output

@@ -64,11 +64,25 @@ def test_lower_is_better_metric(tmp_path):
     assert result.state.best == 250.0 and result.state.best_epoch == 2
 
 
-def test_checkpoint_after_last_epoch_even_when_rare(tmp_path):
-    model, data = _problem()
-    scores = iter([0.1, 0.2, 0.3])
-    fit(WindowTraining(model, Optimizer("sgd", lr=0.1), data, lambda: next(scores), Metric("dev F1"),
-                       lambda state: None, 8), tmp_path, LoopSettings(epochs=3, batch_size=8, quiet=True,
-                                                                     checkpoint_seconds=1e9))
-    meta = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+def test_finished_run_removes_its_checkpoint_unless_kept(tmp_path):
+    for keep, out in ((False, tmp_path / "removed"), (True, tmp_path / "kept")):
+        model, data = _problem()
+        fit(WindowTraining(model, Optimizer("sgd", lr=0.1), data, iter([0.1, 0.2, 0.3]).__next__, Metric("dev F1"),
+                           lambda state: None, 8), out, LoopSettings(epochs=3, batch_size=8, quiet=True,
+                                                                     keep_checkpoint=keep))
+        assert (out / "checkpoint").exists() == keep
+    meta = json.loads((tmp_path / "kept" / "checkpoint" / "state.json").read_text())
     assert meta["loop"]["epoch"] == 3
+
+
+def test_a_loss_far_above_chance_is_divergence_and_the_last_good_model_stays(tmp_path):
+    """A learning rate raised to 1e6 after epoch 1: the loss stays finite but is far above log(n_out)."""
+    model, data = _problem()
+    saved = []
+    trainee = WindowTraining(model, Optimizer("sgd", lr=0.1), data, lambda: 0.5, Metric("dev F1"),
+                             lambda state: saved.append(state.best_epoch), 8)
+    trainee.after_evaluation = lambda epoch, improved: setattr(trainee.optimizer, "lr", 1e6)
+    with pytest.raises(DivergenceError, match="diverged in epoch 2.*chance level.*best model so far \\(epoch 1\\)"):
+        fit(trainee, tmp_path, LoopSettings(epochs=5, batch_size=8, quiet=True))
+    assert saved == [1]
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["loop"]["epoch"] == 1

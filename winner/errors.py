@@ -9,7 +9,9 @@ from pathlib import Path
 
 
 class WinnerError(Exception):
-    """An expected, user-facing failure with a one-line message."""
+    """An expected, user-facing failure with a one-line message; the CLI exits with `exit_code`."""
+
+    exit_code = 1
 
 
 class DataFormatError(WinnerError):
@@ -27,7 +29,7 @@ class ModelFormatError(WinnerError):
 
 
 class DivergenceError(WinnerError):
-    """Training produced NaN or inf; the last good model was kept."""
+    """Training diverged (a non-finite loss, or one far above chance); the last good model was kept."""
 
 
 class SettingError(WinnerError, ValueError):

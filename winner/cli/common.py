@@ -25,17 +25,34 @@ F = TypeVar("F", bound=Callable)
 
 
 def cli_errors(fn: F) -> F:
-    """Decorate a command so that a WinnerError prints `error: ...` on stderr and exits 1, no traceback."""
+    """Decorate a command so that an expected failure prints one line on stderr, no traceback: a WinnerError
+    (exit 1, or its exit_code), a failing disk or file system (full, read-only, permissions: exit 1), memory
+    running out (exit 1) and Ctrl-C outside training (exit 130)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except WinnerError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1) from None
+            fail(str(e), e.exit_code)
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            fail(f"{where}{e.strerror or e}")
+        except UnicodeDecodeError as e:
+            fail(f"the input is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start}); "
+                 "convert it first, e.g. iconv -f latin1 -t utf-8")
+        except MemoryError as e:
+            fail(f"out of memory ({e or 'a smaller --batch-size or model needs less'})")
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print `error: message` on stderr (one line) and exit with `code`."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(code) from None
 
 
 @functools.cache

@@ -22,23 +22,45 @@ train_command(lm_app, "lm")
 @lm_app.command("perplexity")
 @cli_errors
 def perplexity_cmd(
-    run_dir: RunDirArgument,
+    run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False,
+                                                   help="Run or model directories (neural or n-gram); several are "
+                                                        "mixed linearly.")],
     split: Annotated[Split, typer.Option(help="Split of the training corpus, read as one stream after the "
                                               "splits before it.")] = Split.valid,
     text: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Plain-text file instead of a "
                                                                               "split (tokenised like prompts).")
                     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"perplexity": p, "tokens": n}.')] = False,
+    mix_weights: Annotated[str, typer.Option(help="Mixture weights, one per model (like 0.7,0.3), or 'auto': fitted "
+                                                  "by EM on the valid split.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"perplexity": p, "tokens": n} (and the mixture\'s '
+                                                         '"weights" and "each" model\'s perplexity).')] = False,
 ) -> None:
-    """Exact perplexity (full softmax, every token counted, <unk> included)."""
-    from winner.heads.lm import evaluate_lm
+    """Exact perplexity (every token counted, <unk> included) of a model or of a linear mixture of models."""
+    from winner.heads.mixture import evaluate_mixture
 
-    result = evaluate_lm(run_dir, split.value, text)
+    result = evaluate_mixture(run_dirs, split.value, mix_weights, text)
     if as_json:
         typer.echo(json.dumps(result))
-    else:
-        where = str(text) if text else f"{split.value} split"
-        typer.echo(f"perplexity {result['perplexity']:.2f} on {result['tokens']:,} tokens ({where})")
+        return
+    where = str(text) if text else f"{split.value} split"
+    typer.echo(f"perplexity {result['perplexity']:.2f} on {result['tokens']:,} tokens ({where})")
+    if "weights" in result:
+        for r, w, p in zip(run_dirs, result["weights"], result["each"], strict=True):
+            typer.echo(f"  weight {w:.3f}  {r} (alone: {p:.2f})")
+
+
+@lm_app.command("ngram")
+@cli_errors
+def ngram_cmd(
+    out: Annotated[Path, typer.Option(help="Run directory: model/ and summary.json.")],
+    order: Annotated[int, typer.Option(min=1, help="n of the n-gram model.")] = 5,
+    corpus: Annotated[str, typer.Option(help="'brown' or a plain-text corpus, as for `lm train` (its vocabulary "
+                                             "rules too).")] = "brown",
+) -> None:
+    """Interpolated modified Kneser-Ney n-gram model (Chen & Goodman 1998) on the train split; valid perplexity."""
+    from winner.heads.ngram import train_ngram
+
+    train_ngram(corpus, order, out)
 
 
 @lm_app.command("generate")

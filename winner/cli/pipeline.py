@@ -30,6 +30,7 @@ import tomllib
 from pathlib import Path
 
 from winner.cli.steps import STEPS
+from winner.core.atomic import write_text_atomic
 from winner.core.console import console
 from winner.errors import WinnerError
 from winner.heads.settings import BadSettingError, coerce_setting, settings_fields, settings_from_options
@@ -53,6 +54,22 @@ def substitute(value, variables: dict[str, str], where: str):
     return value
 
 
+def resolve_variables(variables: dict[str, str], where: str) -> dict[str, str]:
+    """Every variable with the ${...} in it replaced, through any depth; a cycle is an error."""
+    done: dict[str, str] = {}
+
+    def resolve(name: str, chain: tuple[str, ...]) -> str:
+        if name in chain:
+            raise WinnerError(f"{where}: variable ${{{name}}} refers to itself through "
+                              f"{' -> '.join(f'${{{n}}}' for n in (*chain, name))}")
+        if name not in done:
+            inner = {n: resolve(n, (*chain, name)) for n in _VAR.findall(variables[name]) if n in variables}
+            done[name] = substitute(variables[name], inner, where)
+        return done[name]
+
+    return {name: resolve(name, ()) for name in variables}
+
+
 def referenced_variables(value) -> set[str]:
     """The names of every ${name} in a TOML value."""
     if isinstance(value, str):
@@ -64,16 +81,45 @@ def referenced_variables(value) -> set[str]:
     return set()
 
 
-def load_pipeline(path: Path, overrides: dict[str, str]) -> tuple[str, Path, list[tuple[str, dict]]]:
-    """(name, out dir, [(step name, options)]) with variables substituted, `overrides` (--set) applied to the
-    variables and to the train steps' settings, and the train steps' options checked and typed."""
+TOP_LEVEL = {"name": str, "out": str, "vars": dict, "step": list}
+_KIND_NAMES = {str: "string", dict: "table ([vars])", list: "list of [[step]] tables"}
+
+
+def read_pipeline(path: Path) -> dict:
+    """The TOML document, its top level and step tables checked: known keys of the right kinds only."""
     try:
         doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise WinnerError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); a pipeline is a TOML file") from None
     except tomllib.TOMLDecodeError as e:
-        raise WinnerError(f"{path}: invalid TOML ({e})") from e
+        raise WinnerError(f"{path}: invalid TOML ({e})") from None
+    for key, value in doc.items():
+        if key not in TOP_LEVEL:
+            raise WinnerError(f"{path}: unknown top-level key or table {key!r}; expected some of "
+                              f"{', '.join(TOP_LEVEL)}")
+        if not isinstance(value, TOP_LEVEL[key]):
+            raise WinnerError(f"{path}: {key} must be a {_KIND_NAMES[TOP_LEVEL[key]]}, found {value!r}")
     steps = doc.get("step", [])
     if not steps:
         raise WinnerError(f"{path}: no [[step]] tables; a pipeline needs at least one step")
+    for i, raw in enumerate(steps, 1):
+        if not isinstance(raw, dict):
+            raise WinnerError(f"{path}: step {i} must be a [[step]] table, found {raw!r}")
+        if "out" in raw:
+            raise WinnerError(f"{path}: step {i} sets out; every step writes in the pipeline's out (set it at the "
+                              "top level or with --set out=DIR)")
+    name = doc.get("name", Path(path).stem)
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise WinnerError(f"{path}: name {name!r} must be a plain name (no '/', not starting with '.'): it names "
+                          "the directory under runs/")
+    return doc
+
+
+def load_pipeline(path: Path, overrides: dict[str, str]) -> tuple[str, Path, list[tuple[str, dict]]]:
+    """(name, out dir, [(step name, options)]) with variables substituted, `overrides` (--set) applied to the
+    variables and to the train steps' settings, and the train steps' options checked and typed."""
+    doc = read_pipeline(path)
+    steps = doc["step"]
     kinds = [raw.get("run") for raw in steps]
     for i, kind in enumerate(kinds, 1):
         if kind not in STEPS:
@@ -83,8 +129,8 @@ def load_pipeline(path: Path, overrides: dict[str, str]) -> tuple[str, Path, lis
     _check_overrides(path, doc, overrides, classes, fields)
 
     name = str(doc.get("name", Path(path).stem))
-    variables = {"name": name, **{k: str(v) for k, v in doc.get("vars", {}).items()}, **overrides}
-    variables = {k: substitute(v, variables, str(path)) for k, v in variables.items()}
+    variables = resolve_variables({"name": name, **{k: str(v) for k, v in doc.get("vars", {}).items()},
+                                   **overrides}, str(path))
     out = Path(substitute(str(overrides.get("out", doc.get("out", f"runs/{name}"))), variables, str(path)))
     parsed = []
     for i, (kind, raw) in enumerate(zip(kinds, steps, strict=True), 1):
@@ -127,7 +173,7 @@ def run_pipeline(path: Path, overrides: dict[str, str] | None = None) -> dict:
         summary["steps"].append({"run": kind, "options": options, "seconds": time.perf_counter() - ts,
                                  "result": result})
     summary["seconds"] = time.perf_counter() - t0
-    (out / "pipeline_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text_atomic(out / "pipeline_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     console.rule("summary")
     for s in summary["steps"]:
         console.print(f"{s['run']:<16} {s['seconds']:7.1f}s  {_headline(s['result'])}")

@@ -1,4 +1,10 @@
-"""Write files and directories so that a crash never leaves half of one behind."""
+"""Write files and directories so that a crash, a kill -9 or a power cut never leaves half of one behind.
+
+A directory is written into a hidden temporary sibling (`.NAME.XXXX.tmp`), fsynced, then swapped in with two
+renames through `.NAME.old`. A kill between the renames leaves `.NAME.old` and no `NAME`: `recover_dir` (run
+before every write and by every reader of a run directory) renames it back. Temporaries of a killed write are
+removed by `remove_stale_temporaries` when a run starts again.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from winner.errors import WinnerError
+
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`."""
     with open_atomic(path) as f:
         f.write(text)
 
@@ -41,36 +49,110 @@ def _temporary_beside(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        fsync_file(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give them the usual mode
         os.replace(tmp, path)
-    except BaseException:
+        fsync_dir(path.parent)
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        _raise_write_error(path, e)
         raise
+
+
+def old_name(path: Path) -> Path:
+    """Where write_dir_atomic parks the previous `path` during its swap."""
+    return path.with_name(f".{path.name}.old")
+
+
+def recover_dir(path: str | Path) -> None:
+    """Finish or undo a swap that a kill interrupted: `.NAME.old` without `NAME` becomes `NAME` again; beside
+    a complete `NAME` it is a leftover and is removed."""
+    path = Path(path)
+    old = old_name(path)
+    if not old.is_dir() or old.is_symlink():
+        return
+    if path.exists() or path.is_symlink():
+        shutil.rmtree(old)
+    else:
+        os.replace(old, path)
+        fsync_dir(path.parent)
 
 
 def write_dir_atomic(path: str | Path, fill: Callable[[Path], None]) -> None:
     """Let `fill` write a directory's files into a temporary sibling, then swap it in for `path`.
 
-    The old directory (if any) is replaced only after the new one is complete.
+    The old directory (if any) is replaced only after the new one is complete and on disk; at every moment
+    either `path` or `.path.old` holds a complete directory. A symlink at `path` is replaced, its target left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         fill(tmp)
+        fsync_tree(tmp)
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            path.unlink()
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
+            old = old_name(path)
             os.replace(path, old)
             os.replace(tmp, path)
+            fsync_dir(path.parent)
             shutil.rmtree(old)
         else:
             os.replace(tmp, path)
-    except BaseException:
+            fsync_dir(path.parent)
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _raise_write_error(path, e)
         raise
+
+
+def _raise_write_error(path: Path, e: BaseException) -> None:
+    """A failing file system (full, read-only, no permission) as one line naming what was being written."""
+    if isinstance(e, OSError):
+        kept = " (the previous one is unchanged)" if path.exists() else ""
+        raise WinnerError(f"{path}: cannot write it: {e.strerror or e}{kept}") from None
+
+
+def remove_stale_temporaries(directory: str | Path, names: tuple[str, ...]) -> None:
+    """Remove the temporaries a killed write of one of `names` left in `directory` (`.NAME.*.tmp`), and
+    recover any interrupted swap of them."""
+    directory = Path(directory)
+    for name in names:
+        recover_dir(directory / name)
+        for tmp in directory.glob(f".{name}.*.tmp*"):
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync every file in a directory, then the directory itself."""
+    for child in path.iterdir():
+        if child.is_file():
+            fsync_file(child)
+    fsync_dir(path)
+
+
+def fsync_file(path: Path) -> None:
+    """Make a written file's contents survive a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that the renames in it survive a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
@@ -78,6 +160,10 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
     import matplotlib.pyplot as plt
 
     path = Path(path)
+    if path.is_dir():
+        raise WinnerError(f"{path}: is a directory; name a .png file to draw into")
+    if path.exists() and not _is_png(path):
+        raise WinnerError(f"{path}: exists and is not a PNG; winner does not overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     try:
@@ -86,6 +172,11 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
     finally:
         plt.close(fig)
         tmp.unlink(missing_ok=True)
+
+
+def _is_png(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def _umask() -> int:

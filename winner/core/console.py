@@ -11,6 +11,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from winner.core.interrupt import check_stop
+
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # piped logs: one line each, never cut at 80
 
 
@@ -45,11 +47,17 @@ def compiling_notice(quiet: bool = False) -> Iterator[None]:
 
 @contextmanager
 def progress_bar(label: str, total: int, quiet: bool = False) -> Iterator[Callable[[int], None]]:
-    """Yields advance(n). Shows a bar only on a terminal and when not quiet."""
+    """Yields advance(n). Shows a bar only on a terminal and when not quiet. advance() is where a Ctrl-C or
+    SIGTERM stops training (winner.core.interrupt): between stretches of work, never inside a write."""
     if quiet or not console.is_terminal:
-        yield lambda n: None
+        yield lambda n: check_stop()
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True) as p:
         task = p.add_task(label, total=total)
-        yield lambda n: p.advance(task, n)
+
+        def advance(n: int) -> None:
+            p.advance(task, n)
+            check_stop()
+
+        yield advance

@@ -187,6 +187,13 @@ def forward(ids, feats, params, net, seed, step, scratch):
 @njit(cache=True)
 def forward_core(ids, feats, params, net, seed, step, scratch, fill_keep):
     """`forward`; without fill_keep, scratch.keep is only written where a dropout rate is > 0 (fused paths)."""
+    forward_input(ids, feats, params, net, seed, step, scratch, fill_keep)
+    forward_layers(params, net, seed, step, scratch, ids.shape[0], 0, fill_keep)
+
+
+@njit(cache=True)
+def forward_input(ids, feats, params, net, seed, step, scratch, fill_keep):
+    """The gathered embeddings X = the first layer's input in scratch.acts, with input dropout applied."""
     B = ids.shape[0]
     n_in = params.sizes[0]
     X = scratch.acts[0 : B * n_in].reshape(B, n_in)
@@ -198,38 +205,46 @@ def forward_core(ids, feats, params, net, seed, step, scratch, fill_keep):
             Xf = scratch.acts[0 : B * n_in]
             for i in range(B * n_in):
                 Xf[i] *= K[i]
-    forward_layers(params, net, seed, step, scratch, B, 0, fill_keep)
 
 
 @njit(cache=True)
 def forward_layers(params, net, seed, step, scratch, B, l0, fill_keep):
     """Layers l0, l0+1, ... of the forward pass, from the input of layer l0 already in scratch.acts."""
-    theta, sizes, acts, keep, drop = params.theta, params.sizes, scratch.acts, scratch.keep, net.drop_hidden
+    theta, sizes, acts = params.theta, params.sizes, scratch.acts
     Z = scratch.Z[:B]
     n_layers = sizes.shape[0] - 1
-    for l in range(l0, n_layers):
-        n, m = sizes[l], sizes[l + 1]
-        wo = weight_offset(sizes, l)
-        W = theta[wo : wo + n * m].reshape(n, m)
-        bias = theta[wo + n * m : wo + n * m + m]
-        ao = acts_offset(sizes, l, B)
-        A = acts[ao : ao + B * n].reshape(B, n)
-        last = l == n_layers - 1
-        if last and net.has_direct:
-            # W_last, b_last and D sit back to back in theta: Z = [A, 1, X] @ [W_last; b_last; D] in one product
-            U = top_inputs(acts, sizes, B)
-            gemm(False, False, 1.0, U, top_block(theta, sizes), 0.0, Z)
-            break
-        out = Z if last else acts[ao + B * n : ao + B * n + B * m].reshape(B, m)
-        gemm(False, False, 1.0, A, W, 0.0, out)
-        bias_activate(out, bias, net.act, not last)
-        if not last and (drop > 0.0 or fill_keep):
-            K = keep[ao + B * n : ao + B * n + B * m]
-            fill_dropout(K, drop, seed, step, ao + B * n)
-            if drop > 0.0:
-                o = out.reshape(-1)
-                for i in range(B * m):
-                    o[i] *= K[i]
+    for l in range(l0, n_layers - 1):
+        hidden_layer(params, net, seed, step, scratch, B, l, fill_keep)
+    l = n_layers - 1
+    n, m = sizes[l], sizes[l + 1]
+    wo = weight_offset(sizes, l)
+    if net.has_direct:
+        # W_last, b_last and D sit back to back in theta: Z = [A, 1, X] @ [W_last; b_last; D] in one product
+        U = top_inputs(acts, sizes, B)
+        gemm(False, False, 1.0, U, top_block(theta, sizes), 0.0, Z)
+        return
+    ao = acts_offset(sizes, l, B)
+    gemm(False, False, 1.0, acts[ao : ao + B * n].reshape(B, n), theta[wo : wo + n * m].reshape(n, m), 0.0, Z)
+    bias_activate(Z, theta[wo + n * m : wo + n * m + m], net.act, False)
+
+
+@njit(cache=True)
+def hidden_layer(params, net, seed, step, scratch, B, l, fill_keep):
+    """Hidden layer l of the forward pass: its output act(A W + b), with dropout, after its input in acts."""
+    theta, sizes, acts, keep, drop = params.theta, params.sizes, scratch.acts, scratch.keep, net.drop_hidden
+    n, m = sizes[l], sizes[l + 1]
+    wo = weight_offset(sizes, l)
+    ao = acts_offset(sizes, l, B)
+    out = acts[ao + B * n : ao + B * n + B * m].reshape(B, m)
+    gemm(False, False, 1.0, acts[ao : ao + B * n].reshape(B, n), theta[wo : wo + n * m].reshape(n, m), 0.0, out)
+    bias_activate(out, theta[wo + n * m : wo + n * m + m], net.act, True)
+    if drop > 0.0 or fill_keep:
+        K = keep[ao + B * n : ao + B * n + B * m]
+        fill_dropout(K, drop, seed, step, ao + B * n)
+        if drop > 0.0:
+            o = out.reshape(-1)
+            for i in range(B * m):
+                o[i] *= K[i]
 
 
 @njit(cache=True)

@@ -24,8 +24,10 @@ import numpy as np
 
 from winner.core.atomic import save_figure, write_dir_atomic, write_text_atomic
 from winner.core.console import compiling_notice, console, progress_bar
+from winner.core.interrupt import Interrupted, StopRequested, check_stop, stop_on_signals
 from winner.core.mlp import WindowMLP, load_params_npz
 from winner.core.optim import Optimizer
+from winner.core.rundir import prepare_run_dir, remove_checkpoint
 from winner.errors import DivergenceError, WinnerError
 
 CHUNK = 16384  # windows per kernel call: the progress bar moves this often
@@ -39,9 +41,14 @@ class LoopSettings:
     seed: int = 0
     resume: bool = False
     quiet: bool = False
-    # A checkpoint holds the parameters and Adam's moments (~400 MB with all GloVe words). Write one after every
-    # epoch (0), or at most this often and always after the last epoch, so that saving does not rival training.
-    checkpoint_seconds: float = 0.0
+    overwrite: bool = False  # replace a run already in the directory
+    keep_checkpoint: bool = False  # keep the checkpoint of a finished run (it is removed otherwise)
+
+    @classmethod
+    def of(cls, settings) -> LoopSettings:
+        """The loop's part of a head's settings (winner.heads.settings.Settings)."""
+        return cls(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
+                   settings.quiet, settings.overwrite, settings.keep_checkpoint)
 
 
 @dataclass
@@ -112,6 +119,7 @@ class Trainee(Protocol):
     model: WindowMLP
     optimizer: Optimizer
     metric: Metric
+    chance_loss: float | None  # the loss of guessing: divergence is judged against it (None: only the first epoch's)
 
     def warm_up(self) -> None:
         """Compile (or load from numba's cache) the training kernels on throwaway copies."""
@@ -139,6 +147,7 @@ def train_windows_epoch(model: WindowMLP, optimizer: Optimizer, data: TrainData,
                         quiet: bool) -> Epoch:
     """Every window once in a (seed, epoch) shuffle, in minibatches; the mean loss per window."""
     n = data.targets.shape[0]
+    batch = min(batch, n)  # a batch larger than the data is the data: the same updates, no outsized buffers
     order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
     total = 0.0
     with progress_bar(f"epoch {epoch}", n, quiet) as advance:
@@ -156,7 +165,7 @@ def warm_up_windows(model: WindowMLP, optimizer: Optimizer, data: TrainData, bat
     clone, opt = copy.deepcopy(model), copy.deepcopy(optimizer)
     k = min(2 * batch, data.targets.shape[0])
     opt.train_batches(clone, data.ids[:k], data.feats[:k], data.targets[:k], np.arange(k, dtype=np.int64), 0, k,
-                      batch, 0)
+                      min(batch, k), 0)
 
 
 @dataclass
@@ -171,6 +180,10 @@ class WindowTraining:
     save_best_fn: Callable[[LoopState], None]
     batch_size: int = 32
     seed: int = 0
+
+    @property
+    def chance_loss(self) -> float | None:
+        return chance_loss(self.model)
 
     def warm_up(self) -> None:
         self.model.check_ids(self.data.ids, self.data.feats)
@@ -198,27 +211,34 @@ class WindowTraining:
 def fit(trainee: Trainee, run_dir: Path, settings: LoopSettings) -> FitResult:
     """Train for up to settings.epochs, evaluate after each, keep the best, stop when patience runs out.
 
-    Writes RUN_DIR/metrics.jsonl (one json line per epoch), RUN_DIR/checkpoint (the latest state, for
-    --resume) and RUN_DIR/learning_curve.png. A non-finite loss stops training with DivergenceError; the best
-    model saved so far is left untouched.
+    Writes RUN_DIR/metrics.jsonl (one json line per epoch), RUN_DIR/checkpoint after every epoch (for --resume;
+    removed at the end unless keep_checkpoint) and RUN_DIR/learning_curve.png. The run directory must be new,
+    resumed or overwritten (winner.core.rundir). A diverging loss stops training with DivergenceError, a
+    SIGINT / SIGTERM after the current stretch of batches with Interrupted; either way the best model and the
+    last checkpoint are left as they were.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = run_dir / "metrics.jsonl"
-    metric = trainee.metric
+    run_dir = prepare_run_dir(run_dir, settings.resume, settings.overwrite)
     state = LoopState()
-    if settings.resume and (run_dir / "checkpoint").is_dir():
+    if settings.resume:
         state = restore_checkpoint(run_dir / "checkpoint", trainee)
         console.print(f"resuming from {run_dir / 'checkpoint'} after epoch {state.epoch}")
     # exactly the epochs of the state we start from: later ones (after the last checkpoint) are trained again
-    write_text_atomic(metrics_path, "".join(json.dumps(h) + "\n" for h in state.history))
+    write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state.history))
+    with stop_on_signals():
+        try:
+            return _train(trainee, run_dir, settings, state)
+        except StopRequested as e:
+            raise Interrupted(_interrupted_message(e, run_dir, state), e.signum) from None
 
+
+def _train(trainee: Trainee, run_dir: Path, settings: LoopSettings, state: LoopState) -> FitResult:
+    """fit()'s epochs, from `state` on."""
     t0 = time.perf_counter()
     with compiling_notice(settings.quiet):
         trainee.warm_up()
     compile_seconds = time.perf_counter() - t0
-    t_start = last_checkpoint = time.perf_counter()
-    checkpointed = state.epoch
+    check_stop()
+    t_start = time.perf_counter()
     for epoch in range(state.epoch + 1, settings.epochs + 1):
         if state.bad_epochs >= settings.patience:
             break
@@ -226,38 +246,72 @@ def fit(trainee: Trainee, run_dir: Path, settings: LoopSettings) -> FitResult:
         t0 = time.perf_counter()
         trained = trainee.train_epoch(epoch, settings.quiet)
         train_seconds = time.perf_counter() - t0
-        if not math.isfinite(trained.loss):
-            raise DivergenceError(
-                f"training diverged in epoch {epoch} (loss {trained.loss}); try a smaller --lr. "
-                f"The best model so far (epoch {state.best_epoch}) is kept in {run_dir}")
+        check_divergence(trained.loss, epoch, state, trainee.chance_loss, run_dir)
         score, extra = trainee.evaluate()
-        improved = metric.better(score, state.best)
+        improved = trainee.metric.better(score, state.best)
         if improved:
             state.best, state.best_epoch, state.bad_epochs = score, epoch, 0
         else:
             state.bad_epochs += 1
         state.epoch = epoch
         trainee.after_evaluation(epoch, improved)
-        record = {"epoch": epoch, "loss": trained.loss, metric.name: score, **extra, **trained.extra,
+        record = {"epoch": epoch, "loss": trained.loss, trainee.metric.name: score, **extra, **trained.extra,
                   "windows_per_s": trained.windows / train_seconds, "train_seconds": train_seconds,
                   "lr": lr, "next_lr": trainee.optimizer.lr, "best": improved}
         state.history.append(record)
-        with metrics_path.open("a", encoding="utf-8") as f:
+        with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if improved:
             trainee.save_best(state)
-        last_epoch = epoch == settings.epochs or state.bad_epochs >= settings.patience
-        if last_epoch or time.perf_counter() - last_checkpoint >= settings.checkpoint_seconds:
+        finished = epoch == settings.epochs or state.bad_epochs >= settings.patience
+        if not finished or settings.keep_checkpoint:
             save_checkpoint(run_dir / "checkpoint", trainee, state)
-            last_checkpoint, checkpointed = time.perf_counter(), epoch
         console.print(
-            f"epoch {epoch} | loss {trained.loss:.4f} | {metric.name} {metric.fmt.format(score)} | "
+            f"epoch {epoch} | loss {trained.loss:.4f} | {trainee.metric.name} {trainee.metric.fmt.format(score)} | "
             f"{trained.windows / train_seconds / 1000:.1f}k windows/s | {train_seconds:.1f}s"
             + (" | saved best" if improved else ""))
-    if state.epoch > checkpointed:
-        save_checkpoint(run_dir / "checkpoint", trainee, state)
-    plot_learning_curve(state.history, metric, run_dir / "learning_curve.png")
+        if not finished:
+            check_stop()
+    plot_learning_curve(state.history, trainee.metric, run_dir / "learning_curve.png")
+    if not settings.keep_checkpoint:
+        remove_checkpoint(run_dir)
     return FitResult(state, time.perf_counter() - t_start, compile_seconds, state.epoch < settings.epochs)
+
+
+def kept_model(run_dir: Path, state: LoopState) -> str:
+    """What a stopped run leaves, in words."""
+    if state.best_epoch == 0:
+        return "no model was kept (no epoch finished)"
+    return f"the best model so far (epoch {state.best_epoch}) is kept in {run_dir / 'model'}"
+
+
+def _interrupted_message(e: StopRequested, run_dir: Path, state: LoopState) -> str:
+    if state.epoch == 0:
+        return (f"stopped by {e}: no epoch finished, nothing to resume; to start again, rerun the command with "
+                f"--overwrite")
+    return (f"stopped by {e} during epoch {state.epoch + 1}: {kept_model(run_dir, state)}, the checkpoint after "
+            f"epoch {state.epoch} in {run_dir / 'checkpoint'}; to continue, rerun the same command with --resume")
+
+
+DIVERGENCE_FACTOR = 10.0  # a loss this many times chance level (or the first epoch's) is divergence
+
+
+def check_divergence(loss: float, epoch: int, state: LoopState, chance: float | None, run_dir: Path) -> None:
+    """Raise DivergenceError if the epoch's loss is non-finite or far above chance level or the first epoch's
+    loss: such a model is worse than guessing and only gets worse (usually a learning rate far too large)."""
+    limits = [DIVERGENCE_FACTOR * x for x in (chance, state.history[0]["loss"] if state.history else None)
+              if x is not None and x > 0]
+    if math.isfinite(loss) and not any(loss > limit for limit in limits):
+        return
+    what = f"loss {loss}" if not math.isfinite(loss) else f"loss {loss:.4g} is over {min(limits):.4g}"
+    level = f", {DIVERGENCE_FACTOR:g}x chance level" if chance is not None and loss > DIVERGENCE_FACTOR * chance else ""
+    raise DivergenceError(f"training diverged in epoch {epoch} ({what}{level}); try a smaller --lr. "
+                          f"{kept_model(run_dir, state).capitalize()}")
+
+
+def chance_loss(model: WindowMLP) -> float | None:
+    """The cross-entropy of a uniform guess, log(outputs), for a softmax model; None for other losses."""
+    return math.log(model.config.n_out) if model.config.loss == "softmax" and model.config.n_out > 1 else None
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -282,17 +336,18 @@ def restore_checkpoint(path: Path, trainee: Trainee) -> LoopState:
     model, optimizer = trainee.model, trainee.optimizer
     try:
         meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise WinnerError(f"{path}/state.json: cannot resume ({e})") from e
-    if meta["mlp"] != json.loads(json.dumps(model.config_dict())):  # compare as json: tuples become lists
+        mlp, loop, steps, lr = meta["mlp"], meta["loop"], int(meta["optimizer_steps"]), float(meta["optimizer"]["lr"])
+        state = LoopState(**loop)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise WinnerError(f"{path}/state.json: cannot resume from it ({type(e).__name__}: {e})") from None
+    if mlp != json.loads(json.dumps(model.config_dict())):  # compare as json: tuples become lists
         raise WinnerError(f"{path}: the checkpoint was made with other model settings; use a new --out "
-                          "or run without --resume")
+                          "or --overwrite")
     model.set_params(load_params_npz(path / "params.npz"))
     optimizer.state = load_params_npz(path / "optimizer.npz")
-    optimizer.steps = int(meta["optimizer_steps"])
-    optimizer.lr = float(meta["optimizer"]["lr"])  # where a schedule had brought it
+    optimizer.steps, optimizer.lr = steps, lr  # lr: where a schedule had brought it
     trainee.load_state_dict(meta.get("head", {}))
-    return LoopState(**meta["loop"])
+    return state
 
 
 # ---------------------------------------------------------------- pictures

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +213,10 @@ class WindowMLP:
             if tuple(a.shape) != shape:
                 raise ModelFormatError(
                     f"{name} is {tuple(a.shape)}, expected {self.config.describe(name)} = {shape}")
+            if a.dtype.kind not in "fiu":
+                raise ModelFormatError(f"{name} holds {a.dtype} values, expected real numbers")
+            if not np.isfinite(a).all():
+                raise ModelFormatError(f"{name} holds NaN or infinite values (a diverged model?)")
             self.params[name][...] = a
 
     def n_parameters(self) -> int:
@@ -515,5 +521,6 @@ def load_params_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-        raise ModelFormatError(f"{path}: cannot read parameters ({e})") from e
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise ModelFormatError(f"{path}: cannot read parameters, truncated or not an npz file "
+                               f"({type(e).__name__}: {e})") from None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from winner.core import layers, steps, updates
+from winner.core import classes, layers, steps, updates
 from winner.core.mlp import SparseGrads, WindowMLP
 from winner.core.runtime import blas_threads
 
@@ -42,6 +42,8 @@ class Optimizer:
     average_windows: float = 0.0
     steps: int = 0
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    # a class-factored output (core/classes.py): its layout; training then takes classes.class_step
+    output_classes: classes.ClassLayout | None = None
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
@@ -84,7 +86,8 @@ class Optimizer:
 
         The caller checks the ids once (WindowMLP.check_ids): this runs per stretch of batches.
         """
-        model._require_targets_loss()
+        if self.output_classes is None:
+            model._require_targets_loss()
         scratch = model.scratch(batch)
         adam = self._adam(model)
         n_batches = -(-(stop - start) // batch)
@@ -112,9 +115,24 @@ class Optimizer:
     def _train_batches(self, model: WindowMLP, scratch: layers.Scratch, adam: updates.AdamState, ids: np.ndarray,
                        feats: np.ndarray, targets: np.ndarray, order: np.ndarray, start: int, stop: int, batch: int,
                        seed: int) -> float:
+        if self.output_classes is not None:
+            return self._train_class_batches(model, scratch, adam, ids, feats, targets, order[start:stop], batch, seed)
         pairs = model.pair_buffers(batch if self._pairs_apply(model, batch) else 0)
         return steps.train_batches(ids, feats, targets, order[start:stop], batch, model.kernel_params,
                                    model.kernel_net(True), seed, self.steps, self._hyper(), adam, scratch, pairs)
+
+    def _train_class_batches(self, model: WindowMLP, scratch: layers.Scratch, adam: updates.AdamState,
+                             ids: np.ndarray, feats: np.ndarray, targets: np.ndarray, order: np.ndarray, batch: int,
+                             seed: int) -> float:
+        if self.l2 or self.l1:
+            raise ValueError("a weight penalty is not implemented for the class-factored output")
+        layout = self.output_classes
+        cs = getattr(self, "_class_scratch", None)
+        if cs is None or cs.Zc.shape[0] < batch or cs.Zc.dtype != model.dtype:
+            cs = self._class_scratch = classes.class_scratch(layout, batch, model.config.n_in, model.dtype)
+        model.grad[:] = 0.0  # class_step keeps the top layer's gradient zero between steps, from here on
+        return classes.train_batches(ids, feats, targets, order, batch, model.kernel_params, model.kernel_net(True),
+                                     seed, self.steps, self._hyper(), adam, scratch, cs, layout)
 
     def _pairs_apply(self, model: WindowMLP, batch: int) -> bool:
         """Whether steps.sgd_step_pairs serves this training (its scratch is only allocated then)."""

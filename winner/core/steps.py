@@ -40,7 +40,6 @@ from winner.core.layers import (
 from winner.core.updates import (
     OPT_SGD,
     adam_dense,
-    adam_tables,
     add_penalty_grad,
     apply_update,
     clear_slots,
@@ -49,6 +48,7 @@ from winner.core.updates import (
     rank1_update_dot,
     scatter_rows,
     sgd_tables,
+    update_tables,
 )
 
 STEP_REFERENCE, STEP_FUSED, STEP_EXAMPLE, STEP_PAIRS = 0, 1, 2, 3
@@ -274,11 +274,7 @@ def fused_step(ids, feats, targets, params, net, seed, step, hyper, t, adam, scr
                     dA[b, j] += dU[b, n_last + 1 + j]
         unit_grads(sizes, net, scratch, B, l, need)
         dcur = dA
-    dX = scratch.dacts[0 : B * n_in].reshape(B, n_in)
-    if hyper.opt == OPT_SGD:
-        sgd_tables(ids, feats, dX, params, hyper)
-    else:
-        adam_tables(ids, feats, dX, params, hyper, t, adam, scratch)
+    update_tables(ids, feats, scratch.dacts[0 : B * n_in].reshape(B, n_in), params, hyper, t, adam, scratch)
     return loss
 
 
@@ -440,6 +436,15 @@ def take_rows(src, order, s, e, dst):
 
 
 @njit(cache=True)
+def stage_batch(ids, feats, targets, order, s, e, scratch):
+    """Copy windows order[s:e] and their targets into scratch.ids, feats, targets (the batch train_step reads)."""
+    take_rows(ids, order, s, e, scratch.ids)
+    take_rows(feats, order, s, e, scratch.feats)
+    for i in range(e - s):
+        scratch.targets[i] = targets[order[s + i]]
+
+
+@njit(cache=True)
 def step_kind(params, net, hyper, B):
     """Which step trains a batch of B windows: the reference step with a weight penalty (or without a loss of
     the model's own); else plain SGD on one window sweeps it (sgd_example); plain SGD on >= PAIRS_MIN_BATCH
@@ -492,10 +497,7 @@ def train_batches(ids, feats, targets, order, batch, params, net, seed, step0, h
     for s in range(0, N, batch):
         e = min(s + batch, N)
         B = e - s
-        take_rows(ids, order, s, e, scratch.ids)
-        take_rows(feats, order, s, e, scratch.feats)
-        for i in range(B):
-            scratch.targets[i] = targets[order[s + i]]
+        stage_batch(ids, feats, targets, order, s, e, scratch)
         loss = train_step(params, net, seed, step, hyper, adam, scratch, pairs, B)
         step += 1
         if not np.isfinite(loss):

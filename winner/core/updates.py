@@ -280,3 +280,12 @@ def adam_tables(ids, feats, dX, params, hyper, t, adam, scratch):
         nF = scatter_rows(feats, dX, d, df, d + df, scratch.slotF, scratch.rowsF, scratch.GF, 0)
         adam_rows(params.F, scratch.rowsF, scratch.GF, nF, adam.mF, adam.vF, lr_e, b1, b2, eps, t)
         clear_slots(scratch.slotF, scratch.rowsF, nF)
+
+
+@njit(cache=True)
+def update_tables(ids, feats, dX, params, hyper, t, adam, scratch):
+    """The embedding rows a batch used, from dX (B, n_in): plain SGD straight from it, or lazy Adam."""
+    if hyper.opt == OPT_SGD:
+        sgd_tables(ids, feats, dX, params, hyper)
+    else:
+        adam_tables(ids, feats, dX, params, hyper, t, adam, scratch)

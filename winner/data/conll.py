@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from winner.core.atomic import write_text_atomic
+from winner.core.console import console
 from winner.errors import DataFormatError, WinnerError
 
 if TYPE_CHECKING:
@@ -279,6 +280,41 @@ def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
                 opened[tag[0]] += 1
             prev = tag
     return "iob2" if opened["B"] > opened["I"] else "iob1"
+
+
+def scheme_violations(tag_sequences: Iterable[Sequence[str]], scheme: str) -> tuple[int, str]:
+    """(how many tags break `scheme`'s rules, the first one described): I- after O or another type in IOB2,
+    I-/E- without its B- or an entity left open in IOBES, B- not after its own type in IOB1. Such tags are
+    still read as conlleval reads them: a tag that cannot continue an entity starts one."""
+    count, first = 0, ""
+    for n, tags in enumerate(tag_sequences, 1):
+        prev = "O"
+        for i, tag in enumerate([*tags, "O"]):
+            if _breaks(prev, tag, scheme):
+                count += 1
+                first = first or f"{tag if i < len(tags) else 'the end'} after {prev} in sentence {n}"
+            prev = tag
+    return count, first
+
+
+def _breaks(prev: str, tag: str, scheme: str) -> bool:
+    inside = prev[:2] in ("B-", "I-") and prev[2:] == tag[2:]  # `tag` may continue the entity `prev` is in
+    if scheme == "iob2":
+        return tag[:2] == "I-" and not inside
+    if scheme == "iob1":
+        return tag[:2] == "B-" and not inside
+    if tag[:2] in ("I-", "E-"):
+        return not inside
+    return prev[:2] in ("B-", "I-")  # an IOBES entity must be closed by E- before anything else
+
+
+def warn_scheme_violations(sentences: Sequence[Sentence], source: str) -> None:
+    """One warning line on stderr counting the tags that break the corpus's scheme, if any."""
+    scheme = detect_scheme(s.tags for s in sentences)
+    count, first = scheme_violations((s.tags for s in sentences), scheme)
+    if count:
+        console.print(f"warning: {source}: {count:,} tag(s) break the {scheme} scheme (first: {first}); read as "
+                      f"conlleval reads them", soft_wrap=True, markup=False)
 
 
 def _check_scheme(scheme: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from winner.data.conll import Sentence, read_conll, sentences_from_dataset, sentences_to_dataset
+from winner.data.conll import Sentence, read_conll, sentences_from_dataset, sentences_to_dataset, warn_scheme_violations
 from winner.errors import WinnerError
 
 if TYPE_CHECKING:
@@ -45,8 +45,11 @@ def load_ner_dataset(source: str, split: str = "train") -> datasets.Dataset:
 
 
 def load_sentences(source: str, split: str = "train") -> list[Sentence]:
-    """Sentences from any source `load_ner_dataset` reads: the one loader the CLI calls."""
-    return sentences_from_dataset(load_ner_dataset(source, split), source)
+    """Sentences from any source `load_ner_dataset` reads: the one loader the CLI calls. Tags that break the
+    corpus's scheme are counted in one warning line."""
+    sentences = sentences_from_dataset(load_ner_dataset(source, split), source)
+    warn_scheme_violations(sentences, source)
+    return sentences
 
 
 def local_splits(source: str) -> list[str]:

@@ -10,7 +10,10 @@ test): every token of a split is predicted, and the context of its first tokens 
 before it. Before the very start of a corpus (and of a free `--text` or a short prompt) the context is
 the padding row: an input-only embedding row with id |V|, so the softmax stays over exactly |V| words.
 
-Perplexity is exact: full softmax over |V| for every token, `<unk>` counted like any word, computed in
+The output is the full softmax over |V| or, with `--output classes`, the class-factored softmax of
+heads/lm_output.py and core/classes.py (P(w | h) = P(class | h) P(w | class, h), as exactly normalised).
+
+Perplexity is exact: a normalised distribution over |V| for every token, `<unk>` counted like any word, computed in
 chunks of rows (200k x 16k logits do not fit in memory at once).
 
 Generation never emits `<unk>` (its probability is set to 0 and the rest renormalised): it stands for
@@ -38,6 +41,7 @@ from winner.core.loop import (
     LoopState,
     Metric,
     TrainData,
+    chance_loss,
     fit,
     train_windows_epoch,
     warm_up_windows,
@@ -50,6 +54,7 @@ from winner.data.conll import read_text
 from winner.data.corpus import brown_streams, read_text_corpus, tokenize
 from winner.data.vocab import UNK, Vocab
 from winner.errors import ModelFormatError, WinnerError
+from winner.heads.lm_output import ClassOutput, FullOutput, class_loss_and_grad, output_layer, sampling_probs
 from winner.heads.model_io import load_model_dir, resolve_model_dir, save_model_dir
 from winner.heads.settings import LMSettings
 
@@ -96,27 +101,19 @@ def split_windows(split_ids: dict[str, np.ndarray], split: str, context: int, pa
 # ---------------------------------------------------------------- exact perplexity
 
 
-def token_nll(model: WindowMLP, X: np.ndarray, y: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
-    """-log p(y_i | X_i) for every window (float64), fully normalised over the vocabulary, chunk by chunk."""
-    n = X.shape[0]
-    out = np.empty(n, dtype=np.float64)
-    for s in range(0, n, chunk):
-        e = min(s + chunk, n)
-        Z = model.predict_logits(X[s:e], batch=chunk)  # (b, |V|)
-        rows = np.arange(e - s)
-        z_target = Z[rows, y[s:e]].astype(np.float64)
-        mx = Z.max(axis=1)
-        np.subtract(Z, mx[:, None], out=Z)
-        np.exp(Z, out=Z)
-        out[s:e] = mx.astype(np.float64) + np.log(Z.sum(axis=1, dtype=np.float64)) - z_target
-    return out
+def token_nll(model: WindowMLP, X: np.ndarray, y: np.ndarray, chunk: int = CHUNK,
+              output: FullOutput | ClassOutput | None = None) -> np.ndarray:
+    """-log p(y_i | X_i) for every window (float64), fully normalised over the vocabulary, chunk by chunk;
+    `output` says how the scores make a distribution (default: one softmax over them)."""
+    return (output or FullOutput(model.config.n_out)).token_nll(model, X, y, chunk)
 
 
-def perplexity(model: WindowMLP, X: np.ndarray, y: np.ndarray, chunk: int = CHUNK) -> float:
+def perplexity(model: WindowMLP, X: np.ndarray, y: np.ndarray, chunk: int = CHUNK,
+               output: FullOutput | ClassOutput | None = None) -> float:
     """exp(mean negative log-likelihood) over every window."""
     if X.shape[0] == 0:
         raise WinnerError("no tokens to compute a perplexity on")
-    return float(math.exp(token_nll(model, X, y, chunk).mean()))
+    return float(math.exp(token_nll(model, X, y, chunk, output).mean()))
 
 
 # ---------------------------------------------------------------- the model
@@ -125,12 +122,15 @@ def perplexity(model: WindowMLP, X: np.ndarray, y: np.ndarray, chunk: int = CHUN
 class LanguageModel:
     """A window MLP over the previous `context` words + the output vocabulary (+ one input padding row)."""
 
-    def __init__(self, model: WindowMLP, vocab: Vocab, context: int, meta: dict | None = None):
+    def __init__(self, model: WindowMLP, vocab: Vocab, context: int, meta: dict | None = None,
+                 output: FullOutput | ClassOutput | None = None):
         c = model.config
-        if c.n_out != len(vocab) or c.vocab_size != len(vocab) + 1 or c.n_positions != context:
+        self.output = output or FullOutput(len(vocab))
+        if c.n_out != self.output.n_out or c.vocab_size != len(vocab) + 1 or c.n_positions != context:
             raise ModelFormatError(
                 f"the network reads {c.n_positions} words from {c.vocab_size} input rows and scores {c.n_out}; "
-                f"expected context={context}, |V|+1={len(vocab) + 1} rows (the last one padding), |V|={len(vocab)}")
+                f"expected context={context}, |V|+1={len(vocab) + 1} rows (the last one padding), "
+                f"{self.output.n_out} scores ({self.output.name} output over |V|={len(vocab)})")
         if vocab.unk_id is None:
             raise ModelFormatError(f"the vocabulary has no {UNK}")
         self.model = model
@@ -145,25 +145,29 @@ class LanguageModel:
     @classmethod
     def create(cls, vocab: Vocab, context: int, embed_dim: int, hidden: tuple[int, ...], direct: bool,
                dropout: float = 0.0, hidden_dropout: float = 0.0, seed: int = 0,
-               train_ids: np.ndarray | None = None, dtype: str = "float32") -> LanguageModel:
-        """A fresh model; the output biases start at the log unigram frequencies of `train_ids`.
+               train_ids: np.ndarray | None = None, dtype: str = "float32", n_classes: int = 0) -> LanguageModel:
+        """A fresh model; the output biases start at the log unigram frequencies of `train_ids`. n_classes > 0:
+        the class-factored output with (at most) that many frequency-binned classes of the train counts.
 
         With h = 0 (no hidden layer) the output reads the embeddings directly: the core's first layer is then
         the direct connections W, so `direct` adds nothing and is ignored.
         """
         if context < 1:
             raise WinnerError(f"--context must be at least 1, got {context}")
-        config = MLPConfig(n_positions=context, vocab_size=len(vocab) + 1, embed_dim=embed_dim, n_out=len(vocab),
-                           hidden=hidden, direct=direct and bool(hidden), loss="softmax", dropout_input=dropout,
+        counts = UNIGRAM_PRIOR + (np.ones(len(vocab)) if train_ids is None else
+                                  np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=len(vocab)))
+        output = ClassOutput.frequency_binned(counts, n_classes) if n_classes else FullOutput(len(vocab))
+        config = MLPConfig(n_positions=context, vocab_size=len(vocab) + 1, embed_dim=embed_dim, n_out=output.n_out,
+                           hidden=hidden, direct=direct and bool(hidden),
+                           loss="none" if n_classes else "softmax", dropout_input=dropout,
                            dropout_hidden=hidden_dropout, dtype=dtype)
         rng = np.random.default_rng([seed, 1])
         E = rng.uniform(-1.0, 1.0, (len(vocab) + 1, embed_dim)) * (EMBED_INIT_STD * np.sqrt(3.0))
         model = WindowMLP(config, seed=seed, E=E)
         if train_ids is not None:
             # Starting from the unigram model saves the first part of an epoch that would learn just that.
-            counts = np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=len(vocab)) + UNIGRAM_PRIOR
-            model.params[f"b{len(hidden)}"][...] = np.log(counts / counts.sum())
-        return cls(model, vocab, context)
+            output.init_biases(model.params[f"b{len(hidden)}"], counts)
+        return cls(model, vocab, context, output=output)
 
     # ------------------------------------------------------------ data
 
@@ -175,12 +179,13 @@ class LanguageModel:
 
     def perplexity(self, ids: np.ndarray, history: np.ndarray | None = None) -> float:
         X, y = self.windows(ids, history)
-        return perplexity(self.model, X, y)
+        return perplexity(self.model, X, y, output=self.output)
 
     # ------------------------------------------------------------ generation
 
     def next_logits(self, history: list[int]) -> np.ndarray:
-        """Scores (float64, (|V|,)) of the word after `history` (padded on the left when short)."""
+        """Scores (float64, (n_out,): |V| words, or the classes then the words) of the word after `history`
+        (padded on the left when short)."""
         ctx = np.full(self.context, self.pad_id, dtype=np.int32)
         tail = history[-self.context:]
         if tail:
@@ -191,34 +196,19 @@ class LanguageModel:
         """Sampling probabilities of the next word: `<unk>` excluded, temperature, top-k; sums to 1."""
         logits = self.next_logits(history)
         logits[self.vocab.unk_id] = -np.inf
-        if temperature <= 0.0:  # greedy: all mass on the best word
-            p = np.zeros_like(logits)
-            p[int(np.argmax(logits))] = 1.0
-            return p
-        logits = logits / temperature
-        if 0 < top_k < len(logits):
-            cut = np.partition(logits, -top_k)[-top_k]
-            logits[logits < cut] = -np.inf
-        p = np.exp(logits - logits.max())
-        return p / p.sum()
+        return sampling_probs(logits, temperature, top_k)
 
     def generate(self, prompt: list[str], n: int, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
                  ) -> list[str]:
-        """`n` words after the (tokenised) prompt. Same seed, same words; temperature 0 is greedy."""
+        """`n` words after the (tokenised) prompt. Same seed, same words; temperature 0 is greedy. The factored
+        output draws a class, then a word of it, both with the temperature and top-k."""
         if temperature < 0:
             raise WinnerError(f"--temperature must be >= 0, got {temperature}")
         rng = np.random.default_rng(seed)
         history = [int(i) for i in self.vocab.ids(prompt)]
         words: list[str] = []
         for _ in range(n):
-            p = self.next_distribution(history, temperature, top_k)
-            if temperature <= 0.0:
-                nxt = int(np.argmax(p))
-            else:  # inverse CDF with one uniform draw per word: reproducible under a seed
-                cdf = np.cumsum(p)
-                nxt = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(p) - 1)
-                while p[nxt] == 0.0:  # a draw landing exactly on a zero-probability edge
-                    nxt -= 1
+            nxt = self.output.sample(self.next_logits(history), self.vocab.unk_id, temperature, top_k, rng)
             history.append(nxt)
             words.append(self.vocab.itos[nxt])
         return words
@@ -228,9 +218,10 @@ class LanguageModel:
     def save(self, path: str | Path, meta: dict | None = None, arrays: dict[str, np.ndarray] | None = None) -> None:
         """Write the model (or `arrays`, parameters of this model's shapes) with kind "lm"."""
         config = {"mlp": self.model.config_dict(), "lm": {"context": self.context, "tokenizer": "brown",
-                                                            "padding_row": self.pad_id},
+                                                            "padding_row": self.pad_id, "output": self.output.name},
                   "meta": {**self.meta, **(meta or {})}}
-        save_model_dir(path, KIND, config, self.model.to_arrays() if arrays is None else arrays, self.vocab)
+        arrays = self.model.to_arrays() if arrays is None else arrays
+        save_model_dir(path, KIND, config, {**arrays, **self.output.arrays()}, self.vocab)
 
     @classmethod
     def load(cls, path: str | Path) -> LanguageModel:
@@ -238,9 +229,15 @@ class LanguageModel:
         try:
             mlp_config = MLPConfig(**config["mlp"])
             context = int(config["lm"]["context"])
+            output_name = config["lm"].get("output", "full")  # models from before the factored output: full
+            if output_name not in ("full", "classes"):
+                raise ValueError(f"output {output_name!r}, expected full or classes")
         except (KeyError, TypeError, ValueError) as e:
             raise ModelFormatError(f"{path}/config.json: not a valid language model config ({e})") from e
-        return cls(WindowMLP.from_arrays(mlp_config, arrays), vocab, context, config.get("meta", {}))
+        if output_name == "classes" and "word_class" not in arrays:
+            raise ModelFormatError(f"{path}/params.npz: a class-factored model without its word_class array")
+        output = output_layer(output_name, len(vocab), arrays.get("word_class"))
+        return cls(WindowMLP.from_arrays(mlp_config, arrays), vocab, context, config.get("meta", {}), output)
 
 
 # ---------------------------------------------------------------- corpora
@@ -277,7 +274,7 @@ class UnseenOutputs:
 
     def __init__(self, lm: LanguageModel, train_ids: np.ndarray):
         counts = np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=len(lm.vocab))
-        self.cols = np.flatnonzero(counts == 0)
+        self.cols = lm.output.columns(np.flatnonzero(counts == 0))
         model = lm.model
         last = len(model.config.hidden)
         self.names = [f"W{last}", f"b{last}"] + (["D"] if model.config.direct else [])
@@ -347,6 +344,7 @@ class LMTraining:
         self.lm, self.model, self.optimizer, self.data = lm, lm.model, optimizer, data
         self.valid, self.settings, self.unseen, self.save = valid, settings, unseen, save
         self.metric = Metric("valid perplexity", higher_is_better=False, fmt="{:.2f}")
+        self.chance_loss = chance_loss(self.model)
         self.noise = ContextNoise(data.ids, settings.word_noise, lm.vocab.unk_id, lm.pad_id, settings.seed)
         self.schedule = LRSchedule(optimizer, settings.lr_decay)
         self.evaluated: dict[str, np.ndarray] = {}  # the weights of the last evaluation: save_best writes these
@@ -364,7 +362,7 @@ class LMTraining:
         self.unseen.restore(self.model, self.optimizer)
         with self.model.use_params(self.optimizer.averaged()):
             self.unseen.restore(self.model, self.optimizer)
-            ppl = perplexity(self.model, *self.valid)
+            ppl = perplexity(self.model, *self.valid, output=self.lm.output)
             self.evaluated = self.model.to_arrays()
         return ppl, {}
 
@@ -381,27 +379,39 @@ class LMTraining:
         pass
 
 
+MAX_UNK_SHARE = 0.5  # above this share of <unk> in train, perplexity mostly measures predicting <unk>
+
+
 def train_lm(settings: LMSettings) -> dict:
     """Train on the corpus, early-stop on valid perplexity, keep the best model in OUT/model; the summary."""
     t_all = time.perf_counter()
+    if settings.output == "classes" and settings.l2:
+        raise WinnerError("--l2 is not implemented for --output classes (its step updates only the touched columns)")
     out = Path(settings.out)
     streams, vocab = load_corpus(settings.corpus, settings.min_count, settings.max_vocab)
     split_ids = {k: vocab.ids(v) for k, v in streams.items()}
     lm = LanguageModel.create(vocab, settings.context, settings.embed_dim, settings.hidden_sizes(), settings.direct,
-                              settings.dropout, settings.hidden_dropout, settings.seed, split_ids["train"])
+                              settings.dropout, settings.hidden_dropout, settings.seed, split_ids["train"],
+                              n_classes=settings.n_classes(len(vocab)))
     X, y = split_windows(split_ids, "train", settings.context, lm.pad_id)
     Xv, yv = split_windows(split_ids, "valid", settings.context, lm.pad_id)
     unk = {k: float(np.mean(v == vocab.unk_id)) for k, v in split_ids.items()}
+    if unk["train"] > MAX_UNK_SHARE:
+        raise WinnerError(f"{settings.corpus}: {100 * unk['train']:.1f}% of the training tokens are {UNK}; a model "
+                          f"predicting {UNK} would measure nothing (raise --max-vocab or lower --min-count)")
     console.print(f"corpus {settings.corpus}: " + ", ".join(
         f"{k} {len(v):,} tokens ({100 * unk[k]:.2f}% {UNK})" for k, v in split_ids.items()) + f"; |V| = {len(vocab):,}")
     c = lm.model.config
+    out_desc = f"{lm.output.n_classes} frequency-binned classes" if isinstance(lm.output, ClassOutput) else "full"
     console.print(f"model: context {settings.context}, embeddings {len(vocab):,}+1 x {settings.embed_dim}, hidden "
-                  f"{c.hidden or 'none'}, direct {c.direct or not c.hidden}, {lm.model.n_parameters():,} parameters")
+                  f"{c.hidden or 'none'}, direct {c.direct or not c.hidden}, output {out_desc}, "
+                  f"{lm.model.n_parameters():,} parameters")
 
     # Adam's eps is raised from 1e-8: an output unit whose word never occurs in train gets a tiny but
     # steady gradient that Adam would normalise into full-size steps, pushing its probability to 0.
     optimizer = Optimizer(settings.optimizer, lr=settings.lr, l2=settings.l2, eps=settings.adam_eps,
-                          average_windows=settings.average * len(y))
+                          average_windows=settings.average * len(y),
+                          output_classes=lm.output.layout if isinstance(lm.output, ClassOutput) else None)
     meta = {"settings": asdict(settings), "corpus": settings.corpus, "vocab_size": len(vocab),
             "train_tokens": int(len(y)), "valid_tokens": int(len(yv))}
 
@@ -410,8 +420,7 @@ def train_lm(settings: LMSettings) -> dict:
 
     trainee = LMTraining(lm, optimizer, TrainData(X, np.zeros_like(X), y), (Xv, yv), settings,
                          UnseenOutputs(lm, split_ids["train"]), save)
-    loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
-                        settings.quiet)
+    loop = LoopSettings.of(settings)
     result = fit(trainee, out, loop)
     s = result.state
     summary = {"best_valid_perplexity": s.best, **result.summary(settings.seed, out / "model"),
@@ -428,7 +437,8 @@ def train_lm(settings: LMSettings) -> dict:
 
 
 def corpus_split_ids(lm: LanguageModel) -> dict[str, np.ndarray]:
-    """The splits of the corpus the model was trained on, as ids of the model's vocabulary."""
+    """The splits of the corpus the model was trained on, as ids of the model's vocabulary (of any model with
+    `meta` and `vocab`: the n-gram model too)."""
     corpus = lm.meta.get("corpus")
     if corpus is None:
         raise WinnerError("this model does not record its corpus; use --text PATH")
@@ -452,7 +462,7 @@ def evaluate_lm(model_dir: str | Path, split: str = "test", text: str | Path | N
             raise WinnerError(f"the corpus {lm.meta.get('corpus')} has no {split} split "
                               f"(it has {', '.join(split_ids)})")
         X, y = split_windows(split_ids, split, lm.context, lm.pad_id)
-    return {"perplexity": perplexity(lm.model, X, y), "tokens": int(len(y))}
+    return {"perplexity": perplexity(lm.model, X, y, output=lm.output), "tokens": int(len(y))}
 
 
 def render(words: list[str]) -> str:
@@ -476,22 +486,28 @@ def generate_text(model_dir: str | Path, prompt: str, n: int = 50, temperature: 
 
 def gradcheck_cases() -> list[CaseReport]:
     """LM-shaped float64 checks: loss = the mean NLL exactly as perplexity computes it (chunked), gradients
-    from the core. Windows come from a stream with a word repeated inside one context and padding at the
-    start; with and without direct connections, h = 0, two hidden layers."""
+    from the core (through the class-factored loss for the factored cases). Windows come from a stream with
+    a word repeated inside one context and padding at the start; with and without direct connections, h = 0,
+    two hidden layers; full and class-factored outputs."""
     vocab = Vocab([UNK, *(f"w{i}" for i in range(8))])  # w6, w7 never occur: their rows must get 0
     stream = np.array([3, 3, 3, 1, 0, 2, 3, 5, 4, 4, 2, 1], dtype=np.int32)
-    cases = [("lm n=4, h=5, direct", (5,), True), ("lm n=4, h=5, no direct", (5,), False),
-             ("lm n=4, h=0 (output reads the embeddings)", (), False), ("lm n=4, two hidden layers, direct",
-                                                                        (6, 4), True)]
+    cases = [("lm n=4, h=5, direct", (5,), True, 0), ("lm n=4, h=5, no direct", (5,), False, 0),
+             ("lm n=4, h=0 (output reads the embeddings)", (), False, 0),
+             ("lm n=4, two hidden layers, direct", (6, 4), True, 0),
+             ("lm classes n=4, h=5, direct", (5,), True, 3), ("lm classes n=4, h=5, no direct", (5,), False, 3),
+             ("lm classes n=4, h=0", (), False, 3), ("lm classes n=4, two hidden layers, direct", (6, 4), True, 3)]
     reports = []
-    for name, hidden, direct in cases:
+    for name, hidden, direct, n_classes in cases:
         lm = LanguageModel.create(vocab, 3, 2, hidden, direct, seed=len(reports), train_ids=stream,
-                                  dtype="float64")
+                                  dtype="float64", n_classes=n_classes)
         X, y = lm.windows(stream)  # the first windows read padding; (3, 3, 3) repeats a word
 
         def loss_and_grad(lm=lm, X=X, y=y, name=name):
-            core_loss, grads = lm.model.loss_and_grad(X, None, y)
-            loss = float(token_nll(lm.model, X, y, chunk=5).mean())
+            if isinstance(lm.output, ClassOutput):
+                core_loss, grads = class_loss_and_grad(lm.model, lm.output, X, y)
+            else:
+                core_loss, grads = lm.model.loss_and_grad(X, None, y)
+            loss = float(token_nll(lm.model, X, y, chunk=5, output=lm.output).mean())
             if abs(loss - core_loss) > 1e-12 * max(1.0, abs(loss)):
                 raise AssertionError(f"{name}: chunked NLL {loss!r} != training loss {core_loss!r}")
             return loss, grads

@@ -5,15 +5,17 @@ Every head saves through here, so every model file is plain arrays and json: loa
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from winner import __version__
-from winner.core.atomic import write_dir_atomic
+from winner.core.atomic import old_name, recover_dir, write_dir_atomic
 from winner.core.mlp import MLPConfig, WindowMLP, load_params_npz
-from winner.data.vocab import Vocab
+from winner.data.conll import SCHEMES
+from winner.data.vocab import UNK, Vocab
 from winner.errors import ModelFormatError, WinnerError
 
 
@@ -47,6 +49,10 @@ def load_model_dir(path: str | Path, kind: str) -> tuple[dict, dict[str, np.ndar
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ModelFormatError(f"{cfg_path}:{e.lineno}: invalid json ({e.msg})") from e
+    except UnicodeDecodeError as e:
+        raise ModelFormatError(f"{cfg_path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"{cfg_path}: expected a JSON object, found a {type(config).__name__}")
     found = config.get("format")
     if found != format_tag(kind):
         raise ModelFormatError(f"{path}: expected a model of format {format_tag(kind)}, found {found}")
@@ -55,8 +61,10 @@ def load_model_dir(path: str | Path, kind: str) -> tuple[dict, dict[str, np.ndar
             raise ModelFormatError(f"{path}: {name} is missing")
     try:
         vocab = Vocab.load(path / "vocab.json")
-    except (ValueError, json.JSONDecodeError) as e:
-        raise ModelFormatError(f"{path / 'vocab.json'}: {e}") from e
+    except (ValueError, TypeError, json.JSONDecodeError) as e:
+        raise ModelFormatError(f"{path / 'vocab.json'}: {e}") from None
+    if vocab.unk_id is None:
+        raise ModelFormatError(f"{path / 'vocab.json'}: has no {UNK}, which every unknown word is read as")
     return config, load_params_npz(path / "params.npz"), vocab
 
 
@@ -73,10 +81,17 @@ def load_mlp_model(path: str | Path, kind: str) -> tuple[WindowMLP, Vocab, dict,
     try:
         mlp_config = MLPConfig(**config["mlp"])
         head = config[kind]
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelFormatError(f"{path}/config.json: {e}") from e
+        shapes = mlp_config.param_shapes()
+    except KeyError as e:
+        raise ModelFormatError(f"{path}/config.json: the key {e} is missing") from None
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"{path}/config.json: {e}") from None
     if mlp_config.vocab_size != len(vocab):
         raise ModelFormatError(f"{path}: vocab.json has {len(vocab)} words, config says {mlp_config.vocab_size}")
+    for name, shape in shapes.items():  # before anything the size of the config is allocated
+        if name in arrays and tuple(arrays[name].shape) != tuple(shape):
+            raise ModelFormatError(f"{path}: config.json gives {name} the shape {tuple(shape)}, params.npz holds "
+                                   f"{tuple(arrays[name].shape)}")
     try:
         model = WindowMLP.from_arrays(mlp_config, arrays)
     except ModelFormatError as e:
@@ -89,8 +104,15 @@ def load_window_head(path: str | Path, kind: str, spec_type: type) -> tuple[Wind
     model, words, head, _ = load_mlp_model(path, kind)
     try:
         spec = spec_type(**head)
-    except TypeError as e:
-        raise ModelFormatError(f"{path}/config.json: {e}") from e
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"{path}/config.json: {e}") from None
+    if not isinstance(spec.window, int) or 2 * spec.window + 1 != model.config.n_positions:
+        raise ModelFormatError(f"{path}/config.json: {kind} window {spec.window!r} does not fit the "
+                               f"network's {model.config.n_positions} positions (2 x window + 1)")
+    for name in ("scheme", "output_scheme"):
+        if name in head and head[name] not in SCHEMES:
+            raise ModelFormatError(f"{path}/config.json: {kind} {name} must be one of {', '.join(SCHEMES)}, "
+                                   f"got {head[name]!r}")
     return model, words, spec
 
 
@@ -99,6 +121,10 @@ def resolve_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if (path / "config.json").is_file():
         return path
-    if (path / "model" / "config.json").is_file():
-        return path / "model"
+    model = path / "model"
+    with contextlib.suppress(OSError):  # a read-only run directory: read the parked copy instead
+        recover_dir(model)  # a save killed between its two renames
+    for candidate in (model, old_name(model)):
+        if (candidate / "config.json").is_file():
+            return candidate
     raise WinnerError(f"{path}: no model here (expected config.json in it or in {path / 'model'})")

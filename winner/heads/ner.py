@@ -29,6 +29,7 @@ from winner.data.hub import load_sentences
 from winner.data.labelled import embedding_table, replace_rare_with_unk, resolve_data
 from winner.data.vocab import Vocab
 from winner.data.windows import CASINGS
+from winner.errors import WinnerError
 from winner.heads.metrics import entity_counts, entity_scores, token_accuracy
 from winner.heads.model_io import resolve_model_dir
 from winner.heads.settings import NERSettings
@@ -41,6 +42,9 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
     source_scheme = detect_scheme([s.tags for s in train])
     tags = sorted({t for s in train for t in convert_tags(s.tags, source_scheme, settings.scheme)},
                   key=lambda t: (t != "O", t[2:], t))
+    if tags in (["O"], []):
+        raise WinnerError(f"{settings.train or 'the training data'}: no entities in {len(train):,} sentences; a "
+                          "tagger needs at least one tagged entity")
     rng = np.random.default_rng(settings.seed)
     table, words, stats, has_vector = embedding_table(settings.embeddings, settings.max_pretrained, train, rng,
                                                       settings.quiet, settings.trust_pickle)
@@ -84,8 +88,7 @@ def train_tagger(settings: NERSettings) -> dict:
     console.print(f"model: window {2 * settings.window + 1}, {len(tagger.words):,} words x "
                   f"{tagger.model.config.embed_dim}, hidden {tagger.model.config.hidden}, "
                   f"{len(tagger.spec.tags)} tags ({settings.scheme}), {tagger.model.n_parameters():,} parameters")
-    loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
-                        settings.quiet)
+    loop = LoopSettings.of(settings)
     trainee = WindowTraining(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best,
                              settings.batch_size, settings.seed)
     result = fit(trainee, out, loop)

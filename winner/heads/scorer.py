@@ -263,8 +263,7 @@ def train_scorer(settings: ScoreSettings) -> dict:
     trainee = ScorerTraining(scorer, optimizer, ids, feats, is_true, dev_ids, dev_feats, dev_gold, settings,
                              lambda state, dev: scorer.save(out / "model", {**meta, "epoch": state.best_epoch,
                                                                             "dev": dev}))
-    loop = LoopSettings(settings.epochs, settings.batch_size, settings.patience, settings.seed, settings.resume,
-                        settings.quiet)
+    loop = LoopSettings.of(settings)
     result = fit(trainee, out, loop)
     state, compile_seconds = result.state, result.compile_seconds
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
@@ -291,6 +290,7 @@ class ScorerTraining:
         self.dev_ids, self.dev_feats, self.dev_gold = dev_ids, dev_feats, dev_gold
         self.settings, self.save = settings, save
         self.metric = Metric("dev F1")
+        self.chance_loss = settings.corrupt_per_true * settings.margin  # every pair violated by its margin
         self.last: dict = {}  # the last evaluation: threshold and scores
 
     def warm_up(self) -> None:

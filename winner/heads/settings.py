@@ -18,6 +18,7 @@ import annotations`: the field types are read at run time.
 """
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -81,8 +82,11 @@ class Settings:
     dropout: float = setting(0.5, "Dropout on the input embeddings.", group="regularisation", min=0.0, max=0.99)
     hidden_dropout: float = setting(0.0, "Dropout on hidden units.", group="regularisation", min=0.0, max=0.99)
     l2: float = setting(0.0, "L2 penalty on weights (not biases).", group="regularisation", min=0.0)
-    seed: int = setting(0, "Random seed: the same seed gives the same model.", group="run")
-    resume: bool = setting(False, "Continue from OUT/checkpoint if it exists.", group="run")
+    seed: int = setting(0, "Random seed: the same seed gives the same model.", group="run", min=0, max=2**32 - 1)
+    resume: bool = setting(False, "Continue the run in OUT from its checkpoint.", group="run")
+    overwrite: bool = setting(False, "Replace the run already in OUT (only the files winner wrote).", group="run")
+    keep_checkpoint: bool = setting(False, "Keep OUT/checkpoint when the run finishes (it is as big as the model "
+                                           "and the optimiser's state).", group="run")
     quiet: bool = setting(False, "No progress bar.", group="run", flags=("--quiet", "-q"))
 
     def __post_init__(self) -> None:
@@ -181,6 +185,11 @@ class LMSettings(Settings):
                                       none_ok=True)
     direct: bool = setting(False, "Direct embedding -> output connections (cost |V|*(n-1)*m per token).",
                            group="model")
+    output: str = setting("full", "Output layer: one softmax over the vocabulary, or class-factored P(class) "
+                                  "P(word | class) over frequency-binned classes (exact, about sqrt|V| times "
+                                  "cheaper to train).", group="model", choices=("full", "classes"))
+    classes: int = setting(0, "With --output classes: the number of classes (0 = round(sqrt|V|)).", group="model",
+                           min=0)
     epochs: int = like(Settings, "epochs", default=10)
     patience: int = like(Settings, "patience", default=3, help="Stop after this many epochs without a better valid "
                                                                 "perplexity.")
@@ -201,6 +210,12 @@ class LMSettings(Settings):
     def hidden_sizes(self) -> tuple[int, ...]:
         """The hidden layer sizes (() = no hidden layer: the output reads the embeddings)."""
         return self.hidden
+
+    def n_classes(self, vocab_size: int) -> int:
+        """Classes of the factored output for a vocabulary of vocab_size words; 0 = the full softmax."""
+        if self.output == "full":
+            return 0
+        return self.classes or max(1, round(math.sqrt(vocab_size)))
 
 
 # ---------------------------------------------------------------- types, ranges, text
