@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from winner.core.chars import CharWindowMLP, read_arrays
 from winner.core.mlp import WindowMLP
 from winner.data.conll import convert_tags
 from winner.data.vocab import Vocab
 from winner.data.windows import featurize
 from winner.errors import ModelFormatError
+from winner.heads.characters import CharSpec, char_log_proba
 from winner.heads.decode import viterbi
 from winner.heads.model_io import load_window_head, save_mlp_model
 
@@ -64,10 +66,11 @@ class TaggerSpec:
     scheme: str  # the scheme the model predicts in
     output_scheme: str  # the scheme of the training data, used for output
     decode: str = "viterbi"
+    chars: dict | None = None  # CharSpec's fields, or None: no character features
 
     def to_json(self) -> dict:
         return {"window": self.window, "tags": self.tags, "scheme": self.scheme,
-                "output_scheme": self.output_scheme, "decode": self.decode}
+                "output_scheme": self.output_scheme, "decode": self.decode, "chars": self.chars}
 
 
 class Tagger:
@@ -76,6 +79,9 @@ class Tagger:
     def __init__(self, model: WindowMLP, words: Vocab, spec: TaggerSpec):
         if model.config.n_out != len(spec.tags):
             raise ModelFormatError(f"Wout has {model.config.n_out} outputs, expected one per tag ({len(spec.tags)})")
+        self.chars = CharSpec(**spec.chars) if spec.chars else None
+        if self.chars is not None and not isinstance(model, CharWindowMLP):
+            raise ModelFormatError("a tagger with character features needs a CharWindowMLP")
         self.model = model
         self.words = words
         self.spec = spec
@@ -101,8 +107,7 @@ class Tagger:
         """Tags of every token, in `scheme` (default: the training data's scheme)."""
         if not sentences:
             return []
-        ids, feats = self.featurize(sentences)
-        logp = self.model.predict_log_proba(ids, feats, batch=batch, method="auto")  # lookup path when it pays
+        logp = self.log_proba(sentences, batch)
         allowed, start, end = self._constraints
         out: list[list[str]] = []
         pos = 0
@@ -118,6 +123,13 @@ class Tagger:
             out.append(convert_tags(tags, self.spec.scheme, scheme or self.spec.output_scheme))
         return out
 
+    def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096) -> np.ndarray:
+        """(N_tokens, n_tags) log-probabilities of every token's tags."""
+        if self.chars is not None:
+            return char_log_proba(self.model, self.chars, self.words, sentences, self.spec.window)
+        ids, feats = self.featurize(sentences)
+        return self.model.predict_log_proba(ids, feats, batch=batch, method="auto")  # lookup path when it pays
+
     # ------------------------------------------------------------ I/O
 
     def save(self, path: str | Path, training: dict | None = None) -> None:
@@ -125,4 +137,8 @@ class Tagger:
 
     @classmethod
     def load(cls, path: str | Path) -> Tagger:
-        return cls(*load_window_head(path, KIND, TaggerSpec))
+        model, words, spec = load_window_head(path, KIND, TaggerSpec)
+        if spec.chars:
+            chars = CharSpec(**spec.chars)
+            model = CharWindowMLP.from_model(model, chars.config(), read_arrays(Path(path) / "params.npz", "char_"))
+        return cls(model, words, spec)
