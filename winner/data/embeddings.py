@@ -28,7 +28,8 @@ from winner.errors import WinnerError
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
 
-DEFAULT_EMBEDDINGS = "default"  # word2vec trained on the shipped Brown text, no network needed
+DEFAULT_EMBEDDINGS = "default"  # the GloVe subset shipped in data/glove (winner.data.shipped_vectors)
+BROWN_EMBEDDINGS = "brown-word2vec"  # word2vec trained on the shipped Brown text (default_vectors)
 NATIVE_SUFFIXES = (".kv", ".model")
 # word2vec settings of the default vectors; part of their cache key.
 DEFAULT_WORD2VEC = {
