@@ -187,36 +187,39 @@ def char_step(ids, params, hyper, t, scratch, net, tr, n):
 
 
 @njit(cache=True)
+def char_train_step(params, net, seed, step, hyper, adam, scratch, cnet, tr, B):
+    """steps.train_step on the B windows staged in scratch, with character vectors: first the batch's words get
+    theirs in E's last columns from the current filters; after the step the filters and character embeddings
+    take their gradient. Returns the mean loss."""
+    bids = scratch.ids[:B]
+    n = 0
+    for b in range(B):
+        for p in range(bids.shape[1]):
+            n = number_row(bids[b, p], tr.slot, tr.uniq, n)
+    project(cnet)
+    fill_rows(cnet, tr.uniq, n, params.E, tr.argmax)
+    loss = steps.train_step(params, net, seed, step, hyper, adam, scratch, tr.pairs, B)
+    if np.isfinite(loss):
+        char_step(bids, params, hyper, step + 1, scratch, cnet, tr, n)
+    clear_slots(tr.slot, tr.uniq, n)
+    return loss
+
+
+@njit(cache=True)
 def train_batches_chars(ids, feats, targets, order, batch, params, net, seed, step0, hyper, adam, scratch, cnet,
                         tr):
-    """steps.train_batches with character vectors: before each step the batch's words get theirs in E's last
-    columns from the current filters; after it the filters and character embeddings take their gradient.
-    Returns the summed batch losses (non-finite: stopped there)."""
+    """steps.train_batches with character vectors (char_train_step): the summed batch losses, or the first
+    non-finite one."""
     total = 0.0
-    step = step0
     N = order.shape[0]
-    for s in range(0, N, batch):
+    for k in range((N + batch - 1) // batch):
+        s = k * batch
         e = min(s + batch, N)
-        B = e - s
-        steps.take_rows(ids, order, s, e, scratch.ids)
-        steps.take_rows(feats, order, s, e, scratch.feats)
-        for i in range(B):
-            scratch.targets[i] = targets[order[s + i]]
-        bids = scratch.ids[:B]
-        n = 0
-        for b in range(B):
-            for p in range(bids.shape[1]):
-                n = number_row(bids[b, p], tr.slot, tr.uniq, n)
-        project(cnet)
-        fill_rows(cnet, tr.uniq, n, params.E, tr.argmax)
-        loss = steps.train_step(params, net, seed, step, hyper, adam, scratch, tr.pairs, B)
-        step += 1
-        if np.isfinite(loss):
-            char_step(bids, params, hyper, step, scratch, cnet, tr, n)
-        clear_slots(tr.slot, tr.uniq, n)
+        steps.stage_batch(ids, feats, targets, order, s, e, scratch)
+        loss = char_train_step(params, net, seed, step0 + k, hyper, adam, scratch, cnet, tr, e - s)
         if not np.isfinite(loss):
             return loss
-        total += loss * B
+        total += loss * (e - s)
     return total
 
 

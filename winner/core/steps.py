@@ -440,6 +440,15 @@ def take_rows(src, order, s, e, dst):
 
 
 @njit(cache=True)
+def stage_batch(ids, feats, targets, order, s, e, scratch):
+    """Copy windows order[s:e] (their ids, features and targets) into scratch's batch arrays."""
+    take_rows(ids, order, s, e, scratch.ids)
+    take_rows(feats, order, s, e, scratch.feats)
+    for i in range(e - s):
+        scratch.targets[i] = targets[order[s + i]]
+
+
+@njit(cache=True)
 def step_kind(params, net, hyper, B):
     """Which step trains a batch of B windows: the reference step with a weight penalty (or without a loss of
     the model's own); else plain SGD on one window sweeps it (sgd_example); plain SGD on >= PAIRS_MIN_BATCH
@@ -492,10 +501,7 @@ def train_batches(ids, feats, targets, order, batch, params, net, seed, step0, h
     for s in range(0, N, batch):
         e = min(s + batch, N)
         B = e - s
-        take_rows(ids, order, s, e, scratch.ids)
-        take_rows(feats, order, s, e, scratch.feats)
-        for i in range(B):
-            scratch.targets[i] = targets[order[s + i]]
+        stage_batch(ids, feats, targets, order, s, e, scratch)
         loss = train_step(params, net, seed, step, hyper, adam, scratch, pairs, B)
         step += 1
         if not np.isfinite(loss):
