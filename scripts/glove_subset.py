@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from winner.data.conll import read_conll
+from winner.data.embeddings import SHIPPED_GLOVE_DIR
 from winner.data.resources import brown_stream_path, data_dir, shared_data_dir, wikigold_path
-from winner.data.shipped_vectors import SHIPPED_GLOVE_DIR
 
 
 def corpus_words() -> set[str]:

@@ -7,9 +7,9 @@ import json
 import numpy as np
 
 from winner.data.conll import read_conll
+from winner.data.embeddings import SHIPPED_GLOVE_DIR, shipped_glove
 from winner.data.labelled import embedding_table
 from winner.data.resources import data_dir, wikigold_path
-from winner.data.shipped_vectors import SHIPPED_GLOVE_DIR, shipped_glove
 from winner.heads.settings import NERSettings, ScoreSettings
 
 

@@ -8,7 +8,6 @@ import numpy as np
 from winner.core.console import console
 from winner.data.conll import Sentence, load_sentences
 from winner.data.embeddings import BROWN_EMBEDDINGS, DEFAULT_EMBEDDINGS
-from winner.data.shipped_vectors import shipped_glove
 from winner.data.vocab import Vocab
 from winner.data.windows import build_word_vocab, normalise
 from winner.errors import WinnerError
@@ -54,7 +53,7 @@ def embedding_table(spec: str, max_pretrained: int, train: list[Sentence], rng: 
     from winner.data import embeddings
 
     if spec == DEFAULT_EMBEDDINGS:
-        kv = shipped_glove()
+        kv = embeddings.shipped_glove()
     elif spec == BROWN_EMBEDDINGS:
         kv = embeddings.default_vectors(progress=not quiet)
     else:
