@@ -87,3 +87,64 @@ def test_no_kernel_takes_more_than_fifteen_arguments():
                     wide.append(f"{module.__name__}.{name}: {n} parameters")
     assert kernels > 50  # the scan found the kernels
     assert wide == [], "\n".join(wide)
+
+
+def test_no_module_over_six_hundred_lines():
+    long = [f"{p.relative_to(PACKAGE)}: {n}" for p in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600]
+    assert long == [], "\n".join(long)
+
+
+def test_no_function_over_eighty_lines():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert long == [], "\n".join(long)
+
+
+# Imported inside functions only because importing them is slow (numba compiles or loads kernels, the others
+# load large libraries), so that `winner --help` and commands that never need them stay fast.
+HEAVY = {"numba", "gensim", "datasets", "matplotlib", "ray", "torch", "sklearn", "seqeval", "pyarrow"}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+def _heavy_modules() -> set[str]:
+    """HEAVY plus every winner module whose import (transitively) imports one of them."""
+    modules = {".".join(("winner", *p.relative_to(PACKAGE).with_suffix("").parts)): _top_level_imports(p)
+               for p in PACKAGE.rglob("*.py")}
+    heavy = {m for m, deps in modules.items() if any(d.split(".")[0] in HEAVY for d in deps)}
+    while True:
+        more = {m for m, deps in modules.items() if m not in heavy and deps & heavy}
+        if not more:
+            return heavy
+        heavy |= more
+
+
+def test_function_local_imports_are_only_of_heavy_modules():
+    heavy, light = _heavy_modules(), []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = set(map(id, tree.body))
+        for node in ast.walk(tree):
+            if id(node) in top or not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                names = [a.name for a in node.names]
+            if not any(name.split(".")[0] in HEAVY or name in heavy for name in names):
+                for name in names[:1]:
+                    light.append(f"{path.relative_to(PACKAGE)}:{node.lineno} imports {name} inside a function")
+    assert light == [], "\n".join(light)

@@ -7,16 +7,21 @@ datasets, seqeval, numba kernels) happen inside commands so that `winner --help`
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from winner.cli.common import cli_errors
+from winner.cli.common import RunDirArgument, cli_errors
+from winner.cli.explain import register as register_explain
 from winner.cli.lm import lm_app
 from winner.cli.ner import ner_app
+from winner.cli.pipeline import run_pipeline
 from winner.cli.score import score_app
+from winner.core.atomic import write_text_atomic
 from winner.errors import WinnerError
+from winner.heads.registry import gradcheck_cases
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Window-based neural NLP from first principles: NER tagging, window scoring, "
@@ -24,6 +29,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 app.add_typer(ner_app, name="ner")
 app.add_typer(score_app, name="score")
 app.add_typer(lm_app, name="lm")
+register_explain(ner_app, score_app, lm_app)
 
 
 @app.command()
@@ -33,7 +39,6 @@ def gradcheck(
 ) -> None:
     """Float64 finite-difference check of every parameter of every head; exit 1 above 1e-6."""
     from winner.core.gradcheck import TOLERANCE
-    from winner.heads.registry import gradcheck_cases
 
     reports = gradcheck_cases()
     worst = 0.0
@@ -61,8 +66,6 @@ def run(
                                                                  "(--set epochs=2).")] = None,
 ) -> None:
     """Run an end-to-end recipe (train, evaluate, write a summary) from a TOML file."""
-    from winner.cli.pipeline import run_pipeline
-
     overrides = {}
     for item in set_ or []:
         if "=" not in item:
@@ -70,6 +73,20 @@ def run(
         k, v = item.split("=", 1)
         overrides[k.strip()] = v
     run_pipeline(pipeline, overrides)
+
+
+@app.command()
+@cli_errors
+def serve(
+    run_dir: RunDirArgument,
+    host: Annotated[str, typer.Option(help="Address to listen on; the default lets only this machine in.")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one, printed).")] = 8000,
+) -> None:
+    """Serve a page to type text into and see its entities and why, and its JSON API (POST /tag, /explain)."""
+    from winner.cli.serve import serve as run_server
+
+    run_server(run_dir, host, port)
 
 
 @app.command()
@@ -92,9 +109,6 @@ def bench(
 
     PyTorch comparisons need torch==2.13.0, the "bench" extra. Measure on a quiet machine.
     """
-    import json
-
-    from winner.core.atomic import write_text_atomic
     from winner.core.bench import WORKLOADS, format_table, parse_list, parse_threads, plot_report, run
 
     try:

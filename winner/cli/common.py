@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from winner.data.text import tokenize
 from winner.errors import WinnerError
 from winner.heads.registry import head
 from winner.heads.settings import BadSettingError, field_kind, format_sizes, option_order
@@ -102,4 +104,21 @@ def train_command(app: typer.Typer, name: str) -> None:
 # Arguments and options several commands take with the same meaning, declared once.
 RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")]
 EvalDataOption = Annotated[str, typer.Option(help="CoNLL file or Hugging Face dataset name (its test split).")]
+TextArgument = Annotated[str, typer.Argument(metavar="[TEXT|-]", help="Raw text, one sentence per line, or - to "
+                                                                  "read standard input.")]
+
+
+def read_text(text: str) -> str:
+    """A TextArgument's text: itself, or standard input for -."""
+    return sys.stdin.read() if text == "-" else text
+
+
+def read_sentences(text: str, what: str = "read") -> list[list[str]]:
+    """Token lists of a TextArgument, one per non-empty line; none at all is an error."""
+    sentences = [s for s in (tokenize(line) for line in read_text(text).splitlines()) if s]
+    if not sentences:
+        raise WinnerError(f"no words to {what}: give some text (one sentence per line) or pipe it into -")
+    return sentences
+
+
 JsonTableFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")]

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from winner.cli.common import RunDirArgument, cli_errors, train_command
+from winner.cli.common import RunDirArgument, choice_enum, cli_errors, train_command
 
 lm_app = typer.Typer(no_args_is_help=True, help="Fixed-window neural language model (Bengio et al. 2003).")
 
 
-class Split(str, Enum):
-    train = "train"
-    valid = "valid"
-    test = "test"
+Split = choice_enum("split", ("train", "valid", "test"))
 
 
 train_command(lm_app, "lm")

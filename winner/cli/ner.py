@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, cli_errors, train_command
+from winner.data.conll import read_conll
+from winner.errors import DataFormatError, WinnerError
 
 ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the softmax window tagger.")
 
@@ -18,6 +20,7 @@ ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the 
 class OutputFormat(str, Enum):
     conll = "conll"
     json = "json"
+    html = "html"
 
 
 class InputFormat(str, Enum):
@@ -55,13 +58,13 @@ def tag_cmd(
     run_dir: RunDirArgument,
     input_path: Annotated[str, typer.Argument(metavar="[INPUT|-]", help="Text file (one sentence per line), "
                                                                         "CoNLL file, or - for stdin.")] = "-",
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="token/tag lines or JSON spans.")
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="token/tag lines, JSON spans or a "
+                                                                           "self-contained HTML page.")
                              ] = OutputFormat.conll,
     input_format: Annotated[InputFormat, typer.Option(help="How to read INPUT (auto: CoNLL if it parses as "
                                                            "CoNLL, else raw text).")] = InputFormat.auto,
 ) -> None:
     """Tag raw text or a CoNLL file."""
-    from winner.errors import WinnerError
     from winner.heads.ner import read_input, tag_sentences
 
     fmt = input_format.value
@@ -76,13 +79,15 @@ def tag_cmd(
         if fmt == "auto":
             fmt = "conll" if _parses_as_conll(path) else "text"
         sentences = read_input(str(path), path.read_text(encoding="utf-8") if fmt == "text" else None, fmt)
+    if output_format is OutputFormat.html:
+        from winner.heads.render import tag_page
+
+        typer.echo(tag_page(run_dir, sentences), nl=False)
+        return
     typer.echo(tag_sentences(run_dir, sentences, output_format.value), nl=False)
 
 
 def _parses_as_conll(path: Path) -> bool:
-    from winner.data.conll import read_conll
-    from winner.errors import DataFormatError
-
     try:
         read_conll(path)
         return True

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
 
-from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, cli_errors, train_command
+from winner.cli.common import (
+    EvalDataOption,
+    JsonTableFlag,
+    RunDirArgument,
+    TextArgument,
+    cli_errors,
+    read_sentences,
+    train_command,
+)
 
 score_app = typer.Typer(no_args_is_help=True, help="Max-margin window scorer: is the centre word of a window an "
                                                    "entity of one type (LOC by default)?")
@@ -21,8 +28,7 @@ train_command(score_app, "score")
 @cli_errors
 def windows_cmd(
     run_dir: RunDirArgument,
-    text: Annotated[str, typer.Argument(metavar="[TEXT|-]", help="Raw text, one sentence per line, or - to read "
-                                                                 "standard input.")] = "-",
+    text: TextArgument = "-",
     top: Annotated[int | None, typer.Option(min=1, help="Show only the N best windows.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list of {window, centre, score, sentence, "
                                                          "position} instead of the table.")] = False,
@@ -31,15 +37,9 @@ def windows_cmd(
 
     In the table, * marks scores at or above the model's stored threshold.
     """
-    from winner.data.text import tokenize
-    from winner.errors import WinnerError
     from winner.heads.scorer import format_windows, load_scorer, rank_windows
 
-    raw = sys.stdin.read() if text == "-" else text
-    sentences = [tokenize(line) for line in raw.splitlines() if line.strip()]
-    sentences = [s for s in sentences if s]
-    if not sentences:
-        raise WinnerError("no words to score: give some text (one sentence per line) or pipe it into -")
+    sentences = read_sentences(text, "score")
     scorer = load_scorer(run_dir)
     records = rank_windows(scorer, sentences, top)
     if as_json:

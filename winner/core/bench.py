@@ -22,7 +22,13 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numba
 import numpy as np
+
+from winner.core import runtime
+from winner.core.atomic import save_figure
+from winner.core.mlp import MLPConfig, WindowMLP
+from winner.core.optim import Optimizer
 
 NER = dict(vocab=30_000, embed=100, positions=5, hidden=300, classes=9)
 LM = dict(vocab=16_493, embed=60, positions=4, hidden=100)
@@ -101,9 +107,7 @@ def median_rate(units: int, fn: Callable[[], None], repeats: int) -> tuple[float
 
 
 def set_all_threads(n: int, torch_module=None) -> None:
-    from winner.core.runtime import set_threads
-
-    set_threads(n)
+    runtime.set_threads(n)
     if torch_module is not None:
         torch_module.set_num_threads(n)
 
@@ -124,9 +128,6 @@ def gemm_ceiling(threads: int, repeats: int, size: int = 1024) -> float:
 
 def winner_ner(batch: int, n: int, ids: np.ndarray, targets: np.ndarray, repeats: int,
                first: dict[str, float]) -> tuple[float, list[float]]:
-    from winner.core.mlp import MLPConfig, WindowMLP
-    from winner.core.optim import Optimizer
-
     cfg = MLPConfig(n_positions=NER["positions"], vocab_size=NER["vocab"], embed_dim=NER["embed"],
                     n_out=NER["classes"], hidden=(NER["hidden"],))
     model = WindowMLP(cfg, seed=0)
@@ -142,16 +143,12 @@ def winner_ner(batch: int, n: int, ids: np.ndarray, targets: np.ndarray, repeats
 
 
 def ner_model(seed: int = 0):
-    from winner.core.mlp import MLPConfig, WindowMLP
-
     cfg = MLPConfig(n_positions=NER["positions"], vocab_size=NER["vocab"], embed_dim=NER["embed"],
                     n_out=NER["classes"], hidden=(NER["hidden"],))
     return WindowMLP(cfg, seed=seed)
 
 
 def lm_model():
-    from winner.core.mlp import MLPConfig, WindowMLP
-
     cfg = MLPConfig(n_positions=LM["positions"], vocab_size=LM["vocab"], embed_dim=LM["embed"], n_out=LM["vocab"],
                     hidden=(LM["hidden"],), direct=True)
     return WindowMLP(cfg, seed=0)
@@ -236,10 +233,6 @@ def run(quick: bool = False, threads: tuple[int, ...] = (1, 2), repeats: int = 3
     torch = None
     if use_torch:
         import torch  # noqa: PLC0415 — optional dependency, only for the comparison
-
-    import numba
-
-    from winner.core import runtime
 
     runtime.init()  # the BLAS the kernels use, so thread limits reach it
 
@@ -334,8 +327,6 @@ def tag_workload(report: Report, rng: np.random.Generator, threads: tuple[int, .
 def lm_workload(report: Report, rng: np.random.Generator, threads: tuple[int, ...], repeats: int, quick: bool,
                 torch, progress: Callable[[str], None]) -> None:
     """LM training tokens/s at batch 1, 64, 256 and generation tokens/s at batch 1."""
-    from winner.core.optim import Optimizer
-
     n_tok = 4096 if quick else 8192
     stream = zipf_ids(rng, LM["vocab"], n_tok + LM["positions"])
     ids = windows_of(stream, LM["positions"] + 1)[:n_tok]
@@ -423,8 +414,6 @@ def plot_report(report: Report, path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from winner.core.atomic import save_figure
 
     data = report.to_json()["rows"]
     labels = [f"{r['workload']}  b{r['batch']}  {r['threads']}t" for r in data]

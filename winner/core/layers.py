@@ -256,6 +256,12 @@ def loss_grad(Z, targets, scale, dZ, loss_kind):
     return sigmoid_xent(Z, targets, scale, dZ) * scale
 
 
+@njit(cache=True, inline="always", fastmath=FAST, error_model="numpy")
+def larger(m, v):
+    """v if it is larger than m, else m (m when v is NaN)."""
+    return v if v > m else m
+
+
 @njit(cache=True, fastmath=FAST, error_model="numpy")
 def row_max(z):
     """max of a 1-d array. Eight running maxima in scalars, which LLVM packs into one vector register: it
@@ -266,22 +272,8 @@ def row_max(z):
     full = n - n % 8
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = z[0]
     for i in range(0, full, 8):
-        v = z[i]
-        m0 = v if v > m0 else m0
-        v = z[i + 1]
-        m1 = v if v > m1 else m1
-        v = z[i + 2]
-        m2 = v if v > m2 else m2
-        v = z[i + 3]
-        m3 = v if v > m3 else m3
-        v = z[i + 4]
-        m4 = v if v > m4 else m4
-        v = z[i + 5]
-        m5 = v if v > m5 else m5
-        v = z[i + 6]
-        m6 = v if v > m6 else m6
-        v = z[i + 7]
-        m7 = v if v > m7 else m7
+        m0, m1, m2, m3 = larger(m0, z[i]), larger(m1, z[i + 1]), larger(m2, z[i + 2]), larger(m3, z[i + 3])
+        m4, m5, m6, m7 = larger(m4, z[i + 4]), larger(m5, z[i + 5]), larger(m6, z[i + 6]), larger(m7, z[i + 7])
     mx = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
     for c in range(full, n):
         if z[c] > mx:

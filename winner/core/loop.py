@@ -11,6 +11,7 @@ all of it and cuts `metrics.jsonl` back to the checkpoint's epochs, so every epo
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -152,8 +153,6 @@ def train_windows_epoch(model: WindowMLP, optimizer: Optimizer, data: TrainData,
 
 def warm_up_windows(model: WindowMLP, optimizer: Optimizer, data: TrainData, batch: int) -> None:
     """Compile (or load from cache) the window training kernels on a throwaway copy."""
-    import copy
-
     clone, opt = copy.deepcopy(model), copy.deepcopy(optimizer)
     k = min(2 * batch, data.targets.shape[0])
     opt.train_batches(clone, data.ids[:k], data.feats[:k], data.targets[:k], np.arange(k, dtype=np.int64), 0, k,

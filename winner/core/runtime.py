@@ -21,7 +21,10 @@ import ctypes
 import glob
 import os
 
+import numba
 import numpy as np
+import threadpoolctl
+from llvmlite import binding
 
 from winner.errors import SettingError
 
@@ -45,8 +48,6 @@ def blas_library() -> str:
 
 
 def _launch_threading_layer() -> None:
-    import numba
-
     numba.get_num_threads()  # launches the threading layer (numba.np.ufunc.parallel._launch_threads)
 
 
@@ -72,8 +73,6 @@ def _register_blas() -> str:
     else the adapter over scipy's; WINNER_BLAS=scipy chooses scipy's on purpose. Never both: two OpenBLAS
     thread pools spinning side by side collapse 2-thread training.
     """
-    from llvmlite import binding
-
     choice = os.environ.get("WINNER_BLAS", "").strip().lower()
     if choice not in ("", "numpy", "scipy"):
         raise SettingError(f"WINNER_BLAS must be numpy or scipy, got {choice!r}")
@@ -110,9 +109,6 @@ def set_threads(n: int | None = None) -> int:
 
 
 def _apply_threads(n: int | None) -> int:
-    import numba
-    import threadpoolctl
-
     n = numba.config.NUMBA_NUM_THREADS if n is None else max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     threadpoolctl.threadpool_limits(n, user_api="blas")
@@ -124,8 +120,6 @@ def blas_threads(n: int | None):
     if n is None:
         return contextlib.nullcontext()
     if _state["controller"] is None:
-        import threadpoolctl
-
         init()  # the controller must see the BLAS the kernels use
         _state["controller"] = threadpoolctl.ThreadpoolController()
     return _state["controller"].limit(limits=n, user_api="blas")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numba.np.linalg
 import numpy as np
 from numba import cfunc, types
+from numba.extending import overload
 
 from winner.core.cblas import CBLAS_TRANS, cblas_signature
 
@@ -26,23 +27,31 @@ _XXGEMM_D = types.ExternalFunction("numba_xxgemm", _xxgemm_signature(types.float
 numba.np.linalg.ensure_blas()
 
 
+def column_major_gemm(ab, trans_a, trans_b, m, n, k, A, lda, B, ldb, C, ldc):
+    """numba_xxgemm on the swapped operands; ab = [alpha, beta] in the operands' dtype. Jitted code only."""
+    raise TypeError("scipy_blas.column_major_gemm is only callable from jitted code")
+
+
+@overload(column_major_gemm)
+def _column_major_gemm_overload(ab, trans_a, trans_b, m, n, k, A, lda, B, ldb, C, ldc):
+    xxgemm, kind = (_XXGEMM_S, ord("s")) if ab.dtype == types.float32 else (_XXGEMM_D, ord("d"))
+
+    def impl(ab, trans_a, trans_b, m, n, k, A, lda, B, ldb, C, ldc):
+        xxgemm(kind, 116 if trans_b == CBLAS_TRANS else 110, 116 if trans_a == CBLAS_TRANS else 110, n, m, k,
+               ab.ctypes, B, ldb, A, lda, ab[1:].ctypes, C, ldc)
+
+    return impl
+
+
 # Two spelled-out functions rather than one factory: numba does not find a closure's cfunc in its cache
-# again (a factory recompiled both on every import, 0.34 s).
+# again (a factory recompiled both on every import).
 @cfunc(cblas_signature(types.float32), cache=True)
 def sgemm_rowmajor(order, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
     """cblas_sgemm for order = row-major (the only order blas.gemm passes)."""
-    ab = np.empty(2, np.float32)
-    ab[0] = alpha
-    ab[1] = beta
-    _XXGEMM_S(ord("s"), 116 if trans_b == CBLAS_TRANS else 110, 116 if trans_a == CBLAS_TRANS else 110, n, m, k,
-              ab.ctypes, B, ldb, A, lda, ab[1:].ctypes, C, ldc)
+    column_major_gemm(np.array([alpha, beta], np.float32), trans_a, trans_b, m, n, k, A, lda, B, ldb, C, ldc)
 
 
 @cfunc(cblas_signature(types.float64), cache=True)
 def dgemm_rowmajor(order, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
     """cblas_dgemm for order = row-major."""
-    ab = np.empty(2, np.float64)
-    ab[0] = alpha
-    ab[1] = beta
-    _XXGEMM_D(ord("d"), 116 if trans_b == CBLAS_TRANS else 110, 116 if trans_a == CBLAS_TRANS else 110, n, m, k,
-              ab.ctypes, B, ldb, A, lda, ab[1:].ctypes, C, ldc)
+    column_major_gemm(np.array([alpha, beta], np.float64), trans_a, trans_b, m, n, k, A, lda, B, ldb, C, ldc)

@@ -10,19 +10,24 @@ caller passes trust_pickle=True (`--trust-pickle`).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from rich.console import Console
 
 from winner.core.atomic import write_dir_atomic
+from winner.data.corpus import brown_sentences
 from winner.data.resources import brown_stream_path, cache_dir, data_dir
+from winner.data.windows import normalise
 from winner.errors import WinnerError
 
 if TYPE_CHECKING:
@@ -138,8 +143,6 @@ def _parse(path: Path, kind: str, progress: bool) -> KeyedVectors:
 
 def _sniff_format(path: Path) -> str:
     """native | word2vec-binary | word2vec-text | glove-text, from the suffix and the first bytes."""
-    import gzip
-
     if path.suffix.lower() in NATIVE_SUFFIXES:
         return "native"
     with path.open("rb") as f:
@@ -261,8 +264,6 @@ def _all_finite(vectors: np.ndarray, chunk: int = 1 << 16) -> bool:
 
 
 def _remove_tree(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -272,8 +273,6 @@ def _status(message: str, progress: bool) -> Iterator[None]:
     if not progress:
         yield
         return
-    from rich.console import Console
-
     console = Console(stderr=True)
     with console.status(message) if console.is_terminal else nullcontext():
         yield
@@ -297,9 +296,6 @@ def default_vectors(progress: bool = True) -> KeyedVectors:
     the gensim version and the training data.
     """
     import gensim
-
-    from winner.data.corpus import brown_sentences
-    from winner.data.windows import normalise
 
     data = brown_stream_path("train")
     key = json.dumps(

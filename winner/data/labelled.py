@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from winner.core.console import console
+from winner.data import embeddings
 from winner.data.conll import Sentence, load_sentences
 from winner.data.embeddings import BROWN_EMBEDDINGS, DEFAULT_EMBEDDINGS
+from winner.data.resources import wikigold_path
 from winner.data.vocab import Vocab
 from winner.data.windows import build_word_vocab, normalise
 from winner.errors import WinnerError
@@ -17,8 +19,6 @@ def resolve_data(train_source: str | None, dev_source: str | None,
                  ) -> tuple[list[Sentence], list[Sentence], str, str]:
     """(train, dev, train source, dev source); no train source means the shipped WikiGold split, no dev
     source with a train source means every 10th training sentence is held out."""
-    from winner.data.resources import wikigold_path
-
     train_src = train_source or str(wikigold_path("train"))
     if dev_source:
         dev_src = dev_source
@@ -50,8 +50,6 @@ def embedding_table(spec: str, max_pretrained: int, train: list[Sentence], rng: 
     if spec.lower() == "none":
         vocab = build_word_vocab(tokens)
         return None, vocab.itos, {"embeddings": "none"}, np.zeros(len(vocab), dtype=bool)
-    from winner.data import embeddings
-
     if spec == DEFAULT_EMBEDDINGS:
         kv = embeddings.shipped_glove()
     elif spec == BROWN_EMBEDDINGS:
