@@ -156,3 +156,21 @@ def test_installed_command_trains_and_tags_with_characters_in_fresh_processes(ch
         outputs.append(result.stdout)
     assert outputs[0] == outputs[1]
     assert [line.split()[0] for line in outputs[0].split("\n") if line] == ["Zorblax", "visited", "Paris", "."]
+
+
+def test_resume_with_characters_gives_the_same_bits(tmp_path):
+    """A run stopped after epoch 1 and resumed ends where an unbroken run does, character parameters and their
+    Adam moments included (the checkpoint holds them as the model's arrays and the optimiser's state)."""
+    args = ["winner", "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
+            "--embeddings", "none", "--hidden", "16", "--char-filters", "8", "--char-dim", "5", "--quiet"]
+    runs = {"whole": [["--epochs", "2"]], "resumed": [["--epochs", "1"], ["--epochs", "2", "--resume"]]}
+    for name, steps in runs.items():
+        for extra in steps:
+            result = subprocess.run([*args, *extra, "--out", str(tmp_path / name)], capture_output=True, text=True,
+                                    timeout=1800)
+            assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "whole" / "checkpoint" / "params.npz", allow_pickle=False) as a, \
+            np.load(tmp_path / "resumed" / "checkpoint" / "params.npz", allow_pickle=False) as b:
+        assert {"char_E", "char_W", "char_b"} <= set(a.files)
+        for name in a.files:
+            assert np.array_equal(a[name], b[name]), name
