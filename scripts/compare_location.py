@@ -15,7 +15,8 @@ import argparse
 import json
 import sys
 
-from winner.data.conll import convert_tags, detect_scheme, load_sentences
+from winner.data.conll import convert_tags, detect_scheme
+from winner.data.hub import load_sentences
 from winner.data.resources import shared_data_dir
 from winner.errors import WinnerError
 from winner.heads.metrics import entity_scores

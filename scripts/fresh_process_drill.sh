@@ -41,7 +41,7 @@ drill "score evaluate test" winner score evaluate "$work/scorer" --data "$repo/d
 drill "lm generate" winner lm generate "$work/lm" --prompt "the jury said" -n 20 --seed 1
 drill "lm perplexity valid" winner lm perplexity "$work/lm" --json
 drill "lm perplexity text" winner lm perplexity "$work/lm" --text "$work/sentences.txt" --json
-drill "python tagger" python -c "from winner.ner import tag_sentences; print(tag_sentences('$work/tagger', [['John', 'lives', 'in', 'Paris', '.']]))"
+drill "python tagger" python -c "import winner; print(winner.load('$work/tagger')('John lives in Paris.').to_json())"
 drill "python lm" python -c "from winner.lm import generate_text; print(generate_text('$work/lm', 'the jury', 10, seed=2))"
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -54,3 +54,9 @@ def running_server(run_dir: Path) -> Iterator[tuple[subprocess.Popen, int]]:
 def start_server():
     """`running_server`, for the tests of `winner serve` and of its page in a browser."""
     return running_server
+
+
+@pytest.fixture(scope="session")
+def tiny_tagger(small_tagger):
+    """small_tagger's model directory, for tests that tag and only need some trained model."""
+    return small_tagger / "model"

@@ -49,11 +49,11 @@ def test_evaluate_json_schema(trained, tmp_path):
                                  "--plot", str(plot)])
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
-    assert set(scores) == {"precision", "recall", "f1", "per_type"}
+    assert set(scores) == {"precision", "recall", "f1", "per_type", "macro", "token_accuracy", "sentences", "tokens"}
     assert set(scores["per_type"]) == {"LOC", "MISC", "ORG", "PER"}
     for v in [scores["precision"], scores["recall"], scores["f1"]]:
         assert 0.0 <= v <= 1.0
-    assert set(scores["per_type"]["LOC"]) == {"precision", "recall", "f1", "support"}
+    assert set(scores["per_type"]["LOC"]) == {"precision", "recall", "f1", "support", "gold", "predicted", "correct"}
     assert scores["per_type"]["LOC"]["support"] == 90  # LOC entities in the shipped test split
     assert plot.stat().st_size > 1000
 
@@ -75,16 +75,47 @@ def test_tag_text_from_stdin_and_json(trained):
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     assert [r["sentence"] for r in records] == [0, 1]
+    assert [r["text"] for r in records] == text.splitlines()
     for r in records:
         for e in r["entities"]:
-            assert e["text"] == " ".join(r["tokens"][e["start"] : e["end"]])
+            assert e["text"] == r["text"][e["start_char"] : e["end_char"]]
 
 
-def test_tag_conll_file_keeps_tokens(trained):
+def test_tag_conll_file_keeps_every_line_and_appends_the_tag(trained):
+    given = (FIXTURES / "conll2003_sample.txt").read_text().splitlines()
     result = runner.invoke(app, ["ner", "tag", str(trained), str(FIXTURES / "conll2003_sample.txt")])
     assert result.exit_code == 0, result.output
-    first = result.stdout.splitlines()[0].split()
-    assert first[0] == "Acme" and len(first) == 2
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(given)
+    for before, after in zip(given, lines, strict=True):
+        if before.strip():
+            assert after.rsplit(" ", 1)[0] == before and len(after.split()) == 5
+        else:
+            assert after == before
+    assert lines[0] == "-DOCSTART- -X- -X- O O"
+
+
+def test_conlleval_reads_the_tag_output_and_agrees_with_evaluate(trained, tmp_path):
+    """Round trip: `ner tag` on a gold CoNLL file, scored by the conlleval package, gives evaluate's F1; the file
+    `ner evaluate --predictions` writes is the same one, and the report counts what conlleval counts."""
+    conlleval = pytest.importorskip("conlleval")
+    data = str(wikigold_path("test"))
+    tagged = runner.invoke(app, ["ner", "tag", str(trained), data])
+    assert tagged.exit_code == 0, tagged.output
+    pred = tmp_path / "pred.txt"
+    result = runner.invoke(app, ["ner", "evaluate", str(trained), "--data", data, "--json", "--predictions", str(pred)])
+    assert result.exit_code == 0, result.output
+    assert pred.read_text() == tagged.stdout
+    scores = json.loads(result.stdout)
+    theirs = conlleval.evaluate(tagged.stdout.splitlines())
+    assert theirs["overall"]["chunks"]["evals"]["f1"] == pytest.approx(scores["f1"], abs=1e-12)
+    for kind, v in scores["per_type"].items():
+        stats = theirs["slots"]["chunks"][kind]["stats"]
+        assert (v["support"], v["predicted"], v["correct"]) == (stats["gold"], stats["pred"], stats["correct"])
+        assert v["gold"] == v["support"]
+    assert set(scores["macro"]) == {"precision", "recall", "f1"} and 0.0 <= scores["token_accuracy"] <= 1.0
+    table = runner.invoke(app, ["ner", "evaluate", str(trained), "--data", data]).stdout
+    assert "predicted" in table and "macro" in table and "token accuracy" in table
 
 
 def test_malformed_training_file_is_one_line_error(tmp_path):

@@ -10,15 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from winner.data import conll
+from winner.data import conll, hub
 from winner.data.conll import (
     SCHEMES,
     Sentence,
     convert_tags,
     count_entities,
     detect_scheme,
-    load_ner_dataset,
-    load_sentences,
     read_conll,
     sentences_from_dataset,
     sentences_to_dataset,
@@ -26,6 +24,7 @@ from winner.data.conll import (
     tags_to_spans,
     write_conll,
 )
+from winner.data.hub import load_ner_dataset, load_sentences
 from winner.data.resources import shared_data_dir, wikigold_path
 from winner.errors import DataFormatError, WinnerError
 
@@ -333,6 +332,7 @@ def test_hub_name_goes_through_load_dataset(monkeypatch):
         return _hub_like()
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
     assert load_sentences("someone/conll2003-parquet", "validation") == HUB_SENTENCES
     assert calls == [("someone/conll2003-parquet", "validation")]
 
@@ -342,11 +342,12 @@ def test_hub_failure_is_one_winner_error(monkeypatch):
         raise ConnectionError("Couldn't reach 'someone/ner' on the Hub (LocalEntryNotFoundError)\nmore text")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
     with pytest.raises(WinnerError) as info:
         load_sentences("someone/ner")
     message = str(info.value)
     assert "could not load dataset 'someone/ner'" in message
-    assert "local CoNLL file" in message
+    assert "pass a local path" in message
     assert "\n" not in message
 
 
@@ -407,3 +408,11 @@ def test_shipped_wikigold_splits(split):
     assert sorted({s.doc for s in sents}) == list(range(n_docs))
     assert (len(sents), sum(len(s.tokens) for s in sents)) == (n_sents, n_tokens)
     assert detect_scheme(s.tags for s in sents) == "iob1"
+
+
+def test_bilou_is_read_as_iobes(tmp_path):
+    path = tmp_path / "bilou.txt"
+    path.write_text("John B-PER\nSmith L-PER\nin O\nParis U-LOC\n")
+    assert read_conll(path)[0].tags == ["B-PER", "E-PER", "O", "S-LOC"]
+    ds = datasets.Dataset.from_dict({"tokens": [["Paris"]], "ner_tags": [["U-LOC"]]})
+    assert sentences_from_dataset(ds)[0].tags == ["S-LOC"]

@@ -42,10 +42,10 @@ import sys
 import numpy as np
 from winner.heads.lm import LanguageModel
 from winner.heads.model_io import resolve_model_dir
-from winner.heads.ner import tag_sentences
+import winner
 from winner.heads.scorer import load_scorer
 tagger_dir, scorer_dir, lm_dir = sys.argv[1:4]
-print(tag_sentences(tagger_dir, [["John", "Smith", "flew", "to", "Paris", "."]]))
+print(winner.load(tagger_dir)(["John", "Smith", "flew", "to", "Paris", "."]).tags)
 scorer = load_scorer(scorer_dir)
 print(scorer.score([["Not", "all", "museums", "in", "Paris", "are", "amazing"]]))
 lm = LanguageModel.load(resolve_model_dir(lm_dir))

@@ -407,7 +407,7 @@ def test_default_vectors_cache_holds_no_pickle(tmp_path, monkeypatch):
 
 def test_trust_pickle_reaches_the_loader_from_the_settings(tmp_path, kv):
     from winner.cli.steps import settings_from_options
-    from winner.data.conll import load_sentences
+    from winner.data.hub import load_sentences
     from winner.data.labelled import embedding_table
     from winner.heads.settings import NERSettings, ScoreSettings
 

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "winner"
-LAYERS = {"core": 0, "data": 1, "heads": 2, "cli": 3}
+LAYERS = {"core": 0, "data": 1, "heads": 2, "cli": 3, "scale": 3}  # scale runs pipelines, beside cli
 
 
 def _imports(path: Path) -> set[str]:

@@ -244,7 +244,7 @@ def test_same_seed_same_model(tmp_path):
 
 def test_training_separates_true_from_corrupt_windows(tmp_path):
     """A few epochs on a small set: on its own training data the scorer ranks locations far above the rest."""
-    from winner.data.conll import load_sentences
+    from winner.data.hub import load_sentences
     from winner.heads.scorer import load_scorer, ranking_scores
 
     summary = train_scorer(_settings(tmp_path, epochs=8, hidden=32, dropout=0.0, patience=8))

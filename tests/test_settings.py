@@ -163,7 +163,7 @@ def _train_options(head: str) -> dict[str, tuple[str, object, str]]:
 
 @pytest.mark.parametrize("head", list(OLD_OPTIONS))
 def test_train_options_are_the_old_ones(head):
-    assert _train_options(head) == OLD_OPTIONS[head]
+    assert _train_options(head) == {"config": ("--config -c", None, ""), **OLD_OPTIONS[head]}  # + a settings file
     shown = runner.invoke(app, [head, "train", "--help"], env={"COLUMNS": "200"})
     assert shown.exit_code == 0
     for flags, _, _ in OLD_OPTIONS[head].values():

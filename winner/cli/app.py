@@ -8,28 +8,73 @@ datasets, seqeval, numba kernels) happen inside commands so that `winner --help`
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from winner.cli.common import RunDirArgument, cli_errors
+from winner import __version__
+from winner.cli.common import RunDirArgument, choice_enum, cli_errors
+from winner.cli.config import render_config
+from winner.cli.embeddings import embeddings_app
 from winner.cli.explain import register as register_explain
 from winner.cli.lm import lm_app
 from winner.cli.ner import ner_app
 from winner.cli.pipeline import run_pipeline
 from winner.cli.score import score_app
+from winner.cli.sweep import sweep
 from winner.core.atomic import write_text_atomic
 from winner.errors import WinnerError
-from winner.heads.registry import gradcheck_cases
+from winner.heads.registry import HEADS, gradcheck_cases, head
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+# -h as well as --help, on every command (click hands context settings down to sub-commands).
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Window-based neural NLP from first principles: NER tagging, window scoring, "
                        "neural language modelling.")
 app.add_typer(ner_app, name="ner")
 app.add_typer(score_app, name="score")
 app.add_typer(lm_app, name="lm")
 register_explain(ner_app, score_app, lm_app)
+app.command()(sweep)
+app.add_typer(embeddings_app, name="embeddings")
+init_app = typer.Typer(no_args_is_help=True, help="Write starting files (a settings file).")
+app.add_typer(init_app, name="init")
+HeadName = choice_enum("head", tuple(h.name for h in HEADS))
+
+
+@init_app.command("config")
+@cli_errors
+def init_config(
+    out: Annotated[Path | None, typer.Argument(dir_okay=False, help="The TOML file to write (default: print it).")
+                   ] = None,
+    head_name: Annotated[HeadName, typer.Option("--head", help="Whose `train` settings.")] = HeadName("ner"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+) -> None:
+    """Write every setting of `winner HEAD train` with its default and help, for `winner HEAD train --config`."""
+    text = render_config(head(head_name.value).settings, head_name.value)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    if out.exists() and not force:
+        raise WinnerError(f"{out} exists; pass --force to overwrite it")
+    write_text_atomic(out, text)
+    typer.echo(f"wrote {out}: edit it, then run winner {head_name.value} train --config {out}", err=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"winner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Window-based neural NLP from first principles: NER tagging, window scoring, neural language modelling."""
 
 
 @app.command()
@@ -132,7 +177,20 @@ def bench(
 
 
 def main() -> None:
-    app()
+    """The `winner` command. When help goes to a pipe or file, it is plain text with no line cut to the width
+    of a terminal that is not there (rich panels would wrap at 80 columns)."""
+    command = typer.main.get_command(app)
+    if not sys.stdout.isatty():
+        _plain_help(command)
+        command.context_settings.update(terminal_width=100_000, max_content_width=100_000)
+    command(prog_name="winner")
+
+
+def _plain_help(command) -> None:
+    """Switch a command and its sub-commands from rich to click's plain help formatting."""
+    command.rich_markup_mode = None
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
 
 
 if __name__ == "__main__":

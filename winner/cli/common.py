@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from winner.cli.config import merge_config, read_config
 from winner.data.text import tokenize
 from winner.errors import WinnerError
 from winner.heads.registry import head
@@ -62,11 +63,20 @@ def option_parameter(f: dataclasses.Field) -> inspect.Parameter:
         annotation, default = str, format_sizes(default)
     elif meta["path"]:
         annotation = Path
+    if meta["required"]:  # required on the command line or in --config: checked once both are read
+        optional, default = True, None
+        info["help"] += " Required (here or in --config)."
     if optional:
         annotation = annotation | None
-    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                             default=inspect.Parameter.empty if meta["required"] else default,
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[annotation, typer.Option(*meta["flags"], **info)])
+
+
+CONFIG_PARAMETER = inspect.Parameter(
+    "config", inspect.Parameter.KEYWORD_ONLY, default=None,
+    annotation=Annotated[Path | None, typer.Option("--config", "-c", exists=True, dir_okay=False,
+                                                   help="A TOML file of these settings (`winner init config` "
+                                                        "writes one); options given here override it.")])
 
 
 def settings_command(app: typer.Typer, name: str, cls: type) -> Callable[[Callable[[Any], Any]], Callable]:
@@ -75,16 +85,23 @@ def settings_command(app: typer.Typer, name: str, cls: type) -> Callable[[Callab
     refuse (a malformed --hidden, say) is a one-line error naming the option."""
 
     def register(fn: Callable[[Any], Any]) -> Callable:
-        def command(**values: Any) -> None:
+        def command(ctx: typer.Context, config: Path | None = None, **values: Any) -> None:
+            from_file = read_config(config, cls) if config is not None else {}
+            values = merge_config(ctx, values, from_file)
+            missing = [f.name for f in option_order(cls) if f.metadata["required"] and values.get(f.name) is None]
+            if missing:
+                raise WinnerError(f"missing option --{missing[0].replace('_', '-')} (give it here or in --config)")
             try:
                 settings = cls(**values)
             except BadSettingError as e:
-                raise WinnerError(f"--{e.name.replace('_', '-')} {e.problem}") from None
+                where = f"{config}: {e.name}" if e.name in from_file else f"--{e.name.replace('_', '-')}"
+                raise WinnerError(f"{where} {e.problem}") from None
             fn(settings)
 
         command.__doc__ = fn.__doc__
         command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [option_parameter(f) for f in option_order(cls) if f.metadata["cli"]])
+            [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context), CONFIG_PARAMETER,
+             *(option_parameter(f) for f in option_order(cls) if f.metadata["cli"])])
         return app.command(name)(cli_errors(command))
 
     return register
@@ -103,7 +120,8 @@ def train_command(app: typer.Typer, name: str) -> None:
 
 # Arguments and options several commands take with the same meaning, declared once.
 RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")]
-EvalDataOption = Annotated[str, typer.Option(help="CoNLL file or Hugging Face dataset name (its test split).")]
+EvalDataOption = Annotated[str, typer.Option(help="CoNLL file, local dataset (save_to_disk directory, Parquet/JSON/"
+                                                  "CSV files) or Hugging Face dataset name: its test split.")]
 TextArgument = Annotated[str, typer.Argument(metavar="[TEXT|-]", help="Raw text, one sentence per line, or - to "
                                                                   "read standard input.")]
 

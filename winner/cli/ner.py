@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -11,8 +10,8 @@ from typing import Annotated
 import typer
 
 from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, cli_errors, train_command
-from winner.data.conll import read_conll
-from winner.errors import DataFormatError, WinnerError
+from winner.core.console import console
+from winner.data.stream import resolve_sources
 
 ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the softmax window tagger.")
 
@@ -39,13 +38,20 @@ def evaluate_cmd(
     data: EvalDataOption,
     as_json: JsonTableFlag = False,
     plot: Annotated[Path | None, typer.Option(help="Also write a token confusion matrix PNG here.")] = None,
+    predictions: Annotated[Path | None, typer.Option(dir_okay=False, help="Also write the data with the "
+                                                                          "predicted tags as a last column "
+                                                                          "(conlleval's input) here.")] = None,
+    split: Annotated[str, typer.Option(help="The split of a dataset with splits (test, validation, train).")
+                     ] = "test",
 ) -> None:
-    """Entity-level precision, recall and F1 per type (seqeval, conlleval-compatible)."""
+    """Entity-level precision, recall and F1 per type (seqeval, conlleval-compatible), entity counts, the macro
+    average and token accuracy."""
     from winner.heads.ner import evaluate_tagger, format_report
 
-    scores = evaluate_tagger(run_dir, data, plot)
+    scores = evaluate_tagger(run_dir, data, plot, predictions, split)
     if as_json:
-        typer.echo(json.dumps({k: scores[k] for k in ("precision", "recall", "f1", "per_type")}))
+        keys = ("precision", "recall", "f1", "per_type", "macro", "token_accuracy", "sentences", "tokens")
+        typer.echo(json.dumps({k: scores[k] for k in keys}))
     else:
         typer.echo(format_report(scores))
         if plot:
@@ -56,40 +62,34 @@ def evaluate_cmd(
 @cli_errors
 def tag_cmd(
     run_dir: RunDirArgument,
-    input_path: Annotated[str, typer.Argument(metavar="[INPUT|-]", help="Text file (one sentence per line), "
-                                                                        "CoNLL file, or - for stdin.")] = "-",
+    inputs: Annotated[list[str] | None, typer.Argument(
+        metavar="[INPUT...|-]", help="Files, directories or globs (plain or .gz): one sentence per line or CoNLL; "
+                                     "- for standard input.")] = None,
+    out: Annotated[str, typer.Option("--out", "-o", help="Output file (- for standard output).")] = "-",
     output_format: Annotated[OutputFormat, typer.Option("--format", help="token/tag lines, JSON spans or a "
                                                                            "self-contained HTML page.")
                              ] = OutputFormat.conll,
-    input_format: Annotated[InputFormat, typer.Option(help="How to read INPUT (auto: CoNLL if it parses as "
+    input_format: Annotated[InputFormat, typer.Option(help="How to read INPUT (auto: CoNLL if its first lines are "
                                                            "CoNLL, else raw text).")] = InputFormat.auto,
+    workers: Annotated[int, typer.Option(min=0, help="Tag on N Ray workers (0: in this process). Needs the "
+                                                     "'ray' extra.")] = 0,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to use (auto, ray://host:port); default: "
+                                                     "start Ray on this machine.")] = None,
+    chunk_mb: Annotated[float, typer.Option(min=0.001, help="With --workers: input bytes per chunk, in MB.")
+                        ] = 2.0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress or summary on stderr.")] = False,
 ) -> None:
-    """Tag raw text or a CoNLL file."""
-    from winner.heads.ner import read_input, tag_sentences
+    """Tag text or CoNLL files of any size, streaming: the output is written in input order as it is tagged."""
+    sources = resolve_sources(inputs or ["-"], input_format.value)
+    if workers or address:
+        from winner.scale.tagging import tag_on_ray
 
-    fmt = input_format.value
-    if input_path == "-":
-        if fmt == "conll":
-            raise WinnerError("--input-format conll needs a file, not standard input")
-        sentences = read_input(None, sys.stdin.read(), "text")
+        counts = tag_on_ray(run_dir, sources, out, output_format.value, workers or None, address,
+                            int(chunk_mb * 1e6), quiet)
     else:
-        path = Path(input_path)
-        if not path.is_file():
-            raise WinnerError(f"{path}: no such file")
-        if fmt == "auto":
-            fmt = "conll" if _parses_as_conll(path) else "text"
-        sentences = read_input(str(path), path.read_text(encoding="utf-8") if fmt == "text" else None, fmt)
-    if output_format is OutputFormat.html:
-        from winner.heads.render import tag_page
+        from winner.heads.tagging import tag_files
 
-        typer.echo(tag_page(run_dir, sentences), nl=False)
-        return
-    typer.echo(tag_sentences(run_dir, sentences, output_format.value), nl=False)
-
-
-def _parses_as_conll(path: Path) -> bool:
-    try:
-        read_conll(path)
-        return True
-    except DataFormatError:
-        return False
+        counts = tag_files(run_dir, sources, out, output_format.value, quiet)
+    if not quiet:
+        console.print(f"tagged {counts.sentences:,} sentences, {counts.tokens:,} tokens in {counts.seconds:.1f}s "
+                      f"({counts.words_per_second:,.0f} words/s end to end)")

@@ -2,25 +2,49 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    with open_atomic(path) as f:
+        f.write(text)
+
+
+@contextlib.contextmanager
+def open_atomic(path: str | Path) -> Iterator[TextIO]:
+    """A text file to write that appears at `path` (with the usual mode) only once the block ends without error."""
+    with _temporary_beside(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as f:
+        yield f
+
+
+def write_file_atomic(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Let `write` create a temporary file beside `path` (a writer that takes a path, such as gensim's), then
+    rename it over `path`."""
+    with _temporary_beside(path) as tmp:
+        write(tmp)
+
+
+@contextlib.contextmanager
+def _temporary_beside(path: str | Path) -> Iterator[Path]:
+    """A temporary file's path beside `path`, renamed over `path` when the block ends without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give them the usual mode
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from winner.core.atomic import save_figure, write_dir_atomic, write_text_atomic
-from winner.core.console import console, progress_bar
+from winner.core.console import compiling_notice, console, progress_bar
 from winner.core.mlp import WindowMLP, load_params_npz
 from winner.core.optim import Optimizer
 from winner.errors import DivergenceError, WinnerError
@@ -214,7 +214,8 @@ def fit(trainee: Trainee, run_dir: Path, settings: LoopSettings) -> FitResult:
     write_text_atomic(metrics_path, "".join(json.dumps(h) + "\n" for h in state.history))
 
     t0 = time.perf_counter()
-    trainee.warm_up()
+    with compiling_notice(settings.quiet):
+        trainee.warm_up()
     compile_seconds = time.perf_counter() - t0
     t_start = last_checkpoint = time.perf_counter()
     checkpointed = state.epoch

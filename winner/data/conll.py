@@ -1,7 +1,7 @@
 """CoNLL NER data: read and write files, convert tag schemes, and load hub datasets into one schema.
 
-A local CoNLL file and a Hugging Face dataset both become a list of `Sentence`; `load_sentences` is
-the one entry point the CLI uses. Original CoNLL-2003 files are IOB1 (entities start with I-), the
+A local CoNLL file and a Hugging Face dataset both become a list of `Sentence` (`winner.data.hub`
+finds and loads them). Original CoNLL-2003 files are IOB1 (entities start with I-), the
 hub's Parquet copies are IOB2; `detect_scheme` tells them apart and `convert_tags` maps between them.
 """
 
@@ -28,11 +28,11 @@ SCHEMES = ("iob1", "iob2", "iobes")
 NO_LABEL = "-"
 
 _TAG_RE = re.compile(r"O|[BIES]-\S+")
+_BILOU = {"L": "E", "U": "S"}  # BILOU's Last and Unit are IOBES's End and Single: BILOU data is read as IOBES
 _COLUMN_SEP = re.compile(r"[ \t]+")
 _BLANK = re.compile(r"[ \t\r\n]")
 _PREFIXES = {"iob1": "BI", "iob2": "BI", "iobes": "BIES"}
 _DOCSTART_LINES = {2: f"{DOCSTART} O", 3: f"{DOCSTART} -X- O", 4: f"{DOCSTART} -X- -X- O"}
-_FILE_SUFFIXES = {".txt", ".conll", ".conllu", ".gz", ".iob", ".iob1", ".iob2", ".bio", ".tsv"}
 
 Span = tuple[str, int, int]  # (entity type, start, end) with end exclusive
 
@@ -118,6 +118,7 @@ def read_conll(path: str | Path) -> list[Sentence]:
                 lineno,
                 f"expected {n_cols} columns as on line {first_line}, found {len(cols)}: {line!r}",
             )
+        cols[-1] = bilou_as_iobes(cols[-1])
         if not _TAG_RE.fullmatch(cols[-1]):
             raise DataFormatError(path, lineno, f"expected a tag like O, B-PER, I-LOC, found {cols[-1]!r}")
         rows.append(cols)
@@ -127,9 +128,19 @@ def read_conll(path: str | Path) -> list[Sentence]:
     return sentences
 
 
+def bilou_as_iobes(tag: str) -> str:
+    """A BILOU tag in IOBES (L-X -> E-X, U-X -> S-X); any other tag unchanged."""
+    return _BILOU[tag[0]] + tag[1:] if tag[:2] in ("L-", "U-") else tag
+
+
 def write_conll(path: str | Path, sentences: Sequence[Sentence], docstart: bool = True) -> None:
     """Write sentences as CoNLL, atomically: 4 columns if every sentence has POS and chunks, 3 with
     POS only, else 2. With `docstart`, a `-DOCSTART-` line goes before each document."""
+    write_text_atomic(path, format_conll(sentences, docstart))
+
+
+def format_conll(sentences: Sequence[Sentence], docstart: bool = True) -> str:
+    """The CoNLL text `write_conll` writes."""
     n_cols = 2
     if sentences and all(s.pos is not None for s in sentences):
         n_cols = 4 if all(s.chunks is not None for s in sentences) else 3
@@ -143,7 +154,32 @@ def write_conll(path: str | Path, sentences: Sequence[Sentence], docstart: bool 
         prev_doc = s.doc
         lines += [" ".join(fields) for fields in zip(*columns, strict=True)]
         lines.append("")
-    write_text_atomic(path, "".join(line + "\n" for line in lines))
+    return "".join(line + "\n" for line in lines)
+
+
+def append_column(text: str, sentence_tags: Sequence[Sequence[str]]) -> str:
+    """CoNLL `text` (as `read_conll` reads it) with one more column, for conlleval: every token line gets its
+    sentence's next tag, a `-DOCSTART-` line gets O (conlleval wants the same number of columns on every
+    line), blank lines stay blank, and every other byte of the input is kept."""
+    tags = iter(t for seq in sentence_tags for t in seq)
+    out = []
+    for raw in text.split("\n"):
+        line = raw.rstrip("\r").rstrip(" \t")
+        if not line.strip():
+            out.append(raw)
+            continue
+        sep = "\t" if "\t" in line else " "
+        cr = "\r" if raw.endswith("\r") else ""
+        if _COLUMN_SEP.split(line.strip(" \t"))[0] == DOCSTART:
+            out.append(f"{line}{sep}O{cr}")
+            continue
+        tag = next(tags, None)
+        if tag is None:
+            raise ValueError("fewer tags than token lines")
+        out.append(f"{line}{sep}{tag}{cr}")
+    if next(tags, None) is not None:
+        raise ValueError("more tags than token lines")
+    return "\n".join(out)
 
 
 def _check_sentence(k: int, columns: list) -> None:
@@ -304,7 +340,7 @@ def sentences_from_dataset(ds: datasets.Dataset, source: str = "dataset") -> lis
     present = [c for c in ("tokens", "pos_tags", "chunk_tags", "ner_tags", "doc") if c in ds.column_names]
     data = ds.select_columns(present).to_dict()
     tokens = data["tokens"]
-    tags = _label_names(ds, "ner_tags", data["ner_tags"], source)
+    tags = [[bilou_as_iobes(t) for t in seq] for seq in _label_names(ds, "ner_tags", data["ner_tags"], source)]
     for k, seq in enumerate(tags):
         bad = next((t for t in seq if not _TAG_RE.fullmatch(t)), None)
         if bad is not None:
@@ -336,41 +372,3 @@ def _label_names(
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
         return values
     raise WinnerError(f"{source}: column {column} should hold ClassLabel ids or strings, found {feature}")
-
-
-def load_ner_dataset(source: str, split: str = "train") -> datasets.Dataset:
-    """A local CoNLL file (the whole file; `split` is ignored) or a hub dataset name, as a `datasets.Dataset`.
-
-    Hub datasets must be Parquet-backed (datasets 4+ runs no loading scripts); nothing is downloaded
-    when the network is off, and the failure says a local path works too.
-    """
-    path = Path(source).expanduser()
-    if path.is_file():
-        return sentences_to_dataset(read_conll(path))
-    if _looks_like_path(source):
-        raise WinnerError(f"{source}: no such file")
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(source, split=split)
-    except Exception as e:  # offline, unknown name, missing split, script-based repo: all one message
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise WinnerError(
-            f"could not load dataset {source!r} (split {split!r}) from the Hugging Face hub: {reason}; "
-            "a path to a local CoNLL file also works"
-        ) from None
-    missing = [c for c in ("tokens", "ner_tags") if c not in ds.column_names]
-    if missing:
-        raise WinnerError(f"{source}: expected columns tokens and ner_tags, found {ds.column_names}")
-    return ds
-
-
-def load_sentences(source: str, split: str = "train") -> list[Sentence]:
-    """Sentences from a local CoNLL file or a hub dataset name: the one loader the CLI calls."""
-    return sentences_from_dataset(load_ner_dataset(source, split), source)
-
-
-def _looks_like_path(source: str) -> bool:
-    """A missing file should say so rather than fail as an unknown hub dataset."""
-    suffix = Path(source).suffix.lower()
-    return source.startswith((".", "/", "~")) or "\\" in source or suffix in _FILE_SUFFIXES

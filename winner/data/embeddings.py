@@ -55,6 +55,9 @@ _DOWNLOADER_NAME = re.compile(r"[A-Za-z0-9][\w.-]*")
 # (everything gensim saves) with a GLOBAL opcode: `c<module>\n<name>\n`, which no vectors file starts with.
 # Other pickles are only read as word2vec / GloVe text, which fails: no sniffing miss can run code.
 _PICKLE_GLOBAL = re.compile(rb"c[\w.]+\n[\w.]+\n")
+FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # the first int32 of a fastText .bin file
+FORMATS_TRIED = ("formats read: word2vec text or binary, GloVe text, fastText .bin (each gzipped or not), gensim "
+                 "native .kv/.model with --trust-pickle")
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -105,6 +108,8 @@ def _downloader_file(name: str) -> Path | None:
 
 def _load_file(path: Path, progress: bool, trust_pickle: bool) -> KeyedVectors:
     kind = _sniff_format(path)
+    if kind == "fasttext-bin":  # not cached: the cache keeps whole-word vectors, fastText's subwords would be lost
+        return _load_fasttext(path, progress)
     if kind == "native":
         if not trust_pickle:
             raise WinnerError(_pickle_refusal(path))
@@ -135,10 +140,30 @@ def _parse(path: Path, kind: str, progress: bool) -> KeyedVectors:
                 str(path), binary=kind == "word2vec-binary", no_header=kind == "glove-text"
             )
         except (ValueError, UnicodeDecodeError, EOFError, OSError, IndexError) as e:
-            raise WinnerError(f"{path}: could not read it as {kind} vectors: {e}") from None
+            raise WinnerError(f"{path}: could not read it as {kind} vectors ({_first_line(e)}); "
+                              f"{FORMATS_TRIED}") from None
     if not _all_finite(kv.vectors):
         raise WinnerError(f"{path}: some of its vectors hold NaN or infinity")
     return kv
+
+
+def _load_fasttext(path: Path, progress: bool) -> KeyedVectors:
+    """A fastText .bin file's vectors with their subword n-grams (words outside the table get vectors too)."""
+    from gensim.models.fasttext import load_facebook_vectors
+
+    with _status(f"Reading fastText vectors from {path}", progress):
+        try:
+            kv = load_facebook_vectors(str(path))
+        except Exception as e:  # gensim raises many kinds on a damaged file; all mean "not fastText .bin"
+            raise WinnerError(f"{path}: could not read it as fastText .bin ({_first_line(e)}); "
+                              f"{FORMATS_TRIED}") from None
+    if not _all_finite(kv.vectors):
+        raise WinnerError(f"{path}: some of its vectors hold NaN or infinity")
+    return kv
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def _sniff_format(path: Path) -> str:
@@ -146,19 +171,23 @@ def _sniff_format(path: Path) -> str:
     if path.suffix.lower() in NATIVE_SUFFIXES:
         return "native"
     with path.open("rb") as f:
-        head = f.read(2)
-    opener = gzip.open if head == b"\x1f\x8b" else open
+        head = f.read(4)
+    if head == FASTTEXT_MAGIC:
+        return "fasttext-bin"
+    opener = gzip.open if head[:2] == b"\x1f\x8b" else open
     try:
         with opener(path, "rb") as f:
             head = f.read(1 << 16)
     except (OSError, EOFError) as e:
         raise WinnerError(f"{path}: could not read it: {e}") from None
+    if head[:4] == FASTTEXT_MAGIC:
+        raise WinnerError(f"{path}: a gzipped fastText .bin file; gunzip it first (gensim reads it uncompressed)")
     if head[:1] == b"\x80" or _PICKLE_GLOBAL.match(head):  # a pickle: gensim's native format under another name
         return "native"
     first, _, rest = head.partition(b"\n")
     fields = first.split()
     if not fields:
-        raise WinnerError(f"{path}: expected word vectors, found an empty first line")
+        raise WinnerError(f"{path}: expected word vectors, found an empty first line; {FORMATS_TRIED}")
     if len(fields) != 2 or not all(x.isdigit() for x in fields):
         return "glove-text"
     # Binary and text word2vec share the header; in text, the first vector line holds `dim` numbers.
@@ -243,10 +272,10 @@ def _read_cached(entry: Path) -> KeyedVectors | None:
         and vectors.dtype.isnative
         and _all_finite(vectors)
     )
-    return _keyed_vectors(words, vectors) if valid else None
+    return keyed_vectors(words, vectors) if valid else None
 
 
-def _keyed_vectors(words: list[str], vectors: np.ndarray) -> KeyedVectors:
+def keyed_vectors(words: list[str], vectors: np.ndarray) -> KeyedVectors:
     """A KeyedVectors around `vectors` as they are (no copy, so a memory map stays one)."""
     from gensim.models import KeyedVectors
 
@@ -337,7 +366,7 @@ def shipped_glove() -> KeyedVectors:
                           "scripts/glove_subset.py") from e
     if not isinstance(words, list) or vectors.ndim != 2 or vectors.shape[0] != len(words):
         raise WinnerError(f"{path}: vectors.npy {vectors.shape} does not match words.json")
-    return _keyed_vectors(words, vectors.astype(np.float32))
+    return keyed_vectors(words, vectors.astype(np.float32))
 
 
 def vector_scale(kv: KeyedVectors, chunk: int = 1 << 16) -> float:
@@ -365,8 +394,9 @@ def align_vectors(
     """An embedding table for `words`: row i is kv[words[i]] (or kv[words[i].lower()] with fallback_lower).
 
     Words without a vector get Uniform(-a, a) rows with a = sqrt(3) * std(kv.vectors), so random rows
-    have the pretrained vectors' scale. Stats: found (rows taken from kv), total, coverage, lowered
-    (found only through the lowercase fallback) and scale (a).
+    have the pretrained vectors' scale, or with fastText vectors the vector of their subword n-grams. Stats:
+    found (rows taken from kv), total, coverage, lowered (found only through the lowercase fallback), scale
+    (a), and for fastText vectors subword (rows built from n-grams).
     """
     table = np.empty((len(words), kv.vector_size), dtype=dtype)
     index = kv.key_to_index
@@ -384,6 +414,12 @@ def align_vectors(
         table[found] = kv.vectors[rows[found]]
     a = float(np.sqrt(3.0) * vector_scale(kv))
     table[~found] = rng.uniform(-a, a, size=(int((~found).sum()), kv.vector_size))
+    subword = 0
+    if getattr(kv, "bucket", 0):  # fastText: a word outside the table is the mean of its n-gram vectors
+        for i in np.flatnonzero(~found):
+            vector = kv.get_vector(words[i])
+            if np.any(vector):  # a word with no n-gram in the model gets a zero vector: keep the random row
+                table[i], subword = vector, subword + 1
     n_found = int(found.sum())
     stats = {
         "found": n_found,
@@ -391,6 +427,7 @@ def align_vectors(
         "coverage": n_found / len(words) if words else 0.0,
         "lowered": lowered,
         "scale": a,
+        **({"subword": subword} if getattr(kv, "bucket", 0) else {}),
     }
     return table, stats
 

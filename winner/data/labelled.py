@@ -7,8 +7,9 @@ import numpy as np
 
 from winner.core.console import console
 from winner.data import embeddings
-from winner.data.conll import Sentence, load_sentences
+from winner.data.conll import Sentence
 from winner.data.embeddings import BROWN_EMBEDDINGS, DEFAULT_EMBEDDINGS
+from winner.data.hub import load_sentences, validation_split
 from winner.data.resources import wikigold_path
 from winner.data.vocab import Vocab
 from winner.data.windows import build_word_vocab, normalise
@@ -17,11 +18,12 @@ from winner.errors import WinnerError
 
 def resolve_data(train_source: str | None, dev_source: str | None,
                  ) -> tuple[list[Sentence], list[Sentence], str, str]:
-    """(train, dev, train source, dev source); no train source means the shipped WikiGold split, no dev
-    source with a train source means every 10th training sentence is held out."""
+    """(train, dev, train source, dev source); no train source means the shipped WikiGold split; no dev
+    source means the training dataset's validation split if it has one, else every 10th training sentence."""
     train_src = train_source or str(wikigold_path("train"))
-    if dev_source:
-        dev_src = dev_source
+    own_split = validation_split(train_src) if train_source and not dev_source else None
+    if dev_source or own_split:
+        dev_src = dev_source or train_src
     elif train_source is None:
         dev_src = str(wikigold_path("dev"))
     else:
@@ -29,6 +31,8 @@ def resolve_data(train_source: str | None, dev_source: str | None,
     train = load_sentences(train_src, split="train")
     if dev_src:
         dev = load_sentences(dev_src, split="validation")
+        if own_split:
+            dev_src = f"{train_src} ({own_split} split)"
     else:  # hold out every tenth sentence for early stopping
         dev = train[9::10]
         train = [s for i, s in enumerate(train) if i % 10 != 9]

@@ -1,12 +1,121 @@
-"""Raw text to tokens for tagging and scoring."""
+"""Raw text to CoNLL-2003 / Penn Treebank tokens that keep their character offsets, and to sentences.
+
+A tagger sees tokens as CoNLL-2003 wrote them, so raw text is cut the same way: initialisms and
+abbreviations keep their period (`U.S.`, `Mr.`, `a.m.`, `J.`), `AT&T` and `S&P` stay whole while a
+free-standing `&` is its own token, hyphenated words and numbers with commas or decimals stay whole
+(`EU-wide`, `47,600`, `1996-08-22`, `3.5`), currency prefixes are one token (`US$`, `C$`) and `$`
+is split from its number, clitics split as CoNLL splits them (`Germany 's`, `does n't`, `ca n't`,
+`they 're`) while `o'clock` and `O'Neill` stay whole, and every other punctuation mark is a token.
+
+Every token keeps `start` / `end` into the original string, so `text[t.start:t.end] == t.text`;
+`model_form` gives the form the model reads (curly quotes become straight ones, as in CoNLL).
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-_TOKEN = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
+# Abbreviations written with their period in news text (lowercase, without the period). Those that are also
+# ordinary words keep the period only when capitalised (`Gen.`, `Wash.`) or, for `No. 1`, before a number.
+ABBREVIATIONS = frozenset("""
+    mr mrs ms dr jr sr st messrs mme mlle prof capt lt sgt cmdr corp inc ltd plc bros vs etc cf approx
+    jan feb apr jun jul aug sep sept oct nov calif colo conn fla okla tenn ariz minn mich kan ky ala
+""".split())
+CAPITALISED_ABBREVIATIONS = frozenset("""
+    gen gov sen rep rev col maj adm hon pres co dept univ assn mon tue tues wed thu thur thurs fri sat sun mar
+    dec ark del ga ill ind la mass md miss mo mont neb nev ore pa va vt wash wis wyo mt ft ave blvd rd
+""".split())
+NUMBER_ABBREVIATIONS = frozenset("no nos vol vols fig figs pp ch sec art".split())
+
+_TOKEN = re.compile(r"""
+    (?:[A-Za-z]\.){2,}(?![A-Za-z])               # initialisms: U.S. a.m. m.p.h.
+  | [A-Z]{1,2}\$                                # currency prefixes: US$ C$ HK$
+  | (?:(?<!\S)\+)?[A-Za-z]?\d+(?:[.,:/-]\d+)+[A-Za-z]*(?:-\w+)*  # numbers: 47,600 3.5 10:30 46-5/8 77.01-81.80
+  | (?<!\S)\+\d+                                # a telephone prefix: +44
+  | (?<![\w.])\.\d+                            # decimals without a leading zero: .778
+  | \w+(?:[-&]\w+|['\u2019]\w+)*                 # words, with inner hyphens, ampersands, apostrophes
+  | \.\.\.|--|``|''                             # multi-character punctuation
+  | \S                                          # any other mark on its own
+""", re.VERBOSE)
+_CLITIC = re.compile(r"(?i)(?<=\w)(n['\u2019]t|['\u2019](?:s|re|ve|ll|m|d))$")  # can't -> ca n't
+_LIST_NUMBER = re.compile(r"\.[ \t]+[A-Z]")  # `1. Jesper Parnevik`: a ranking's numbers keep their period
+_CURLY = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'",
+                        "\u00ab": '"', "\u00bb": '"'})
+_SENTENCE_END = {".", "!", "?", "...", "?!"}
+_OPENERS = {'"', "'", "``", "`", "(", "[", "\u201c", "\u2018", "\u00ab"}
+_CLOSERS = {'"', "'", ")", "]", "}", "''", "\u201d", "\u2019", "\u00bb"}
 
 
-def tokenize(line: str) -> list[str]:
-    """Split raw text into CoNLL-like tokens: words (with inner hyphens/apostrophes) and punctuation marks."""
-    return _TOKEN.findall(line)
+@dataclass(frozen=True)
+class Token:
+    """One token: its text exactly as in the input and its character offsets there (end exclusive)."""
+
+    text: str
+    start: int
+    end: int
+
+
+def tokenize_with_offsets(text: str, offset: int = 0) -> list[Token]:
+    """Tokens of `text` with offsets (shifted by `offset`, for a line inside a larger text)."""
+    tokens: list[Token] = []
+    pos = 0
+    while (m := _TOKEN.search(text, pos)) is not None:
+        piece, start, end = m.group(), m.start(), m.end()
+        if (piece[0].isalpha() and piece[-1].isalnum() and _takes_period(piece, text, end)
+                or not tokens and piece.isdigit() and _LIST_NUMBER.match(text, end)):
+            piece, end = piece + ".", end + 1
+        pos = end
+        clitic = _CLITIC.search(piece)
+        if clitic and clitic.start() > 0:
+            cut = start + clitic.start()
+            tokens.append(Token(piece[: clitic.start()], offset + start, offset + cut))
+            tokens.append(Token(piece[clitic.start():], offset + cut, offset + end))
+        else:
+            tokens.append(Token(piece, offset + start, offset + end))
+    return tokens
+
+
+def _takes_period(word: str, text: str, end: int) -> bool:
+    """Whether the period right after `word` belongs to it: an abbreviation or an initial (`J.`)."""
+    if end >= len(text) or text[end] != "." or text[end + 1 : end + 2] == ".":
+        return False
+    if len(word) == 1 and word.isupper():  # an initial; a sentence ending in a capital letter is rare
+        return True
+    lower = word.lower()
+    if lower in ABBREVIATIONS:
+        return True
+    if lower in CAPITALISED_ABBREVIATIONS:
+        return word[0].isupper()
+    return lower in NUMBER_ABBREVIATIONS and re.match(r"\.\s*\d", text[end:]) is not None
+
+
+def tokenize(text: str) -> list[str]:
+    """The token strings of `text` (CoNLL-2003 conventions, see the module docstring)."""
+    return [t.text for t in tokenize_with_offsets(text)]
+
+
+def model_form(token: str) -> str:
+    """The form a model trained on CoNLL reads: curly quotes straightened."""
+    return token.translate(_CURLY)
+
+
+def split_sentences(tokens: list[Token]) -> list[list[Token]]:
+    """Tokens grouped into sentences: a sentence ends after . ! ? (and any closing quotes or brackets written
+    right after them) when the next token starts with a capital letter, a digit or an opening quote."""
+    sentences: list[list[Token]] = []
+    current: list[Token] = []
+    ended = False
+    for tok in tokens:
+        closes = tok.text in _CLOSERS and bool(current) and current[-1].end == tok.start
+        if ended and not closes and (tok.text[0].isupper() or tok.text[0].isdigit() or tok.text in _OPENERS):
+            sentences.append(current)
+            current, ended = [], False
+        current.append(tok)
+        if tok.text in _SENTENCE_END:
+            ended = True
+        elif not closes:
+            ended = False
+    if current:
+        sentences.append(current)
+    return sentences

@@ -27,6 +27,23 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
             "f1": float(micro["f1-score"]), "per_type": per_type}
 
 
+def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, dict[str, int]]:
+    """{TYPE: {"gold", "predicted", "correct"}}: entities as conlleval reads them, correct = same type and span."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    g = set(get_entities([list(s) for s in gold]))
+    p = set(get_entities([list(s) for s in pred]))
+    types = sorted({t for t, _, _ in g | p})
+    return {t: {"gold": sum(e[0] == t for e in g), "predicted": sum(e[0] == t for e in p),
+                "correct": sum(e[0] == t for e in g & p)} for t in types}
+
+
+def token_accuracy(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> float:
+    """The share of tokens whose predicted tag equals the gold one (conlleval's accuracy)."""
+    pairs = [(a, b) for g, p in zip(gold, pred, strict=True) for a, b in zip(g, p, strict=True)]
+    return sum(a == b for a, b in pairs) / max(len(pairs), 1)
+
+
 def perplexity(total_neg_log_likelihood: float, n_tokens: int) -> float:
     """exp(mean negative log-likelihood in nats)."""
     return math.exp(total_neg_log_likelihood / n_tokens)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from winner import __version__
 from winner.core.atomic import write_dir_atomic
 from winner.core.mlp import MLPConfig, WindowMLP, load_params_npz
 from winner.data.vocab import Vocab
@@ -18,8 +19,9 @@ from winner.errors import ModelFormatError, WinnerError
 
 def save_model_dir(path: str | Path, kind: str, config: dict, arrays: dict[str, np.ndarray], vocab: Vocab,
                    extra_files: dict[str, str] | None = None) -> None:
-    """Write a model of `kind` (e.g. "tagger") with format tag `winner.<kind>.v1`, all or nothing."""
-    config = {"format": format_tag(kind), **config}
+    """Write a model of `kind` (e.g. "tagger") with format tag `winner.<kind>.v1` and the winner version that
+    wrote it, all or nothing."""
+    config = {"format": format_tag(kind), "winner_version": __version__, **config}
 
     def fill(tmp: Path) -> None:
         (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -5,32 +5,42 @@ Each function is one library call that `winner ner ...` and `winner run` both us
 
 from __future__ import annotations
 
+import io
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from winner.core.atomic import save_figure
+from winner.core.atomic import save_figure, write_text_atomic
 from winner.core.chars import CharOptimizer, CharWindowMLP
 from winner.core.console import console
 from winner.core.loop import FitResult, LoopSettings, LoopState, Metric, TrainData, WindowTraining, fit, write_json
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
-from winner.data.conll import Sentence, convert_tags, detect_scheme, load_sentences, read_conll, tags_to_spans
+from winner.data.conll import (
+    Sentence,
+    append_column,
+    convert_tags,
+    detect_scheme,
+    format_conll,
+    read_conll,
+    read_text,
+)
+from winner.data.hub import load_sentences
 from winner.data.labelled import embedding_table, replace_rare_with_unk, resolve_data
-from winner.data.text import tokenize
 from winner.data.vocab import Vocab
 from winner.data.windows import CASINGS
-from winner.errors import WinnerError
 from winner.heads.characters import CharSpec, attach_words, build_alphabet
 from winner.heads.characters import gradcheck_cases as char_gradcheck_cases
-from winner.heads.metrics import entity_scores
+from winner.heads.docs import Doc, tag_docs
+from winner.heads.metrics import entity_counts, entity_scores, token_accuracy
 from winner.heads.model_io import resolve_model_dir
 from winner.heads.settings import NERSettings
 from winner.heads.tagger import Tagger, TaggerSpec
+from winner.heads.tagging import tag_into, writer_class
 
 
 def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, str, dict, np.ndarray]:
@@ -122,19 +132,31 @@ def _summary(result: FitResult, settings: NERSettings, out: Path, wall: float, n
 # ---------------------------------------------------------------- evaluate
 
 
-def evaluate_tagger(model_dir: str | Path, data: str, plot: str | Path | None = None) -> dict:
-    """Entity-level scores of a saved tagger on a CoNLL file or hub split (seqeval, conlleval mode)."""
+def evaluate_tagger(model_dir: str | Path, data: str, plot: str | Path | None = None,
+                    predictions: str | Path | None = None, split: str = "test") -> dict:
+    """Entity-level scores of a saved tagger on a CoNLL file or hub split (seqeval, conlleval mode), with entity
+    counts per type, token accuracy and the macro average; `predictions` also writes the data with the
+    predicted tags as a last column (the file conlleval reads)."""
     tagger = Tagger.load(resolve_model_dir(model_dir))
-    split = "test"
     sentences = load_sentences(data, split=split)
     scheme = detect_scheme([s.tags for s in sentences])
     gold = [convert_tags(s.tags, scheme, "iob2") for s in sentences]
     pred = tagger.predict([s.tokens for s in sentences], scheme="iob2")
     scores = entity_scores(gold, pred)
+    counts = entity_counts(gold, pred)
+    for kind, v in scores["per_type"].items():
+        v.update(counts.get(kind, {"gold": 0, "predicted": 0, "correct": 0}))
+    per_type = scores["per_type"].values()
+    scores["macro"] = {k: sum(v[k] for v in per_type) / max(len(per_type), 1) for k in ("precision", "recall", "f1")}
+    pred_in_scheme = [convert_tags(p, "iob2", scheme) for p in pred]
+    scores["token_accuracy"] = token_accuracy([s.tags for s in sentences], pred_in_scheme)  # as conlleval compares
     scores["sentences"] = len(sentences)
     scores["tokens"] = sum(len(g) for g in gold)
     if plot:
         plot_confusion(gold, pred, Path(plot))
+    if predictions:
+        text = read_text(data) if Path(data).is_file() else format_conll(sentences)
+        write_text_atomic(predictions, append_column(text, pred_in_scheme))
     return scores
 
 
@@ -167,40 +189,60 @@ def plot_confusion(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
 
 
 def format_report(scores: dict) -> str:
-    """conlleval-style table of per-type and overall precision/recall/F1 (percent)."""
-    lines = [f"{'type':<8} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}"]
-    for t, v in sorted(scores["per_type"].items()):
-        lines.append(f"{t:<8} {100 * v['precision']:9.2f} {100 * v['recall']:9.2f} {100 * v['f1']:9.2f} "
-                     f"{v['support']:8d}")
-    support = sum(v["support"] for v in scores["per_type"].values())
-    lines.append(f"{'overall':<8} {100 * scores['precision']:9.2f} {100 * scores['recall']:9.2f} "
-                 f"{100 * scores['f1']:9.2f} {support:8d}")
+    """conlleval-style table: per-type and overall precision/recall/F1 (percent) with entity counts, the macro
+    average and token accuracy."""
+    def row(name: str, v: dict, counts: tuple[int, int, int]) -> str:
+        return (f"{name:<8} {100 * v['precision']:9.2f} {100 * v['recall']:9.2f} {100 * v['f1']:9.2f} "
+                f"{counts[0]:7d} {counts[1]:9d} {counts[2]:7d}")
+
+    lines = [f"{'type':<8} {'precision':>9} {'recall':>9} {'f1':>9} {'gold':>7} {'predicted':>9} {'correct':>7}"]
+    per_type = sorted(scores["per_type"].items())
+    for t, v in per_type:
+        lines.append(row(t, v, (v["support"], v.get("predicted", 0), v.get("correct", 0))))
+    totals = tuple(sum(v.get(k, 0) for _, v in per_type) for k in ("support", "predicted", "correct"))
+    lines.append(row("overall", scores, totals))
+    if "macro" in scores:
+        m = scores["macro"]
+        lines.append(f"{'macro':<8} {100 * m['precision']:9.2f} {100 * m['recall']:9.2f} {100 * m['f1']:9.2f}")
+    if "token_accuracy" in scores:
+        lines.append(f"token accuracy {100 * scores['token_accuracy']:.2f}% on {scores['tokens']:,} tokens")
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- tag
 
-def read_input(path: str | None, text: str | None, input_format: str) -> list[list[str]]:
-    """Token lists from raw text (one sentence per line) or a CoNLL file."""
-    if input_format == "conll":
-        if path is None:
-            raise WinnerError("--input-format conll needs a file, not standard input")
-        return [s.tokens for s in read_conll(path)]
-    assert text is not None
-    return [tokenize(line) for line in text.splitlines() if line.strip()]
-
 
 def tag_sentences(model_dir: str | Path, sentences: list[list[str]], output: str = "conll") -> str:
-    """Tagged output: `token tag` lines (blank line between sentences) or a json list of entity spans."""
+    """Tagged output of a few sentences held in memory, in an output format of winner.heads.writers."""
     tagger = Tagger.load(resolve_model_dir(model_dir))
-    tags = tagger.predict(sentences)
-    if output == "conll":
-        return "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(s, ts, strict=True))
-                           for s, ts in zip(sentences, tags, strict=True)) + "\n"
-    records = []
-    for i, (s, ts) in enumerate(zip(sentences, tags, strict=True)):
-        spans = tags_to_spans(ts, tagger.spec.output_scheme)
-        records.append({"sentence": i, "tokens": s, "entities": [
-            {"type": kind, "start": start, "end": end, "text": " ".join(s[start:end])}
-            for kind, start, end in spans]})
+    out = io.StringIO()
+    tag_into(tagger, sentences, writer_class(output)(out, tagger.spec.output_scheme))
+    return out.getvalue()
+
+
+def tag_text(model_dir: str | Path, text: str, output: str = "conll") -> str:
+    """Tag raw text, one or more sentences per non-blank line: `token tag` lines with a blank line after each
+    input line, or a JSON list of one record per line (its text, tokens and entities with character offsets)."""
+    tagger = Tagger.load(resolve_model_dir(model_dir))
+    docs = list(tag_docs(tagger, [line for line in text.splitlines() if line.strip()]))
+    if output == "json":
+        return _json_records(docs)
+    return "".join("".join(f"{t.text} {tag}\n" for t, tag in zip(d.tokens, d.tags, strict=True)) + "\n"
+                   for d in docs)
+
+
+def tag_conll(model_dir: str | Path, path: str | Path, output: str = "conll") -> str:
+    """Tag a CoNLL file. conll output is the file itself, every column, `-DOCSTART-` and blank line kept, with
+    the predicted tag (in the file's own tag scheme) appended to each token line: what conlleval reads. json
+    output has one record per sentence, offsets into its tokens joined by spaces."""
+    tagger = Tagger.load(resolve_model_dir(model_dir))
+    sentences = read_conll(path)
+    if output == "json":
+        return _json_records(tag_docs(tagger, [s.tokens for s in sentences]))
+    scheme = detect_scheme([s.tags for s in sentences])
+    return append_column(read_text(path), tagger.predict([s.tokens for s in sentences], scheme=scheme))
+
+
+def _json_records(docs: Iterable[Doc]) -> str:
+    records = [{"sentence": i, **d.to_json()} for i, d in enumerate(docs)]
     return json.dumps(records, ensure_ascii=False, indent=1) + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from winner.heads.settings import LMSettings, NERSettings, ScoreSettings, Settings
 
@@ -28,9 +29,12 @@ class Head:
     train_help: str  # the help of `winner NAME train`
 
     def train(self, settings: Settings) -> dict:
-        """Train through the core's loop and return the run's summary."""
+        """Train through the core's loop, write the run's model card (OUT/README.md), return the run's summary."""
         fn: Callable[[Settings], dict] = getattr(importlib.import_module(self.module), self.train_function)
-        return fn(settings)
+        summary = fn(settings)
+        if (Path(settings.out) / "model" / "config.json").is_file():
+            importlib.import_module("winner.heads.card").write_model_card(self.name, settings, summary)
+        return summary
 
 
 HEADS = (

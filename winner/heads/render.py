@@ -10,11 +10,9 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from winner.data.conll import tags_to_spans
 from winner.heads.explain import WindowExplanation, explain_tagger
-from winner.heads.model_io import resolve_model_dir
 from winner.heads.scorer import Scorer
 from winner.heads.tagger import Tagger
 
@@ -130,19 +128,21 @@ def render_fragment(sentences: Sequence[TaggedSentence]) -> str:
     return "\n".join(parts)
 
 
+def page_head(title: str, key: str = "") -> str:
+    """The page up to its first sentence: the inline style, the title and the colour key."""
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head>\n<body><h1>{html.escape(title)}</h1>{key}\n")
+
+
+PAGE_FOOT = "\n</body></html>\n"
+
+
 def render_page(sentences: Sequence[TaggedSentence], title: str = "winner: entities") -> str:
     """One self-contained HTML document."""
     key = ('<p class="key">Red: the input raised the score of the chosen tag; blue: it lowered it '
            "(gradient &times; input, from the model's own backward pass).</p>"
            if any(s.explanations for s in sentences) else "")
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style></head>\n<body><h1>{html.escape(title)}</h1>{key}\n"
-            f"{render_fragment(sentences)}\n</body></html>\n")
-
-
-def tag_page(model_dir: str | Path, sentences: Sequence[Sequence[str]]) -> str:
-    """`winner ner tag --format html`: the saved tagger's entities in `sentences` as one page."""
-    return render_page(tag(Tagger.load(resolve_model_dir(model_dir)), sentences))
+    return page_head(title, key) + render_fragment(sentences) + PAGE_FOOT
 
 
 def scorer_page(scorer: Scorer, sentences: Sequence[Sequence[str]],

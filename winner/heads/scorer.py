@@ -23,7 +23,8 @@ from winner.core.gradcheck import CaseReport
 from winner.core.loop import Epoch, LoopSettings, LoopState, Metric, fit, write_json
 from winner.core.mlp import MLPConfig, SparseGrads, WindowMLP
 from winner.core.optim import Optimizer
-from winner.data.conll import Sentence, load_sentences
+from winner.data.conll import Sentence
+from winner.data.hub import load_sentences
 from winner.data.labelled import embedding_table, replace_rare_with_unk, resolve_data
 from winner.data.vocab import PAD, Vocab
 from winner.data.windows import CASINGS, featurize

@@ -94,10 +94,12 @@ class Settings:
 class WindowSettings(Settings):
     """What the heads reading labelled windows (tagger, scorer) share."""
 
-    train: str | None = setting(None, "Training data: CoNLL file or Hugging Face dataset name. Default: the "
-                                      "shipped WikiGold train split.", group="io")
-    dev: str | None = setting(None, "Dev data for early stopping (default: shipped WikiGold dev, or every 10th "
-                                    "training sentence with --train).", group="io")
+    train: str | None = setting(None, "Training data: a CoNLL file, a save_to_disk directory, Parquet/JSON/CSV "
+                                      "files or a Hugging Face dataset name (name:config). Default: the shipped "
+                                      "WikiGold train split.", group="io")
+    dev: str | None = setting(None, "Dev data for early stopping (default: shipped WikiGold dev; with --train, "
+                                    "its validation split if it has one, else every 10th training sentence).",
+                              group="io")
     # winner.data.embeddings.DEFAULT_EMBEDDINGS (not imported: it loads numpy)
     embeddings: str = setting("default", "Pretrained vectors: a word2vec (text or binary) or GloVe file, a "
                                          "gensim-downloader name already on disk, 'default' (the shipped subset "

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from winner.core.chars import CharWindowMLP, read_arrays
+from winner.core.console import compiling_notice
 from winner.core.mlp import WindowMLP
 from winner.data.conll import convert_tags
 from winner.data.vocab import Vocab
@@ -103,13 +104,24 @@ class Tagger:
         return np.asarray(out, dtype=np.int64)
 
     def predict(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
-                batch: int = 4096) -> list[list[str]]:
-        """Tags of every token, in `scheme` (default: the training data's scheme)."""
+                batch: int = 4096, method: str = "auto") -> list[list[str]]:
+        """Tags of every token, in `scheme` (default: the training data's scheme); `method` as in
+        WindowMLP.predict_logits (auto: the lookup path when it pays)."""
+        return self.predict_scored(sentences, scheme, batch, method)[0]
+
+    def predict_scored(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
+                       batch: int = 4096, method: str = "auto") -> tuple[list[list[str]], list[np.ndarray]]:
+        """Tags of every token as `predict` gives them, and each token's model probability of its decoded tag."""
+        if isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
+            raise TypeError("each sentence is a list of tokens, not a str (which would be read character by "
+                            "character); for raw text use winner.load(RUN)(text)")
         if not sentences:
-            return []
-        logp = self.log_proba(sentences, batch)
+            return [], []
+        with compiling_notice():
+            logp = self.log_proba(sentences, batch, method)
         allowed, start, end = self._constraints
         out: list[list[str]] = []
+        probs: list[np.ndarray] = []
         pos = 0
         for s in sentences:
             n = len(s)
@@ -118,17 +130,19 @@ class Tagger:
                 viterbi(np.ascontiguousarray(logp[pos : pos + n], dtype=np.float64), allowed, start, end, path)
             else:
                 path[:] = np.argmax(logp[pos : pos + n], axis=1)
+            probs.append(np.exp(logp[pos + np.arange(n), path].astype(np.float64)))
             pos += n
             tags = [self.spec.tags[i] for i in path]
             out.append(convert_tags(tags, self.spec.scheme, scheme or self.spec.output_scheme))
-        return out
+        return out, probs
 
-    def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096) -> np.ndarray:
-        """(N_tokens, n_tags) log-probabilities of every token's tags."""
+    def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096, method: str = "auto") -> np.ndarray:
+        """(N_tokens, n_tags) log-probabilities of every token's tags; `method` as in predict (with character
+        windows always auto for vocabulary words, matrix products for windows holding an unseen word)."""
         if self.chars is not None:
             return char_log_proba(self.model, self.chars, self.words, sentences, self.spec.window)
         ids, feats = self.featurize(sentences)
-        return self.model.predict_log_proba(ids, feats, batch=batch, method="auto")  # lookup path when it pays
+        return self.model.predict_log_proba(ids, feats, batch=batch, method=method)
 
     # ------------------------------------------------------------ I/O
 

@@ -1,0 +1,110 @@
+"""Ray paths for real, on a local Ray that each command starts with 2 CPUs: distributed tagging (identical to one
+process, resumable) and a sweep. Few and small: Ray's start-up dominates."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from winner.data.resources import wikigold_path
+from winner.data.stream import plan_chunks, read_chunk, resolve_sources
+from winner.heads.tagger import Tagger
+from winner.heads.tagging import tag_chunk
+from winner.heads.writers import WRITERS
+
+pytest.importorskip("ray", reason='Ray is not installed: pip install -e ".[ray]" (the dev extra includes it)')
+pytestmark = pytest.mark.slow
+
+WINNER = str(Path(sys.executable).with_name("winner"))
+runner = CliRunner()
+CHUNK_MB = "0.002"  # 2 kB: the test corpus becomes a dozen chunks
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("corpus")
+    d.joinpath("a.conll").write_bytes(wikigold_path("test").read_bytes())
+    d.joinpath("b.txt").write_text("John Smith lives in New York .\nThe European Union met in Brussels .\n" * 60)
+    return d
+
+
+def _tag(tagger: Path, corpus: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([WINNER, "ner", "tag", str(tagger), str(corpus), "--format", "json", "-o", str(out), *extra],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_two_workers_resume_and_match_one_process(tiny_tagger, corpus, tmp_path):
+    """Half the chunks are already finished (as a killed run leaves them): the Ray run tags only the rest, on
+    two workers, and the joined output equals the single-process output byte for byte."""
+    single = tmp_path / "single.json"
+    _tag(tiny_tagger, corpus, single)
+    out = tmp_path / "ray.json"
+    first = _tag(tiny_tagger, corpus, out, "--workers", "2", "--chunk-mb", CHUNK_MB)
+    assert out.read_bytes() == single.read_bytes()
+    n_chunks = int(first.stderr.split(" chunks,")[0].split()[-1])
+    assert n_chunks >= 6 and "chunks per Ray node" in first.stderr
+
+    # Leave the parts a killed run would: the manifest and every other chunk, as that run wrote them.
+    from winner.scale.tagging import _body_path, _done_path, _manifest, _prepare_parts, parts_dir
+
+    sources = resolve_sources([str(corpus)], "auto")
+    chunks = plan_chunks(sources, int(float(CHUNK_MB) * 1e6))
+    assert len(chunks) == n_chunks
+    out.unlink()
+    parts = parts_dir(str(out))
+    _prepare_parts(parts, _manifest(tiny_tagger, sources, chunks, "json"))
+    tagger = Tagger.load(tiny_tagger)
+    for c in chunks[::2]:
+        body = io.StringIO()
+        counts = tag_chunk(tagger, read_chunk(sources[c.source], c), sources[c.source].format, "x", body, "json",
+                           c.start == 0)
+        _body_path(parts, c.index, WRITERS["json"].suffix).write_text(body.getvalue(), encoding="utf-8")
+        _done_path(parts, c.index).write_text(json.dumps({"sentences": counts.sentences, "tokens": counts.tokens}))
+    resumed = _tag(tiny_tagger, corpus, out, "--workers", "2", "--chunk-mb", CHUNK_MB)
+    done = len(chunks[::2])
+    assert f"{n_chunks} chunks, {done} already done, {n_chunks - done} to tag" in resumed.stderr
+    assert out.read_bytes() == single.read_bytes()
+    assert not parts.exists()
+
+
+def test_sweep_ranks_trials_writes_best_toml_and_resumes(tmp_path):
+    """Two NER configurations on 2 local workers: the table ranks them on dev F1, `winner run best.toml`
+    reproduces the best trial's dev F1 exactly, and a re-run resumes the finished sweep instead of redoing it."""
+    data = wikigold_path("dev").parent
+    pipeline = tmp_path / "tiny.toml"
+    pipeline.write_text(f"""
+name = "tiny"
+out = "{tmp_path}/unused"
+[[step]]
+run = "ner train"
+train = "{data}/dev.conll"
+dev = "{data}/test.conll"
+embeddings = "none"
+hidden = 8
+epochs = 2
+quiet = true
+""")
+    out = tmp_path / "sweep"
+    command = [WINNER, "sweep", str(pipeline), "--grid", "lr=0.004,0.01", "--workers", "2", "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    rows = json.loads((out / "results.json").read_text())
+    assert sorted(r["config"]["lr"] for r in rows) == ["0.004", "0.01"]
+    scores = [r["best dev F1"] for r in rows]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("trial,lr,best dev F1")
+    best = subprocess.run([WINNER, "run", str(out / "best.toml")], capture_output=True, text=True, timeout=600)
+    assert best.returncode == 0, best.stderr
+    assert json.loads((out / "best" / "summary.json").read_text())["best_dev_f1"] == scores[0]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming the sweep" in again.stderr
+    assert json.loads((out / "results.json").read_text()) == rows

@@ -1,0 +1,145 @@
+"""Streaming `winner ner tag`: inputs (files, directories, globs, .gz), byte-range chunks, writers, batches.
+
+Chunked and batched tagging must give exactly what one pass over the whole input gives: the Ray path relies on
+it, and these tests check it without Ray.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from winner.cli.app import app
+from winner.data.stream import Source, boundary, chunk_sentences, plan_chunks, read_chunk, read_source, resolve_sources
+from winner.heads import tagging
+from winner.heads.tagger import Tagger
+from winner.heads.writers import WRITERS
+
+FIXTURES = Path(__file__).parent / "fixtures"
+WINNER = str(Path(sys.executable).with_name("winner"))
+runner = CliRunner()
+TEXT = ("John Smith lives in New York .\n\nThe European Union met in Brussels on Monday .\r\n"
+        "Ünïcödé Zürich  and   Genève\nshort\n")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A directory of inputs: raw text, CoNLL, and a gzipped copy of the text."""
+    d = tmp_path_factory.mktemp("corpus")
+    (d / "a.txt").write_text("\ufeff" + TEXT * 20 + "\ufeffBOM inside\n" + TEXT * 20, encoding="utf-8")
+    (d / "b.conll").write_bytes((FIXTURES / "conll2003_sample.txt").read_bytes() * 3)
+    (d / "c.txt.gz").write_bytes(gzip.compress((TEXT * 7).encode()))
+    return d
+
+
+def _all_sentences(sources: list[Source]) -> list[list[str]]:
+    return [s for source in sources for s in read_source(source)]
+
+
+def test_inputs_expand_in_order_and_formats_are_sniffed(corpus):
+    by_dir = resolve_sources([str(corpus)], "auto")
+    assert [Path(s.path).name for s in by_dir] == ["a.txt", "b.conll", "c.txt.gz"]
+    assert [s.format for s in by_dir] == ["text", "conll", "text"]
+    assert resolve_sources([str(corpus / "*.txt*")], "auto") == [by_dir[0], by_dir[2]]
+    assert _all_sentences(by_dir[2:])[:2] == [["John", "Smith", "lives", "in", "New", "York", "."],
+                                            ["The", "European", "Union", "met", "in", "Brussels", "on", "Monday",
+                                             "."]]
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 50, 333, 10_000])
+def test_chunks_cut_on_sentence_boundaries(corpus, chunk_bytes):
+    sources = resolve_sources([str(corpus)], "auto")
+    chunks = plan_chunks(sources, chunk_bytes)
+    pieces = [s for c in chunks for s in chunk_sentences(read_chunk(sources[c.source], c),
+                                                         sources[c.source].format, "x", c.start == 0)]
+    assert pieces == _all_sentences(sources)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+
+
+def test_conll_boundary_is_after_a_blank_line():
+    data = b"A O\nB O\n\nC O\n\n\nD O\n"
+    f = io.BytesIO(data)
+    assert [boundary(f, t, "conll") for t in range(len(data) + 1)] == \
+        [0, *[9] * 8, *[14] * 5, 15, *[19] * 5]  # the line after the first blank line read from the next line start
+    assert [boundary(f, t, "text") for t in (0, 1, 4, 5)] == [0, 4, 4, 8]
+
+
+def test_a_sentence_is_tagged_the_same_in_any_batch(tiny_tagger, corpus, monkeypatch):
+    """The fast path (big batches) equals the straightforward one (one sentence at a time), bit for bit."""
+    tagger = Tagger.load(tiny_tagger)
+    sources = resolve_sources([str(corpus)], "auto")
+    whole, single = io.StringIO(), io.StringIO()
+    tagging.tag_sources(tagger, sources, whole, "json")
+    monkeypatch.setattr(tagging, "BATCH_TOKENS", 1)
+    monkeypatch.setattr(tagging.batches, "__defaults__", (1,))
+    tagging.tag_sources(tagger, sources, single, "json")
+    assert whole.getvalue() == single.getvalue()
+
+
+@pytest.mark.parametrize("output_format", sorted(WRITERS))
+def test_joined_chunk_bodies_equal_one_pass(tiny_tagger, corpus, output_format):
+    tagger = Tagger.load(tiny_tagger)
+    sources = resolve_sources([str(corpus)], "auto")
+    one = io.StringIO()
+    counts = tagging.tag_sources(tagger, sources, one, output_format)
+    bodies = []
+    for c in plan_chunks(sources, 120):
+        out = io.StringIO()
+        n = tagging.tag_chunk(tagger, read_chunk(sources[c.source], c), sources[c.source].format, "x", out,
+                              output_format, c.start == 0)
+        bodies.append((out.getvalue(), n.sentences))
+    joined = io.StringIO()
+    WRITERS[output_format].join(bodies, joined)
+    assert joined.getvalue() == one.getvalue()
+    assert sum(n for _, n in bodies) == counts.sentences
+    if output_format == "json":
+        assert [r["sentence"] for r in json.loads(one.getvalue())] == list(range(counts.sentences))
+
+
+def test_tag_command_files_out_twice_in_fresh_processes(tiny_tagger, corpus, tmp_path):
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"out{k}.json"
+        r = subprocess.run([WINNER, "ner", "tag", str(tiny_tagger), str(corpus / "a.txt"), str(corpus / "*.gz"),
+                            "--format", "json", "--out", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert "words/s" in r.stderr and r.stdout == ""
+        outs.append(out.read_text(encoding="utf-8"))
+    assert outs[0] == outs[1]
+    assert len(json.loads(outs[0])) == 4 * (40 + 7) + 1
+
+
+def test_tag_errors_are_one_line(tiny_tagger, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine line\n\xff\xfe broken\n")
+    for args, message in [([str(tmp_path / "nothing*")], "no such file, directory or matching files"),
+                          ([str(bad)], "bad.txt:2: expected UTF-8 text"),
+                          (["-", str(bad)], "cannot be combined"),
+                          ([str(bad), "--workers", "2"], None)]:
+        result = runner.invoke(app, ["ner", "tag", str(tiny_tagger), *args])
+        if message is None:  # --workers without --out
+            assert result.exit_code == 1 and "--out" in result.stderr
+            continue
+        assert result.exit_code == 1, result.output
+        assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_without_ray_workers_name_the_extra(tiny_tagger, tmp_path):
+    fake = tmp_path / "noray" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('ray is not installed')\n")
+    env = {**os.environ, "PYTHONPATH": str(fake.parent)}
+    src = tmp_path / "s.txt"
+    src.write_text(TEXT)
+    r = subprocess.run([WINNER, "ner", "tag", str(tiny_tagger), str(src), "--workers", "2", "-o", str(tmp_path / "o")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 1
+    assert r.stderr.strip() == 'error: --workers, --address and `winner sweep` needs Ray: pip install "winner[ray]"'

@@ -1,0 +1,227 @@
+"""Read text to tag as a stream of sentences: files, directories and globs, gzip or not, whole or by byte range.
+
+Nothing here holds more than one sentence: tagging a corpus of any size needs memory for the model and one
+batch. Byte ranges end on sentence boundaries (`boundary`), so reading a file piece by piece yields exactly the
+sentences reading it whole does; distributed tagging relies on that.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from winner.data.conll import DOCSTART
+from winner.data.text import tokenize
+from winner.errors import DataFormatError, WinnerError
+
+INPUT_FORMATS = ("auto", "text", "conll")
+STDIN = "-"
+GZIP_MAGIC = b"\x1f\x8b"
+_BLANK = b" \t\r\n"
+_COLUMNS = re.compile(r"[ \t]+")
+_TAG = re.compile(r"O|[BIES]-\S+")
+_SNIFF_LINES = 50
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file (or standard input) and how to read it: `text` (a sentence per line) or `conll`."""
+
+    path: str
+    format: str
+
+    @property
+    def gzipped(self) -> bool:
+        return self.path != STDIN and _is_gzip(self.path)
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Files in order: a file as given, a directory's files (recursively, sorted, hidden ones skipped), a
+    glob's matches (sorted), or `-` alone for standard input."""
+    if STDIN in inputs:
+        if len(inputs) > 1:
+            raise WinnerError("- (standard input) cannot be combined with other inputs")
+        return [STDIN]
+    paths: list[str] = []
+    for spec in inputs:
+        p = Path(spec)
+        if p.is_file():
+            paths.append(spec)
+        elif p.is_dir():
+            paths.extend(str(f) for f in sorted(p.rglob("*"))
+                         if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        else:
+            matches = sorted(m for m in glob.glob(spec, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise WinnerError(f"{spec}: no such file, directory or matching files")
+            paths.extend(matches)
+    if not paths:
+        raise WinnerError(f"{' '.join(inputs)}: no input files")
+    return paths
+
+
+def resolve_sources(inputs: list[str], input_format: str) -> list[Source]:
+    """Each input file with its format; `auto` sniffs the first lines of each file (CoNLL if every one of
+    them is `token ... tag` or -DOCSTART-, else text)."""
+    sources = []
+    for path in expand_inputs(inputs):
+        fmt = input_format
+        if path == STDIN and fmt == "conll":
+            raise WinnerError("--input-format conll needs a file, not standard input")
+        if fmt == "auto":
+            fmt = "text" if path == STDIN else sniff_format(path)
+        sources.append(Source(path, fmt))
+    return sources
+
+
+def sniff_format(path: str) -> str:
+    with open_binary(path) as f:
+        lines = []
+        for raw in f:
+            line = raw.strip(_BLANK)
+            if line:
+                lines.append(line.decode("utf-8", "replace").removeprefix("\ufeff"))
+            if len(lines) >= _SNIFF_LINES:
+                break
+    return "conll" if lines and all(_conll_like(line) for line in lines) else "text"
+
+
+def _conll_like(line: str) -> bool:
+    cols = _COLUMNS.split(line)
+    return cols[0] == DOCSTART or (2 <= len(cols) <= 4 and bool(_TAG.fullmatch(cols[-1])))
+
+
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def open_binary(path: str) -> BinaryIO:
+    """A file's bytes, decompressed if it is gzip (whatever it is called)."""
+    if path == STDIN:
+        return sys.stdin.buffer
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    except FileNotFoundError:
+        raise WinnerError(f"{path}: no such file") from None
+    if f.peek(2)[:2] == GZIP_MAGIC:
+        return gzip.open(f)  # type: ignore[return-value]
+    return f
+
+
+def sentences(stream: BinaryIO, fmt: str, name: str, file_start: bool = True) -> Iterator[list[str]]:
+    """Token lists from a binary stream of UTF-8 text: one sentence per line (`text`, tokenised by
+    winner.data.text.tokenize) or blank-line separated CoNLL rows whose first column is the token.
+    `file_start`: the stream starts at the beginning of a file (where a byte-order mark is dropped)."""
+    lines = _lines(stream, name, file_start)
+    if fmt == "text":
+        for line in lines:
+            for part in line.splitlines():
+                tokens = tokenize(part)
+                if tokens:
+                    yield tokens
+        return
+    rows: list[str] = []
+    for line in lines:
+        line = line.strip(" \t\r\n")
+        token = _COLUMNS.split(line, 1)[0] if line else ""
+        if token and token != DOCSTART:
+            rows.append(token)
+        elif rows:  # a blank or -DOCSTART- line ends the sentence
+            yield rows
+            rows = []
+    if rows:
+        yield rows
+
+
+def _lines(stream: BinaryIO, name: str, file_start: bool) -> Iterator[str]:
+    """Decoded lines (split on \\n only, as byte ranges are), with the file and line of a bad byte."""
+    lineno = 0
+    try:
+        for lineno, raw in enumerate(stream, 1):
+            line = raw.decode("utf-8")
+            yield line.removeprefix("\ufeff") if lineno == 1 and file_start else line
+    except UnicodeDecodeError as e:
+        raise DataFormatError(name, lineno, f"expected UTF-8 text, found byte {e.object[e.start]:#04x}") from None
+    except (OSError, EOFError) as e:  # a truncated or corrupt gzip file
+        raise DataFormatError(name, lineno + 1, f"could not read the file ({e})") from None
+
+
+def read_source(source: Source) -> Iterator[list[str]]:
+    """Every sentence of one input, streamed."""
+    stream = open_binary(source.path)
+    try:
+        yield from sentences(stream, source.format, source.path)
+    finally:
+        if source.path != STDIN:
+            stream.close()
+
+
+# ------------------------------------------------------------------ byte ranges
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bytes [start, end) of input file `source` (a gzip file is always one whole chunk, end = -1)."""
+
+    index: int
+    source: int
+    start: int
+    end: int
+
+
+def boundary(f: BinaryIO, target: int, fmt: str) -> int:
+    """The first sentence boundary at or after byte `target` of a seekable, uncompressed file: the start of
+    a line (text), or the start of the line after a blank line (CoNLL); the file's size if there is none."""
+    if target <= 0:
+        return 0
+    f.seek(target - 1)
+    f.readline()  # the rest of the line holding byte target - 1
+    if fmt == "text":
+        return f.tell()
+    while line := f.readline():
+        if not line.strip(_BLANK):
+            break
+    return f.tell()
+
+
+def plan_chunks(sources: list[Source], chunk_bytes: int) -> list[Chunk]:
+    """Cut every input into pieces of about `chunk_bytes`, on sentence boundaries, in input order."""
+    chunks: list[Chunk] = []
+    for k, source in enumerate(sources):
+        if source.path == STDIN:
+            raise WinnerError("standard input cannot be split into chunks: pass files")
+        if source.gzipped:
+            chunks.append(Chunk(len(chunks), k, 0, -1))
+            continue
+        size = os.path.getsize(source.path)
+        with open(source.path, "rb") as f:
+            cuts = sorted({0, size, *(boundary(f, t, source.format) for t in range(chunk_bytes, size, chunk_bytes))})
+        base = len(chunks)
+        chunks.extend(Chunk(base + i, k, a, b) for i, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False)))
+    return chunks
+
+
+def read_chunk(source: Source, chunk: Chunk) -> bytes:
+    """The raw bytes of one chunk (still gzip-compressed for a gzip file)."""
+    with open(source.path, "rb") as f:
+        if chunk.end < 0:
+            return f.read()
+        f.seek(chunk.start)
+        return f.read(chunk.end - chunk.start)
+
+
+def chunk_sentences(data: bytes, fmt: str, name: str, file_start: bool = True) -> Iterator[list[str]]:
+    """The sentences of one chunk's bytes (`file_start`: the chunk starts its file)."""
+    stream: BinaryIO = io.BytesIO(data)
+    if data[:2] == GZIP_MAGIC:
+        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+    yield from sentences(stream, fmt, name, file_start)

@@ -1,0 +1,118 @@
+"""Tag a stream of sentences in bounded batches and write them as they are tagged.
+
+Memory holds the model and one batch of about BATCH_TOKENS tokens, whatever the input's size. A sentence's tags
+do not depend on the batch it falls in (`Tagger.predict` with a fixed method is row-wise), so any cut of the
+input into batches or chunks gives the same output, byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from winner.core.console import progress_bar
+from winner.data.stream import STDIN, Source, chunk_sentences, read_source
+from winner.errors import WinnerError
+from winner.heads.model_io import resolve_model_dir
+from winner.heads.tagger import Tagger
+from winner.heads.writers import WRITERS, SentenceWriter
+
+BATCH_TOKENS = 1 << 15
+
+
+@dataclass
+class TagCounts:
+    """What a tagging job did: sentences and tokens written, seconds taken."""
+
+    sentences: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: TagCounts) -> None:
+        self.sentences += other.sentences
+        self.tokens += other.tokens
+
+    @property
+    def words_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def writer_class(output_format: str) -> type[SentenceWriter]:
+    try:
+        return WRITERS[output_format]
+    except KeyError:
+        raise WinnerError(f"unknown output format {output_format!r}: expected one of {', '.join(WRITERS)}") from None
+
+
+def predict_method(tagger: Tagger) -> str:
+    """The one prediction path used for streaming: the table lookup when the model has one, else GEMM. Fixed,
+    not chosen per batch, so that a sentence gets the same bits in any batch."""
+    return "lookup" if tagger.model.lookup_supported else "gemm"
+
+
+def batches(sentences: Iterable[list[str]], max_tokens: int = BATCH_TOKENS) -> Iterator[list[list[str]]]:
+    """Consecutive sentences grouped into lists of about `max_tokens` tokens (a longer sentence goes alone)."""
+    batch: list[list[str]] = []
+    n = 0
+    for s in sentences:
+        batch.append(s)
+        n += len(s)
+        if n >= max_tokens:
+            yield batch
+            batch, n = [], 0
+    if batch:
+        yield batch
+
+
+def tag_into(tagger: Tagger, sentences: Iterable[list[str]], writer: SentenceWriter,
+             on_batch: Callable[[int], None] | None = None) -> TagCounts:
+    """Tag every sentence and hand it to `writer` (opened and closed here), batch by batch."""
+    counts = TagCounts()
+    t0 = time.perf_counter()
+    method = predict_method(tagger)
+    writer.open()
+    for batch in batches(sentences):
+        for tokens, tags in zip(batch, tagger.predict(batch, method=method), strict=True):
+            writer.write(tokens, tags)
+        n = sum(len(s) for s in batch)
+        counts.sentences += len(batch)
+        counts.tokens += n
+        if on_batch is not None:
+            on_batch(n)
+    writer.close()
+    counts.seconds = time.perf_counter() - t0
+    return counts
+
+
+def tag_sources(tagger: Tagger, sources: list[Source], out: TextIO, output_format: str,
+                on_batch: Callable[[int], None] | None = None) -> TagCounts:
+    """Tag every input in order into one output stream."""
+    writer = writer_class(output_format)(out, tagger.spec.output_scheme)
+    return tag_into(tagger, (s for source in sources for s in read_source(source)), writer, on_batch)
+
+
+def tag_chunk(tagger: Tagger, data: bytes, fmt: str, name: str, out: TextIO, output_format: str,
+              file_start: bool = True) -> TagCounts:
+    """Tag one chunk's bytes into its body: records numbered from 0, no header or footer (see writers.join)."""
+    writer = writer_class(output_format)(out, tagger.spec.output_scheme, body_only=True)
+    return tag_into(tagger, chunk_sentences(data, fmt, name, file_start), writer)
+
+
+def tag_files(model_dir: str | Path, sources: list[Source], out: str, output_format: str,
+              quiet: bool = False) -> TagCounts:
+    """Load a tagger and tag `sources` into file `out` (or standard output for `-`), writing as it goes."""
+    t0 = time.perf_counter()
+    writer_class(output_format)  # refuse an unknown format before loading the model
+    tagger = Tagger.load(resolve_model_dir(model_dir))
+    with contextlib.ExitStack() as stack:
+        stream = sys.stdout if out == STDIN else stack.enter_context(
+            open(out, "w", encoding="utf-8", newline="\n"))  # noqa: SIM115
+        advance = stack.enter_context(progress_bar("tagging (tokens)", None, quiet or out == STDIN))  # type: ignore[arg-type]
+        counts = tag_sources(tagger, sources, stream, output_format, advance)
+    counts.seconds = time.perf_counter() - t0
+    return counts

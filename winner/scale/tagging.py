@@ -1,0 +1,167 @@
+"""`winner ner tag --workers N`: tag byte-range chunks of the input on Ray actors, resumably.
+
+The driver cuts the input into chunks on sentence boundaries (winner.data.stream.plan_chunks), ships each
+chunk's bytes and the model's files through Ray's object store (so workers need neither the input nor the model
+on their disk), and writes every chunk's tagged body atomically into OUT's parts directory as it comes back.
+A re-run with the same inputs, model and format keeps the finished chunks and tags only the others. When all
+are done their bodies are joined in input order into OUT, which is then byte for byte what one process writes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter, deque
+from dataclasses import asdict
+from pathlib import Path
+
+from winner.core.atomic import open_atomic, write_text_atomic
+from winner.core.console import console, progress_bar
+from winner.data.stream import STDIN, Chunk, Source, plan_chunks, read_chunk
+from winner.errors import WinnerError
+from winner.heads.model_io import resolve_model_dir
+from winner.heads.tagger import Tagger
+from winner.heads.tagging import TagCounts, tag_chunk, writer_class
+from winner.scale.cluster import connect, import_ray, threads_per_worker
+
+IN_FLIGHT_PER_WORKER = 2
+
+
+class TagWorker:
+    """A Ray actor: loads the model once (from the files it is sent), then tags chunks."""
+
+    def __init__(self, model_files: dict[str, bytes], threads: int):
+        os.environ["WINNER_THREADS"] = str(threads)  # read when the model's first kernel starts the core
+        with tempfile.TemporaryDirectory(prefix="winner-model-") as d:
+            for name, data in model_files.items():
+                Path(d, name).write_bytes(data)
+            self.tagger = Tagger.load(d)
+
+    def tag(self, index: int, data: bytes, fmt: str, name: str, output_format: str, file_start: bool) -> dict:
+        import ray
+
+        out = io.StringIO()
+        counts = tag_chunk(self.tagger, data, fmt, name, out, output_format, file_start)
+        return {"index": index, "body": out.getvalue(), "sentences": counts.sentences, "tokens": counts.tokens,
+                "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+
+def parts_dir(out: str) -> Path:
+    p = Path(out)
+    return p.with_name(f".{p.name}.parts")
+
+
+def _manifest(model_dir: Path, sources: list[Source], chunks: list[Chunk], output_format: str) -> dict:
+    """What the parts were made from: a re-run reuses them only if all of it is unchanged."""
+
+    def stamp(path: Path) -> list:
+        st = path.stat()
+        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+    return {"model": [stamp(f) for f in sorted(model_dir.iterdir()) if f.is_file()],
+            "inputs": [[*stamp(Path(s.path)), s.format] for s in sources], "format": output_format,
+            "chunks": [asdict(c) for c in chunks]}
+
+
+def _prepare_parts(parts: Path, manifest: dict) -> None:
+    path = parts / "manifest.json"
+    if path.is_file() and json.loads(path.read_text(encoding="utf-8")) == manifest:
+        return
+    shutil.rmtree(parts, ignore_errors=True)
+    write_text_atomic(path, json.dumps(manifest))
+
+
+def _done_path(parts: Path, index: int) -> Path:
+    return parts / f"part-{index:06d}.done.json"
+
+
+def _body_path(parts: Path, index: int, suffix: str) -> Path:
+    return parts / f"part-{index:06d}{suffix}"
+
+
+def tag_on_ray(model_dir: str | Path, sources: list[Source], out: str, output_format: str, workers: int | None,
+               address: str | None, chunk_bytes: int, quiet: bool = False) -> TagCounts:
+    """Tag `sources` into `out` on Ray workers; returns the counts of the whole output."""
+    t0 = time.perf_counter()
+    if out == STDIN:
+        raise WinnerError("--workers needs --out FILE: finished chunks are kept beside it so that a re-run resumes")
+    import_ray()  # before any work: without Ray, a one-line error naming the extra
+    writer = writer_class(output_format)
+    model = resolve_model_dir(model_dir)
+    chunks = plan_chunks(sources, chunk_bytes)
+    parts = parts_dir(out)
+    _prepare_parts(parts, _manifest(model, sources, chunks, output_format))
+    todo = [c for c in chunks if not _done_path(parts, c.index).is_file()]
+    if not quiet:
+        console.print(f"{len(chunks)} chunks, {len(chunks) - len(todo)} already done, {len(todo)} to tag")
+    nodes: Counter[str] = Counter()
+    if todo:
+        nodes = _run_chunks(model, sources, todo, parts, output_format, workers, address, quiet)
+    counts = TagCounts()
+    with open_atomic(out) as f:
+        writer.join(_bodies(parts, chunks, writer.suffix, counts), f)
+    shutil.rmtree(parts)
+    counts.seconds = time.perf_counter() - t0
+    if not quiet and nodes:
+        console.print("chunks per Ray node: " + ", ".join(f"{n[:12]} {k}" for n, k in sorted(nodes.items())))
+    return counts
+
+
+def _bodies(parts: Path, chunks: list[Chunk], suffix: str, counts: TagCounts):
+    for c in chunks:
+        done = json.loads(_done_path(parts, c.index).read_text(encoding="utf-8"))
+        counts.add(TagCounts(done["sentences"], done["tokens"]))
+        yield _body_path(parts, c.index, suffix).read_text(encoding="utf-8"), done["sentences"]
+
+
+def _run_chunks(model: Path, sources: list[Source], todo: list[Chunk], parts: Path, output_format: str,
+                workers: int | None, address: str | None, quiet: bool) -> Counter[str]:
+    """Tag the chunks in `todo` on Ray actors, saving each as it arrives; returns chunks done per node."""
+    ray, cpus = connect(address, workers)
+    n_workers = min(workers or cpus, len(todo))
+    threads = threads_per_worker(cpus, n_workers)
+    files = ray.put({f.name: f.read_bytes() for f in model.iterdir() if f.is_file()})
+    actor = ray.remote(TagWorker).options(num_cpus=threads)
+    pool = [actor.remote(files, threads) for _ in range(n_workers)]
+    queue = deque(todo)
+    pending: dict = {}
+    suffix = writer_class(output_format).suffix
+    nodes: Counter[str] = Counter()
+
+    def submit(worker) -> None:
+        c = queue.popleft()
+        s = sources[c.source]
+        pending[worker.tag.remote(c.index, read_chunk(s, c), s.format, s.path, output_format, c.start == 0)] = worker
+
+    for worker in pool:
+        for _ in range(IN_FLIGHT_PER_WORKER):
+            if queue:
+                submit(worker)
+    with progress_bar(f"tagging on {n_workers} Ray workers x {threads} threads (chunks)", len(todo), quiet) as step:
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            worker = pending.pop(ref)
+            result = _result(ray, ref)
+            write_text_atomic(_body_path(parts, result["index"], suffix), result["body"])
+            write_text_atomic(_done_path(parts, result["index"]),
+                              json.dumps({k: result[k] for k in ("sentences", "tokens", "node", "pid")}))
+            nodes[result["node"]] += 1
+            step(1)
+            if queue:
+                submit(worker)
+    return nodes
+
+
+def _result(ray, ref) -> dict:
+    """A chunk's result; a WinnerError raised on a worker (a malformed file) comes back as itself."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, WinnerError):
+            raise WinnerError(str(cause)) from None
+        raise
