@@ -108,6 +108,12 @@ class MLPConfig:
             shapes["D"] = (self.n_in, self.n_out)
         return shapes
 
+    def check_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        """A ModelFormatError naming the dimensions when parameter `name` does not have the config's shape."""
+        expected = self.param_shapes()[name]
+        if tuple(shape) != expected:
+            raise ModelFormatError(f"{name} is {tuple(shape)}, expected {self.describe(name)} = {expected}")
+
     def describe(self, name: str) -> str:
         """Which dimensions a parameter's shape is made of, for error messages."""
         n_layers = len(self.hidden) + 1
@@ -206,13 +212,11 @@ class WindowMLP:
 
     def set_params(self, arrays: dict[str, np.ndarray]) -> None:
         """Copy named arrays into the model, checking every shape against the config."""
-        for name, shape in self.config.param_shapes().items():
+        for name in self.config.param_shapes():
             if name not in arrays:
                 raise ModelFormatError(f"parameter {name} is missing, expected {self.config.describe(name)}")
             a = arrays[name]
-            if tuple(a.shape) != shape:
-                raise ModelFormatError(
-                    f"{name} is {tuple(a.shape)}, expected {self.config.describe(name)} = {shape}")
+            self.config.check_shape(name, a.shape)
             if a.dtype.kind not in "fiu":
                 raise ModelFormatError(f"{name} holds {a.dtype} values, expected real numbers")
             if not np.isfinite(a).all():
