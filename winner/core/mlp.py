@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from winner.core import layers, lookup, runtime, steps, updates
-from winner.core.fastmath import RELU, SIGMOID, TANH
+from winner.core.fastmath import RELU, SIGMOID, SUM_LANES, TANH
 from winner.errors import ModelFormatError
 
 LOOKUP_TABLE_BYTES = 256 << 20  # the lookup path's (position, word) table is at most this big per chunk
@@ -246,12 +246,12 @@ class WindowMLP:
                 "rows_E": np.zeros(max_rows_E, np.int32), "G_E": np.zeros((max_rows_E, c.embed_dim), dt),
                 "rows_F": np.zeros(max_rows_F, np.int32), "G_F": np.zeros((max_rows_F, c.feature_dim), dt),
                 "ids": np.zeros((need, P), np.int32), "feats": np.zeros((need, P), np.int32),
-                "targets": np.zeros(need, np.int64),
+                "targets": np.zeros(need, np.int64), "lanes": np.zeros(SUM_LANES, dt),
             })
             a = self._buf.arrays
             self._buf.scratch = layers.Scratch(
                 a["ids"], a["feats"], a["targets"], a["acts"], a["keep"], a["dacts"], a["Z"], a["dZ"], self.grad,
-                self.slot_E, a["rows_E"], a["G_E"], self.slot_F, a["rows_F"], a["G_F"])
+                self.slot_E, a["rows_E"], a["G_E"], self.slot_F, a["rows_F"], a["G_F"], a["lanes"])
         return self._buf.arrays
 
     def scratch(self, batch: int) -> layers.Scratch:
