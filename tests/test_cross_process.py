@@ -226,3 +226,45 @@ def test_parallel_lookup_kernel_loads_from_the_cache_in_fresh_processes(tmp_path
     for step, r in enumerate(results, 1):
         assert r.returncode == 0, f"process {step} exited {r.returncode}: {r.stderr[-2000:]}"
     assert len({r.stdout for r in results}) == 1 and results[0].stdout.strip()
+
+
+TRAINING_BITS = """
+import hashlib, sys
+import numpy as np
+from winner.core import runtime
+from winner.core.mlp import MLPConfig, WindowMLP
+from winner.core.optim import Optimizer
+runtime.init()
+if sys.argv[1] == "callees first":  # a kernel's callees loaded from the cache before the kernel itself
+    from winner.core.layers import softmax_xent
+    from winner.core.fastmath import fixed_sum
+    Z = np.zeros((2, 3000), np.float32)
+    softmax_xent(Z, np.zeros(2, np.int64), 0.5, np.zeros_like(Z), np.zeros(32, np.float32))
+    fixed_sum(Z[0], np.zeros(32, np.float32))
+lm = MLPConfig(n_positions=4, vocab_size=3000, embed_dim=16, n_out=3000, hidden=(32,), direct=True)
+ner = MLPConfig(n_positions=5, vocab_size=500, embed_dim=20, n_out=9, hidden=(40,), n_features=5, feature_dim=4,
+                dropout_input=0.1, dropout_hidden=0.2)
+for cfg, opt, batch in [(lm, Optimizer("sgd", lr=0.1), 1), (lm, Optimizer("adam", lr=1e-3), 128),
+                        (ner, Optimizer("sgd", lr=0.05), 1), (ner, Optimizer("sgd", lr=0.05), 64)]:
+    rng = np.random.default_rng(3)
+    m = WindowMLP(cfg, seed=3)
+    ids = rng.integers(0, cfg.vocab_size, (512, cfg.n_positions)).astype(np.int64)
+    feats = rng.integers(0, cfg.n_features, (512, cfg.n_positions)).astype(np.int64)
+    targets = rng.integers(0, cfg.n_out, 512).astype(np.int64)
+    loss = opt.train_batches(m, ids, feats, targets, rng.permutation(512).astype(np.int64), 0, 512, batch, 3)
+    print(repr(loss), hashlib.md5(m.theta.tobytes() + m.E.tobytes()).hexdigest())
+"""
+
+
+def test_training_gives_the_same_bits_whatever_numba_cache_held(tmp_path):
+    """Same seed, same bits: in the process that compiled the training kernels, in one that loaded them from
+    the cache, and in one that loaded some of their callees first (a reassociating callee once summed in
+    another order in each of these, see winner.core.fastmath.FAST)."""
+    env = _env(tmp_path / "numba-cache", tmp_path, "1")
+    runs = [_run([sys.executable, "-c", TRAINING_BITS, order], env)
+            for order in ("compiles", "loads", "callees first")]
+    for r in runs:
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert runs[0].stdout.count("\n") == 4
+    assert runs[1].stdout == runs[0].stdout, "loaded from the cache: other bits than when compiled"
+    assert runs[2].stdout == runs[0].stdout, "callees loaded first: other bits than when compiled"

@@ -13,6 +13,7 @@ from numba import njit
 from winner.core import blas, fastmath, layers, steps
 from winner.core import mlp as mlp_module
 from winner.core.cblas import CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS
+from winner.core.fastmath import SUM_LANES
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
 from winner.core.runtime import set_threads
@@ -283,24 +284,54 @@ def test_row_max_equals_numpy(n):
     assert layers.row_max(z) == 50.0
 
 
+def _sum_in_lanes(z: np.ndarray) -> np.floating:
+    """fixed_sum's order, spelled out in numpy: SUM_LANES running sums, folded by halves, then the tail."""
+    lanes = np.zeros(SUM_LANES, z.dtype)
+    full = len(z) - len(z) % SUM_LANES
+    for j0 in range(0, full, SUM_LANES):
+        lanes += z[j0 : j0 + SUM_LANES]
+    h = SUM_LANES // 2
+    while h >= 1:
+        lanes[:h] += lanes[h : 2 * h]
+        h //= 2
+    s = lanes[0]
+    for x in z[full:]:
+        s += x
+    return s
+
+
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 100, 1000, 16_493])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fixed_order_sums_add_in_the_order_their_source_gives(n, dtype):
+    """fixed_sum is bit for bit the order written in its source (what makes it the same in every compiled
+    copy), and fixed_row_dot is the dot product to rounding."""
+    rng = np.random.default_rng(n)
+    z = rng.standard_normal(n).astype(dtype)
+    assert fastmath.fixed_sum(z, np.zeros(SUM_LANES, dtype)) == _sum_in_lanes(z)
+    X = rng.standard_normal((3, n + 2)).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert fastmath.fixed_row_dot(X, 1, z, n) == pytest.approx(float(X[1, :n].astype(np.float64) @ z), rel=tol,
+                                                               abs=tol * np.sqrt(max(n, 1)))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_softmax_loss_is_nan_when_a_score_is(dtype):
     Z = np.random.default_rng(0).standard_normal((3, 40)).astype(dtype)
-    dZ = np.empty_like(Z)
-    assert np.isfinite(layers.softmax_xent(Z, np.array([1, 2, 3]), 1.0, dZ))
+    dZ, lanes = np.empty_like(Z), np.zeros(SUM_LANES, dtype)
+    assert np.isfinite(layers.softmax_xent(Z, np.array([1, 2, 3]), 1.0, dZ, lanes))
     Z[1, 7] = np.nan
-    assert np.isnan(layers.softmax_xent(Z, np.array([1, 2, 3]), 1.0, dZ))
+    assert np.isnan(layers.softmax_xent(Z, np.array([1, 2, 3]), 1.0, dZ, lanes))
 
 
 def test_float32_softmax_over_a_language_model_vocabulary_matches_float64():
-    """softmax_xent sums a float32 row in float32 (16 lanes): over 16,493 words it stays within a few 1e-6 of
-    the float64 softmax. Bound: ~1,000 terms a lane, each rounding <= 6e-8, seen at most 4e-6."""
+    """softmax_xent sums a float32 row in float32 (32 lanes): over 16,493 words it stays within a few 1e-6 of
+    the float64 softmax. Bound: ~500 terms a lane, each rounding <= 6e-8."""
     rng = np.random.default_rng(0)
     B, V = 64, 16_493
     Z = (4 * rng.standard_normal((B, V))).astype(np.float32)
     targets = rng.integers(0, V, B)
     dZ = np.empty_like(Z)
-    loss = layers.softmax_xent(Z, targets, 1.0 / B, dZ)
+    loss = layers.softmax_xent(Z, targets, 1.0 / B, dZ, np.zeros(SUM_LANES, np.float32))
     z = Z.astype(np.float64)
     mx = z.max(axis=1, keepdims=True)
     total = np.exp(z - mx).sum(axis=1, keepdims=True)

@@ -148,3 +148,22 @@ def test_function_local_imports_are_only_of_heavy_modules():
                 for name in names[:1]:
                     light.append(f"{path.relative_to(PACKAGE)}:{node.lineno} imports {name} inside a function")
     assert light == [], "\n".join(light)
+
+
+def test_kernels_that_reassociate_are_called_by_no_other_kernel():
+    """fastmath's "reassoc" only on entry kernels (FAST_ENTRY): numba links a copy of a callee into each caller
+    and optimises it again there, and a reassociating copy can then sum in another order than the callee's
+    own, so the bits would depend on what numba's cache held (see winner.core.fastmath.FAST)."""
+    entry, called = set(), set()
+    for path in sorted((PACKAGE / "core").glob("*.py")) + sorted((PACKAGE / "heads").glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            decorators = " ".join(ast.unparse(d) for d in node.decorator_list)
+            if "njit" not in decorators and "overload" not in decorators:
+                continue
+            if "FAST_ENTRY" in decorators:
+                entry.add(node.name)
+            called.update(c.func.id for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name))
+    assert {"lookup_logits", "log_softmax_rows", "train_batches"} <= entry
+    assert entry & called == set()

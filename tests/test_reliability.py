@@ -197,7 +197,7 @@ BROKEN_MODELS = {
     "NaN parameter": (_arrays(lambda a: a["W0"].__setitem__((0, 0), np.nan)), "NaN"),
     "negative window": (_config(lambda c: c["tagger"].__setitem__("window", -1)), "window"),
     "window disagreeing with shapes": (_config(lambda c: c["tagger"].__setitem__("window", 3)), "window"),
-    "hidden 10^12": (_config(lambda c: c["mlp"].__setitem__("hidden", [10**12])), "shape"),
+    "hidden 10^12": (_config(lambda c: c["mlp"].__setitem__("hidden", [10**12])), "expected"),
     "unknown scheme": (_config(lambda c: c["tagger"].__setitem__("scheme", "bogus")), "scheme"),
     "config is a list": (lambda m: (m / "config.json").write_text("[1, 2]"), "JSON object"),
     "missing key": (_config(lambda c: c["mlp"].__delitem__("embed_dim")), "embed_dim"),

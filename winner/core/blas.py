@@ -12,7 +12,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from winner.core.cblas import CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, cblas_signature
-from winner.core.fastmath import FAST, cast_like
+from winner.core.fastmath import FAST, cast_like, fixed_row_dot
 
 _CBLAS = {types.float32: types.ExternalFunction("winner_cblas_sgemm", cblas_signature(types.float32)),
           types.float64: types.ExternalFunction("winner_cblas_dgemm", cblas_signature(types.float64))}
@@ -157,7 +157,4 @@ def _row_times_matrix(a, trans_b, B, beta, c):
         rows_times_vector(B, a, c)
     else:
         for j in range(n):
-            s = c[j]
-            for i in range(k):
-                s += a[i] * B[j, i]
-            c[j] = s
+            c[j] += fixed_row_dot(B, j, a, k)

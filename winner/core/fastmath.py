@@ -14,9 +14,64 @@ from numba.extending import intrinsic, overload
 
 TANH, SIGMOID, RELU = 0, 1, 2
 
-# Fast paths may reassociate float sums so that row loops vectorise (deterministic for a given build), but
-# never assume finite values: the divergence check (np.isfinite of the loss) must survive.
-FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# Fast paths never assume finite values: the divergence check (np.isfinite of the loss) must survive. Nor do
+# they reassociate sums: numba links a copy of every callee into each caller's library and optimises it again
+# there, and a call binds to whichever copy the process loaded first (the callee's own when this process
+# compiled it, the caller's when the caller came from numba's cache). With "reassoc" those copies sum in
+# different orders, so the same seed gave other bits in a process that compiled the kernels than in one that
+# loaded them. Long sums that must vectorise use fixed_sum's or fixed_row_dot's lanes instead.
+FAST = {"nsz", "arcp", "contract", "afn"}
+# Only for kernels no other kernel calls (one compiled copy of their code exists): they may reassociate.
+FAST_ENTRY = FAST | {"reassoc"}
+# Running sums of fixed_sum: a few vector registers wide, so the loop vectorises lane-wise.
+SUM_LANES = 32
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def fold_lanes(lanes):
+    """lanes[0] + ... + lanes[-1] by halves (a fixed order); overwrites lanes. len(lanes): a power of two."""
+    h = lanes.shape[0] // 2
+    while h >= 1:
+        for i in range(h):
+            lanes[i] += lanes[i + h]
+        h //= 2
+    return lanes[0]
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def fixed_sum(z, lanes):
+    """Sum of the 1-d z in an order this source fixes: SUM_LANES running sums (each an element-wise add, which
+    vectorises without reassociation), folded by halves, then the tail in order. lanes: (SUM_LANES,) scratch.
+    Indices are unsigned and no views are taken, for the reasons given at blas._rows_times_block."""
+    n, L = z.shape[0], np.uint64(lanes.shape[0])
+    lanes[:] = 0.0
+    full = n - n % lanes.shape[0]
+    for j0 in range(0, full, lanes.shape[0]):
+        base = np.uint64(j0)
+        for i in range(np.uint64(0), L):
+            lanes[i] += z[base + i]
+    s = fold_lanes(lanes)
+    for j in range(full, n):
+        s += z[j]
+    return s
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def fixed_row_dot(X, i, y, n):
+    """X[i, :n] . y[:n] in an order this source fixes: eight running sums in scalars (packed into one vector
+    register without reassociation, and nothing allocated), added pairwise, then the tail in order."""
+    r = np.uint64(i)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = cast_like(0.0, X)
+    for j0 in range(0, n - n % 8, 8):
+        j = np.uint64(j0)
+        s0, s1, s2, s3 = s0 + X[r, j] * y[j], s1 + X[r, j + 1] * y[j + 1], s2 + X[r, j + 2] * y[j + 2], \
+            s3 + X[r, j + 3] * y[j + 3]
+        s4, s5, s6, s7 = s4 + X[r, j + 4] * y[j + 4], s5 + X[r, j + 5] * y[j + 5], s6 + X[r, j + 6] * y[j + 6], \
+            s7 + X[r, j + 7] * y[j + 7]
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for j in range(n - n % 8, n):
+        s += X[i, j] * y[j]
+    return s
 
 
 @njit(cache=True, inline="always", error_model="numpy")

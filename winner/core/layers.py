@@ -19,7 +19,18 @@ import numpy as np
 from numba import njit
 
 from winner.core.blas import gemm
-from winner.core.fastmath import FAST, TANH, activation, backprop_units, cast_like, fast_exp, fast_tanh, fill_dropout
+from winner.core.fastmath import (
+    FAST,
+    FAST_ENTRY,
+    TANH,
+    activation,
+    backprop_units,
+    cast_like,
+    fast_exp,
+    fast_tanh,
+    fill_dropout,
+    fixed_sum,
+)
 
 LOSS_SOFTMAX, LOSS_SIGMOID, LOSS_NONE = 0, 1, 2
 
@@ -62,6 +73,7 @@ class Scratch(NamedTuple):
     slotF: np.ndarray  # (Vf,) int32, the same for F
     rowsF: np.ndarray
     GF: np.ndarray
+    lanes: np.ndarray  # (SUM_LANES,): the running sums of fixed-order sums (fastmath.fixed_sum)
 
 
 # ---------------------------------------------------------------- layout
@@ -263,11 +275,11 @@ def predict_batches(ids, feats, params, net, batch, scratch, out):
 
 
 @njit(cache=True)
-def loss_grad(Z, targets, scale, dZ, loss_kind):
+def loss_grad(Z, targets, scale, dZ, loss_kind, lanes):
     """scale * the summed loss of the logits Z (B, n_out) against targets (B,), and dZ = its gradient: the one
     place a loss is chosen. Softmax cross-entropy over classes, or binary cross-entropy of Z[:, 0]."""
     if loss_kind == LOSS_SOFTMAX:
-        return softmax_xent(Z, targets, scale, dZ) * scale
+        return softmax_xent(Z, targets, scale, dZ, lanes) * scale
     return sigmoid_xent(Z, targets, scale, dZ) * scale
 
 
@@ -297,7 +309,7 @@ def row_max(z):
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
-def softmax_xent(Z, targets, scale, dZ):
+def softmax_xent(Z, targets, scale, dZ, lanes):
     """Summed cross-entropy of softmax(Z) against int targets; dZ = scale * (softmax(Z) - onehot).
 
     Z, dZ: (B, C); targets: (B,) int. Log-sum-exp with the max subtracted; every loop vectorises (with a
@@ -307,13 +319,11 @@ def softmax_xent(Z, targets, scale, dZ):
     loss = 0.0
     for b in range(B):
         mx = row_max(Z[b])
+        for c in range(C):
+            dZ[b, c] = fast_exp(Z[b, c] - mx)
         # summed in Z's precision: a float32 sum vectorises twice as wide, and its rounding, ~1e-6 relative
         # here, is below what float32 probabilities carry anyway
-        s = cast_like(0.0, Z)
-        for c in range(C):
-            e = fast_exp(Z[b, c] - mx)
-            dZ[b, c] = e
-            s += e
+        s = fixed_sum(dZ[b], lanes)
         loss += np.log(np.float64(s)) + mx - Z[b, targets[b]]
         inv = cast_like(scale / s, dZ)
         for c in range(C):
@@ -354,7 +364,7 @@ def log_softmax_row(Z, b, out):
         out[b, c] = Z[b, c] - lse
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
+@njit(cache=True, fastmath=FAST_ENTRY, error_model="numpy")
 def log_softmax_rows(Z, out):
     """out = log softmax(Z) row by row. Z, out: (B, C)."""
     for b in range(Z.shape[0]):

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from winner.core.blas import gemm
-from winner.core.fastmath import FAST, activate_row, activation
+from winner.core.fastmath import FAST_ENTRY, activate_row, activation
 from winner.core.layers import log_softmax_row, weight_offset
 from winner.core.updates import number_row
 
@@ -68,7 +68,7 @@ def first_layer_tables(E, F, W0, uniq, U, T, C, Eu):
 
 
 # Parallel and cached: safe to load in any process once winner.core.runtime.init() has run (see runtime.py).
-@njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
+@njit(cache=True, parallel=True, fastmath=FAST_ENTRY, error_model="numpy")
 def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out):
     """Logits (or log-probabilities) of windows whose first layer is a sum of table rows.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from winner.core import layers, lookup, runtime, steps, updates
-from winner.core.fastmath import RELU, SIGMOID, TANH
+from winner.core.fastmath import RELU, SIGMOID, SUM_LANES, TANH
 from winner.errors import ModelFormatError
 
 LOOKUP_TABLE_BYTES = 256 << 20  # the lookup path's (position, word) table is at most this big per chunk
@@ -107,6 +107,12 @@ class MLPConfig:
         if self.direct:
             shapes["D"] = (self.n_in, self.n_out)
         return shapes
+
+    def check_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        """A ModelFormatError naming the dimensions when parameter `name` does not have the config's shape."""
+        expected = self.param_shapes()[name]
+        if tuple(shape) != expected:
+            raise ModelFormatError(f"{name} is {tuple(shape)}, expected {self.describe(name)} = {expected}")
 
     def describe(self, name: str) -> str:
         """Which dimensions a parameter's shape is made of, for error messages."""
@@ -206,13 +212,11 @@ class WindowMLP:
 
     def set_params(self, arrays: dict[str, np.ndarray]) -> None:
         """Copy named arrays into the model, checking every shape against the config."""
-        for name, shape in self.config.param_shapes().items():
+        for name in self.config.param_shapes():
             if name not in arrays:
                 raise ModelFormatError(f"parameter {name} is missing, expected {self.config.describe(name)}")
             a = arrays[name]
-            if tuple(a.shape) != shape:
-                raise ModelFormatError(
-                    f"{name} is {tuple(a.shape)}, expected {self.config.describe(name)} = {shape}")
+            self.config.check_shape(name, a.shape)
             if a.dtype.kind not in "fiu":
                 raise ModelFormatError(f"{name} holds {a.dtype} values, expected real numbers")
             if not np.isfinite(a).all():
@@ -242,12 +246,12 @@ class WindowMLP:
                 "rows_E": np.zeros(max_rows_E, np.int32), "G_E": np.zeros((max_rows_E, c.embed_dim), dt),
                 "rows_F": np.zeros(max_rows_F, np.int32), "G_F": np.zeros((max_rows_F, c.feature_dim), dt),
                 "ids": np.zeros((need, P), np.int32), "feats": np.zeros((need, P), np.int32),
-                "targets": np.zeros(need, np.int64),
+                "targets": np.zeros(need, np.int64), "lanes": np.zeros(SUM_LANES, dt),
             })
             a = self._buf.arrays
             self._buf.scratch = layers.Scratch(
                 a["ids"], a["feats"], a["targets"], a["acts"], a["keep"], a["dacts"], a["Z"], a["dZ"], self.grad,
-                self.slot_E, a["rows_E"], a["G_E"], self.slot_F, a["rows_F"], a["G_F"])
+                self.slot_E, a["rows_E"], a["G_E"], self.slot_F, a["rows_F"], a["G_F"], a["lanes"])
         return self._buf.arrays
 
     def scratch(self, batch: int) -> layers.Scratch:

@@ -15,6 +15,7 @@ from numba import njit
 from winner.core.blas import gemm, rows_times_vector
 from winner.core.fastmath import (
     FAST,
+    FAST_ENTRY,
     activate_row,
     activation,
     backprop_kept_units,
@@ -80,7 +81,7 @@ def loss_and_grad(ids, feats, targets, params, net, seed, step, l2, l1, scratch)
     """
     B = ids.shape[0]
     forward(ids, feats, params, net, seed, step, scratch)
-    loss = loss_grad(scratch.Z[:B], targets, 1.0 / B, scratch.dZ[:B], net.loss_kind)
+    loss = loss_grad(scratch.Z[:B], targets, 1.0 / B, scratch.dZ[:B], net.loss_kind, scratch.lanes)
     grad = scratch.grad
     grad[:] = 0.0
     backward(params, net, scratch, scratch.dZ[:B])
@@ -159,7 +160,7 @@ def example_forward(ids, feats, params, net, seed, step, scratch):
         rows_times_vector(theta[do : do + n_in * n_out].reshape(n_in, n_out), x, scratch.Z[0])
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
+@njit(cache=True, inline="always", fastmath=FAST, error_model="numpy")
 def sgd_example(ids, feats, targets, params, net, seed, step, hyper, scratch):
     """One plain-SGD step on ONE window, without ever forming a gradient; returns its loss.
 
@@ -168,7 +169,7 @@ def sgd_example(ids, feats, targets, params, net, seed, step, hyper, scratch):
     ids, feats: (1, P); targets: (1,).
     """
     example_forward(ids, feats, params, net, seed, step, scratch)
-    loss = loss_grad(scratch.Z[0:1], targets, 1.0, scratch.dZ[0:1], net.loss_kind)
+    loss = loss_grad(scratch.Z[0:1], targets, 1.0, scratch.dZ[0:1], net.loss_kind, scratch.lanes)
     if not np.isfinite(loss):
         return loss
     theta, sizes, acts, dacts = params.theta, params.sizes, scratch.acts, scratch.dacts
@@ -251,7 +252,7 @@ def fused_step(ids, feats, targets, params, net, seed, step, hyper, t, adam, scr
     """
     B = ids.shape[0]
     forward_core(ids, feats, params, net, seed, step, scratch, False)
-    loss = loss_grad(scratch.Z[:B], targets, 1.0 / B, scratch.dZ[:B], net.loss_kind)
+    loss = loss_grad(scratch.Z[:B], targets, 1.0 / B, scratch.dZ[:B], net.loss_kind, scratch.lanes)
     if not np.isfinite(loss):
         return loss
     sizes = params.sizes
@@ -409,7 +410,7 @@ def sgd_step_pairs(ids, targets, params, net, seed, step, hyper, adam, scratch, 
     B = ids.shape[0]
     sizes = params.sizes
     n = pair_forward(ids, params, net, seed, step, scratch, pairs)
-    loss = loss_grad(scratch.Z[:B], targets, 1.0 / B, scratch.dZ[:B], net.loss_kind)
+    loss = loss_grad(scratch.Z[:B], targets, 1.0 / B, scratch.dZ[:B], net.loss_kind, scratch.lanes)
     if not np.isfinite(loss):
         return loss
     dcur = scratch.dZ[:B]
@@ -462,7 +463,7 @@ def step_kind(params, net, hyper, B):
     return STEP_FUSED
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def train_step(params, net, seed, step, hyper, adam, scratch, pairs, B):
     """One optimiser step on the B windows staged in scratch.ids/feats/targets, by the step step_kind
     chooses; returns the mean loss. Adam's step count is step + 1."""
@@ -483,7 +484,8 @@ def train_step(params, net, seed, step, hyper, adam, scratch, pairs, B):
     return loss
 
 
-@njit(cache=True)
+# The one training entry point, and the only compiled copy of the steps inlined into it: it may reassociate.
+@njit(cache=True, fastmath=FAST_ENTRY, error_model="numpy")
 def train_batches(ids, feats, targets, order, batch, params, net, seed, step0, hyper, adam, scratch, pairs):
     """Train on windows order[0], order[1], ... in minibatches of `batch`; returns the summed batch losses.
 

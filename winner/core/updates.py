@@ -240,7 +240,9 @@ def dense_block_update(A, dcur, Wb, n, m, g, mo, vo, hyper, t):
         adam_dense(Wb, g, mo, vo, lr, hyper.beta1, hyper.beta2, hyper.eps, t)
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
+# Inlined (through sgd_example and train_step) into train_batches, whose FAST_ENTRY lets the dot product
+# vectorise: its code then exists in one compiled copy only (see fastmath.FAST).
+@njit(cache=True, inline="always", fastmath=FAST, error_model="numpy")
 def rank1_update_dot(W, a, delta, lr, da, need):
     """One sweep over W (n, m): da[i] += W[i] . delta (with the old W, if need), then W[i] -= lr*a[i]*delta."""
     n, m = W.shape

@@ -26,14 +26,16 @@ from rich.console import Console
 
 from winner.core.atomic import write_dir_atomic
 from winner.data.corpus import brown_sentences
-from winner.data.resources import brown_stream_path, cache_dir
+from winner.data.resources import brown_stream_path, cache_dir, data_dir
 from winner.data.windows import normalise
 from winner.errors import WinnerError
 
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
 
-DEFAULT_EMBEDDINGS = "default"  # word2vec trained on the shipped Brown text, no network needed
+DEFAULT_EMBEDDINGS = "default"  # the GloVe subset shipped in data/glove (shipped_glove)
+SHIPPED_GLOVE_DIR = "glove"  # under data/
+BROWN_EMBEDDINGS = "brown-word2vec"  # word2vec trained on the shipped Brown text (default_vectors)
 NATIVE_SUFFIXES = (".kv", ".model")
 # word2vec settings of the default vectors; part of their cache key.
 DEFAULT_WORD2VEC = {
@@ -350,6 +352,21 @@ def default_vectors(progress: bool = True) -> KeyedVectors:
 
 
 # ------------------------------------------------------------------------------------------- alignment
+
+
+def shipped_glove() -> KeyedVectors:
+    """The GloVe 6B 100-d subset shipped in data/glove (scripts/glove_subset.py; float16 on disk) as float32:
+    the `default` vectors of the tagger and the scorer."""
+    path = data_dir() / SHIPPED_GLOVE_DIR
+    try:
+        words = json.loads((path / "words.json").read_text(encoding="utf-8"))
+        vectors = np.load(path / "vectors.npy", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise WinnerError(f"{path}: cannot read the shipped GloVe vectors ({e}); rebuild them with "
+                          "scripts/glove_subset.py") from e
+    if not isinstance(words, list) or vectors.ndim != 2 or vectors.shape[0] != len(words):
+        raise WinnerError(f"{path}: vectors.npy {vectors.shape} does not match words.json")
+    return keyed_vectors(words, vectors.astype(np.float32))
 
 
 def vector_scale(kv: KeyedVectors, chunk: int = 1 << 16) -> float:

@@ -8,7 +8,7 @@ import numpy as np
 from winner.core.console import console
 from winner.data import embeddings
 from winner.data.conll import Sentence
-from winner.data.embeddings import DEFAULT_EMBEDDINGS
+from winner.data.embeddings import BROWN_EMBEDDINGS, DEFAULT_EMBEDDINGS
 from winner.data.hub import load_sentences, validation_split
 from winner.data.resources import wikigold_path
 from winner.data.vocab import Vocab
@@ -46,15 +46,20 @@ def embedding_table(spec: str, max_pretrained: int, train: list[Sentence], rng: 
                     quiet: bool = False, trust_pickle: bool = False,
                     ) -> tuple[np.ndarray | None, list[str], dict, np.ndarray]:
     """(table or None, vocabulary words, stats, has_vector): pretrained vectors (`spec`: a file, a downloader
-    name, "default" or "none") aligned to the training words plus the `max_pretrained` most frequent pretrained
+    name, "default" (the shipped GloVe subset), "brown-word2vec" or "none") aligned to the training words plus
+    the `max_pretrained` most frequent pretrained
     words (0: all); has_vector marks the words that got a pretrained row. A pickled (gensim native) file is
     refused unless trust_pickle, as unpickling runs code."""
     tokens = [s.tokens for s in train]
     if spec.lower() == "none":
         vocab = build_word_vocab(tokens)
         return None, vocab.itos, {"embeddings": "none"}, np.zeros(len(vocab), dtype=bool)
-    kv = embeddings.default_vectors(progress=not quiet) if spec == DEFAULT_EMBEDDINGS \
-        else embeddings.load_keyed_vectors(spec, progress=not quiet, trust_pickle=trust_pickle)
+    if spec == DEFAULT_EMBEDDINGS:
+        kv = embeddings.shipped_glove()
+    elif spec == BROWN_EMBEDDINGS:
+        kv = embeddings.default_vectors(progress=not quiet)
+    else:
+        kv = embeddings.load_keyed_vectors(spec, progress=not quiet, trust_pickle=trust_pickle)
     top = embeddings.top_words(kv, max_pretrained or len(kv.index_to_key))
     vocab = build_word_vocab(tokens, extra_words=top)
     table, stats = embeddings.align_vectors(kv, vocab.itos, rng)

@@ -88,10 +88,12 @@ def load_mlp_model(path: str | Path, kind: str) -> tuple[WindowMLP, Vocab, dict,
         raise ModelFormatError(f"{path}/config.json: {e}") from None
     if mlp_config.vocab_size != len(vocab):
         raise ModelFormatError(f"{path}: vocab.json has {len(vocab)} words, config says {mlp_config.vocab_size}")
-    for name, shape in shapes.items():  # before anything the size of the config is allocated
-        if name in arrays and tuple(arrays[name].shape) != tuple(shape):
-            raise ModelFormatError(f"{path}: config.json gives {name} the shape {tuple(shape)}, params.npz holds "
-                                   f"{tuple(arrays[name].shape)}")
+    for name in shapes:  # before anything the size of the config is allocated
+        if name in arrays:
+            try:
+                mlp_config.check_shape(name, arrays[name].shape)
+            except ModelFormatError as e:
+                raise ModelFormatError(f"{path}/params.npz: {e}") from None
     try:
         model = WindowMLP.from_arrays(mlp_config, arrays)
     except ModelFormatError as e:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from winner.core.atomic import save_figure, write_text_atomic
+from winner.core.chars import CharOptimizer, CharWindowMLP
 from winner.core.console import console
 from winner.core.loop import FitResult, LoopSettings, LoopState, Metric, TrainData, WindowTraining, fit, write_json
 from winner.core.mlp import MLPConfig, WindowMLP
@@ -30,6 +31,8 @@ from winner.data.labelled import embedding_table, replace_rare_with_unk, resolve
 from winner.data.vocab import Vocab
 from winner.data.windows import CASINGS
 from winner.errors import WinnerError
+from winner.heads.characters import CharSpec, attach_words, build_alphabet
+from winner.heads.characters import gradcheck_cases as char_gradcheck_cases
 from winner.heads.metrics import entity_counts, entity_scores, token_accuracy
 from winner.heads.model_io import resolve_model_dir
 from winner.heads.settings import NERSettings
@@ -48,15 +51,30 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
     rng = np.random.default_rng(settings.seed)
     table, words, stats, has_vector = embedding_table(settings.embeddings, settings.max_pretrained, train, rng,
                                                       settings.quiet, settings.trust_pickle)
-    embed_dim = table.shape[1] if table is not None else settings.random_embed_dim
+    word_dim = table.shape[1] if table is not None else settings.random_embed_dim
+    chars = CharSpec(build_alphabet([s.tokens for s in train]), settings.char_dim, settings.char_filters,
+                     settings.char_width) if settings.char_filters else None
     config = MLPConfig(
-        n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=embed_dim, n_out=len(tags),
+        n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=word_dim + settings.char_filters,
+        n_out=len(tags),
         hidden=settings.hidden_sizes(), n_features=len(CASINGS), feature_dim=settings.casing_dim,
         activation=settings.activation, loss="softmax", dropout_input=settings.dropout,
         dropout_hidden=settings.hidden_dropout)
-    model = WindowMLP(config, seed=settings.seed, E=table)
-    spec = TaggerSpec(settings.window, tags, settings.scheme, source_scheme, settings.decode)
-    return Tagger(model, Vocab(words), spec), source_scheme, stats, has_vector
+    if chars is None:
+        model = WindowMLP(config, seed=settings.seed, E=table)
+    else:
+        model = CharWindowMLP.with_word_table(config, chars.config(), settings.seed, table)
+    spec = TaggerSpec(settings.window, tags, settings.scheme, source_scheme, settings.decode,
+                      asdict(chars) if chars else None)
+    tagger = Tagger(model, Vocab(words), spec)
+    if chars is not None:
+        attach_words(model, chars, tagger.words)
+    return tagger, source_scheme, stats, has_vector
+
+
+def gradcheck_cases() -> list:
+    """The tagger's own parameters beyond the core's: the character CNN."""
+    return char_gradcheck_cases()
 
 
 def train_tagger(settings: NERSettings) -> dict:
@@ -71,12 +89,15 @@ def train_tagger(settings: NERSettings) -> dict:
     ids = replace_rare_with_unk(ids, tagger.words, has_vector, settings.unk_replace,
                                 np.random.default_rng([settings.seed, 1]))
     data = TrainData(ids, feats, tagger.target_ids([s.tags for s in train], source_scheme))
-    optimizer = Optimizer(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale,
-                          l2=settings.l2, l1=settings.l1)
+    optimizer_type = CharOptimizer if tagger.chars else Optimizer
+    optimizer = optimizer_type(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale,
+                               l2=settings.l2, l1=settings.l1)
     dev_tokens = [s.tokens for s in dev]
     dev_gold = [convert_tags(s.tags, detect_scheme([s.tags for s in dev]), "iob2") for s in dev]
 
     def evaluate() -> float:
+        if tagger.chars:  # training steps leave the vocabulary's character columns stale
+            tagger.model.fill_vocabulary()
         return entity_scores(dev_gold, tagger.predict(dev_tokens, scheme="iob2"))["f1"]
 
     meta = {"settings": asdict(settings), "train_source": train_src, "dev_source": dev_src,

@@ -41,7 +41,7 @@ class Head:
 
 
 HEADS = (
-    Head("ner", "tagger", NERSettings, "winner.heads.ner", "train_tagger", has_own_gradients=False,
+    Head("ner", "tagger", NERSettings, "winner.heads.ner", "train_tagger", has_own_gradients=True,
          train_help="Train a window NER tagger; the best model on dev is kept in OUT/model."),
     Head("score", "scorer", ScoreSettings, "winner.heads.scorer", "train_scorer", has_own_gradients=True,
          train_help="Train a max-margin window scorer; the best model on dev (with its F1-maximising threshold) "

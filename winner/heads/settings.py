@@ -106,8 +106,9 @@ class WindowSettings(Settings):
                               group="io")
     # winner.data.embeddings.DEFAULT_EMBEDDINGS (not imported: it loads numpy)
     embeddings: str = setting("default", "Pretrained vectors: a word2vec (text or binary) or GloVe file, a "
-                                         "gensim-downloader name already on disk, 'default' (word2vec on the "
-                                         "shipped Brown text) or 'none'.", group="io")
+                                         "gensim-downloader name already on disk, 'default' (the shipped subset "
+                                         "of GloVe 6B 100-d), 'brown-word2vec' (word2vec trained on the shipped "
+                                         "Brown text) or 'none'.", group="io")
     trust_pickle: bool = setting(False, "Allow --embeddings to be a gensim native (pickle) file; this RUNS CODE "
                                         "inside the file — only for files you made yourself.", group="io",
                                  flags=("--trust-pickle",))
@@ -145,6 +146,15 @@ class NERSettings(WindowSettings):
                           choices=("iob1", "iob2", "iobes"))
     decode: str = setting("viterbi", "Viterbi under the scheme's constraints, or per-token argmax.",
                           group="decoding", choices=("viterbi", "argmax"))
+    char_filters: int = setting(0, "Character CNN filters: the size of each word's character vector (0: no "
+                                   "character features).", group="model", min=0)
+    char_dim: int = setting(25, "Character embedding size of the character CNN.", group="model", min=1)
+    char_width: int = setting(3, "Characters per window of the character CNN (odd).", group="model", min=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.char_width % 2 == 0:
+            raise BadSettingError("char_width", f"expects an odd number, got {self.char_width}")
 
 
 @dataclass(kw_only=True)

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from winner.core.chars import CharWindowMLP, read_arrays
 from winner.core.console import compiling_notice
 from winner.core.mlp import WindowMLP
 from winner.data.conll import convert_tags
 from winner.data.vocab import Vocab
 from winner.data.windows import featurize
 from winner.errors import ModelFormatError
+from winner.heads.characters import CharSpec, char_log_proba
 from winner.heads.decode import viterbi
 from winner.heads.model_io import load_window_head, save_mlp_model
 
@@ -65,10 +67,11 @@ class TaggerSpec:
     scheme: str  # the scheme the model predicts in
     output_scheme: str  # the scheme of the training data, used for output
     decode: str = "viterbi"
+    chars: dict | None = None  # CharSpec's fields, or None: no character features
 
     def to_json(self) -> dict:
         return {"window": self.window, "tags": self.tags, "scheme": self.scheme,
-                "output_scheme": self.output_scheme, "decode": self.decode}
+                "output_scheme": self.output_scheme, "decode": self.decode, "chars": self.chars}
 
 
 class Tagger:
@@ -77,6 +80,9 @@ class Tagger:
     def __init__(self, model: WindowMLP, words: Vocab, spec: TaggerSpec):
         if model.config.n_out != len(spec.tags):
             raise ModelFormatError(f"Wout has {model.config.n_out} outputs, expected one per tag ({len(spec.tags)})")
+        self.chars = CharSpec(**spec.chars) if spec.chars else None
+        if self.chars is not None and not isinstance(model, CharWindowMLP):
+            raise ModelFormatError("a tagger with character features needs a CharWindowMLP")
         self.model = model
         self.words = words
         self.spec = spec
@@ -111,9 +117,8 @@ class Tagger:
                             "character); for raw text use winner.load(RUN)(text)")
         if not sentences:
             return [], []
-        ids, feats = self.featurize(sentences)
         with compiling_notice():
-            logp = self.model.predict_log_proba(ids, feats, batch=batch, method=method)
+            logp = self.log_proba(sentences, batch, method)
         allowed, start, end = self._constraints
         out: list[list[str]] = []
         probs: list[np.ndarray] = []
@@ -131,6 +136,14 @@ class Tagger:
             out.append(convert_tags(tags, self.spec.scheme, scheme or self.spec.output_scheme))
         return out, probs
 
+    def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096, method: str = "auto") -> np.ndarray:
+        """(N_tokens, n_tags) log-probabilities of every token's tags; `method` as in predict (with character
+        windows always auto for vocabulary words, matrix products for windows holding an unseen word)."""
+        if self.chars is not None:
+            return char_log_proba(self.model, self.chars, self.words, sentences, self.spec.window)
+        ids, feats = self.featurize(sentences)
+        return self.model.predict_log_proba(ids, feats, batch=batch, method=method)
+
     # ------------------------------------------------------------ I/O
 
     def save(self, path: str | Path, training: dict | None = None) -> None:
@@ -138,4 +151,8 @@ class Tagger:
 
     @classmethod
     def load(cls, path: str | Path) -> Tagger:
-        return cls(*load_window_head(path, KIND, TaggerSpec))
+        model, words, spec = load_window_head(path, KIND, TaggerSpec)
+        if spec.chars:
+            chars = CharSpec(**spec.chars)
+            model = CharWindowMLP.from_model(model, chars.config(), read_arrays(Path(path) / "params.npz", "char_"))
+        return cls(model, words, spec)
