@@ -162,7 +162,8 @@ def test_resume_with_characters_gives_the_same_bits(tmp_path):
     """A run stopped after epoch 1 and resumed ends where an unbroken run does, character parameters and their
     Adam moments included (the checkpoint holds them as the model's arrays and the optimiser's state)."""
     args = ["winner", "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
-            "--embeddings", "none", "--hidden", "16", "--char-filters", "8", "--char-dim", "5", "--quiet", "--keep-checkpoint"]
+            "--embeddings", "none", "--hidden", "16", "--char-filters", "8", "--char-dim", "5", "--quiet",
+            "--keep-checkpoint"]
     runs = {"whole": [["--epochs", "2"]], "resumed": [["--epochs", "1"], ["--epochs", "2", "--resume"]]}
     for name, steps in runs.items():
         for extra in steps:

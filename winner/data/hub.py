@@ -47,7 +47,11 @@ def load_ner_dataset(source: str, split: str = "train") -> datasets.Dataset:
 def load_sentences(source: str, split: str = "train") -> list[Sentence]:
     """Sentences from any source `load_ner_dataset` reads: the one loader the CLI calls. Tags that break the
     corpus's scheme are counted in one warning line."""
-    sentences = sentences_from_dataset(load_ner_dataset(source, split), source)
+    path = Path(source).expanduser()
+    if path.exists() and not path.is_dir() and path.suffix.lower() not in DATA_FILE_BUILDERS:
+        sentences = read_conll(path)  # a CoNLL file or a pipe: straight to sentences, no Dataset and back
+    else:
+        sentences = sentences_from_dataset(load_ner_dataset(source, split), source)
     warn_scheme_violations(sentences, source)
     return sentences
 
