@@ -115,7 +115,7 @@ def test_ner_tag_html_in_fresh_processes(small_tagger, tmp_path):
     assert entities, page
     tagged = json.loads(subprocess.run(["winner", "ner", "tag", str(small_tagger), str(text), "--format", "json"],
                                        capture_output=True, text=True, timeout=600).stdout)
-    expected = [(e["type"], e["text"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    expected = [(e["label"], e["text"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
                  .replace('"', "&quot;")) for r in tagged for e in r["entities"]]
     assert entities == expected
 

@@ -64,8 +64,7 @@ def test_two_workers_resume_and_match_one_process(tiny_tagger, corpus, tmp_path)
     tagger = Tagger.load(tiny_tagger)
     for c in chunks[::2]:
         body = io.StringIO()
-        counts = tag_chunk(tagger, read_chunk(sources[c.source], c), sources[c.source].format, "x", body, "json",
-                           c.start == 0)
+        counts = tag_chunk(tagger, read_chunk(sources[c.source], c), sources[c.source], body, "json", c.start == 0)
         _body_path(parts, c.index, WRITERS["json"].suffix).write_text(body.getvalue(), encoding="utf-8")
         _done_path(parts, c.index).write_text(json.dumps({"sentences": counts.sentences, "tokens": counts.tokens}))
     resumed = _tag(tiny_tagger, corpus, out, "--workers", "2", "--chunk-mb", CHUNK_MB)

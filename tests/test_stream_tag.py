@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from winner.cli.app import app
-from winner.data.stream import Source, boundary, chunk_sentences, plan_chunks, read_chunk, read_source, resolve_sources
+from winner.data.stream import Source, boundary, chunk_records, plan_chunks, read_chunk, read_source, resolve_sources
 from winner.heads import tagging
 from winner.heads.tagger import Tagger
 from winner.heads.writers import WRITERS
@@ -40,8 +40,8 @@ def corpus(tmp_path_factory) -> Path:
     return d
 
 
-def _all_sentences(sources: list[Source]) -> list[list[str]]:
-    return [s for source in sources for s in read_source(source)]
+def _all_records(sources: list[Source]) -> list:
+    return [r for source in sources for r in read_source(source)]
 
 
 def test_inputs_expand_in_order_and_formats_are_sniffed(corpus):
@@ -49,18 +49,19 @@ def test_inputs_expand_in_order_and_formats_are_sniffed(corpus):
     assert [Path(s.path).name for s in by_dir] == ["a.txt", "b.conll", "c.txt.gz"]
     assert [s.format for s in by_dir] == ["text", "conll", "text"]
     assert resolve_sources([str(corpus / "*.txt*")], "auto") == [by_dir[0], by_dir[2]]
-    assert _all_sentences(by_dir[2:])[:2] == [["John", "Smith", "lives", "in", "New", "York", "."],
-                                            ["The", "European", "Union", "met", "in", "Brussels", "on", "Monday",
-                                             "."]]
+    assert _all_records(by_dir[2:])[:2] == ["John Smith lives in New York .",
+                                            "The European Union met in Brussels on Monday ."]
+    block = _all_records(by_dir[1:2])[1]
+    assert block.tokens[:2] == ("Acme", "hires") and block.text.startswith("Acme NNP B-NP I-ORG\n")
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, 7, 50, 333, 10_000])
 def test_chunks_cut_on_sentence_boundaries(corpus, chunk_bytes):
     sources = resolve_sources([str(corpus)], "auto")
     chunks = plan_chunks(sources, chunk_bytes)
-    pieces = [s for c in chunks for s in chunk_sentences(read_chunk(sources[c.source], c),
-                                                         sources[c.source].format, "x", c.start == 0)]
-    assert pieces == _all_sentences(sources)
+    pieces = [r for c in chunks for r in chunk_records(read_chunk(sources[c.source], c), sources[c.source],
+                                                       c.start == 0)]
+    assert pieces == _all_records(sources)
     assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
@@ -68,7 +69,7 @@ def test_conll_boundary_is_after_a_blank_line():
     data = b"A O\nB O\n\nC O\n\n\nD O\n"
     f = io.BytesIO(data)
     assert [boundary(f, t, "conll") for t in range(len(data) + 1)] == \
-        [0, *[9] * 8, *[14] * 5, 15, *[19] * 5]  # the line after the first blank line read from the next line start
+        [0, *[9] * 8, *[15] * 6, *[19] * 5]  # the first token line after a blank line read from the next line start
     assert [boundary(f, t, "text") for t in (0, 1, 4, 5)] == [0, 4, 4, 8]
 
 
@@ -93,8 +94,8 @@ def test_joined_chunk_bodies_equal_one_pass(tiny_tagger, corpus, output_format):
     bodies = []
     for c in plan_chunks(sources, 120):
         out = io.StringIO()
-        n = tagging.tag_chunk(tagger, read_chunk(sources[c.source], c), sources[c.source].format, "x", out,
-                              output_format, c.start == 0)
+        n = tagging.tag_chunk(tagger, read_chunk(sources[c.source], c), sources[c.source], out, output_format,
+                              c.start == 0)
         bodies.append((out.getvalue(), n.sentences))
     joined = io.StringIO()
     WRITERS[output_format].join(bodies, joined)

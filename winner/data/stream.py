@@ -1,8 +1,10 @@
-"""Read text to tag as a stream of sentences: files, directories and globs, gzip or not, whole or by byte range.
+"""Read text to tag as a stream of records: files, directories and globs, gzip or not, whole or by byte range.
 
-Nothing here holds more than one sentence: tagging a corpus of any size needs memory for the model and one
-batch. Byte ranges end on sentence boundaries (`boundary`), so reading a file piece by piece yields exactly the
-sentences reading it whole does; distributed tagging relies on that.
+A record is what the output writes as one unit: a line of raw text (a `str`, one or more sentences), or one
+CoNLL sentence with every line it came with (`ConllBlock`), so that the output can give the file back whole.
+Nothing here holds more than one record: tagging a corpus of any size needs memory for the model and one
+batch. Byte ranges end on record boundaries (`boundary`), so reading a file piece by piece yields exactly the
+records reading it whole does; distributed tagging relies on that.
 """
 
 from __future__ import annotations
@@ -18,25 +20,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from winner.data.conll import DOCSTART
-from winner.data.text import tokenize
+from winner.data.conll import DOCSTART, bilou_as_iobes, detect_scheme
 from winner.errors import DataFormatError, WinnerError
 
 INPUT_FORMATS = ("auto", "text", "conll")
 STDIN = "-"
 GZIP_MAGIC = b"\x1f\x8b"
 _BLANK = b" \t\r\n"
+_BLANK_STR = " \t\r\n"
 _COLUMNS = re.compile(r"[ \t]+")
+_COLUMNS_BYTES = re.compile(rb"[ \t]+")
 _TAG = re.compile(r"O|[BIES]-\S+")
 _SNIFF_LINES = 50
 
 
 @dataclass(frozen=True)
 class Source:
-    """One input file (or standard input) and how to read it: `text` (a sentence per line) or `conll`."""
+    """One input file (or standard input) and how to read it: `text` (sentences, a line at a time) or `conll`,
+    with a CoNLL file's tag scheme (what its predicted tags are written in)."""
 
     path: str
     format: str
+    scheme: str = ""
 
     @property
     def gzipped(self) -> bool:
@@ -78,8 +83,13 @@ def resolve_sources(inputs: list[str], input_format: str) -> list[Source]:
             raise WinnerError("--input-format conll needs a file, not standard input")
         if fmt == "auto":
             fmt = "text" if path == STDIN else sniff_format(path)
-        sources.append(Source(path, fmt))
+        sources.append(Source(path, fmt, conll_scheme(path) if fmt == "conll" else ""))
     return sources
+
+
+def conll_scheme(path: str) -> str:
+    """The tag scheme of a CoNLL file, as `read_conll` + `detect_scheme` see it, from one streamed pass."""
+    return detect_scheme(block.tags for block in read_source(Source(path, "conll", "iob1")))
 
 
 def sniff_format(path: str) -> str:
@@ -117,29 +127,49 @@ def open_binary(path: str) -> BinaryIO:
     return f
 
 
-def sentences(stream: BinaryIO, fmt: str, name: str, file_start: bool = True) -> Iterator[list[str]]:
-    """Token lists from a binary stream of UTF-8 text: one sentence per line (`text`, tokenised by
-    winner.data.text.tokenize) or blank-line separated CoNLL rows whose first column is the token.
-    `file_start`: the stream starts at the beginning of a file (where a byte-order mark is dropped)."""
-    lines = _lines(stream, name, file_start)
-    if fmt == "text":
+@dataclass(frozen=True)
+class ConllBlock:
+    """One CoNLL sentence as the file has it: `text`, its lines (with their line ends, and the blank or
+    -DOCSTART- lines after it), its tokens and gold tags (BILOU read as IOBES), and the file's tag `scheme`.
+    The blank or -DOCSTART- lines that start a file are a block of their own, without tokens."""
+
+    text: str
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+    scheme: str
+
+
+Record = str | ConllBlock
+
+
+def records(stream: BinaryIO, source: Source, file_start: bool = True) -> Iterator[Record]:
+    """The records of a binary stream of UTF-8 text: every non-blank line (`text`), or every CoNLL sentence
+    with the lines around it. `file_start`: the stream starts at the beginning of a file (where a byte-order
+    mark is dropped)."""
+    lines = _lines(stream, source.path, file_start)
+    if source.format == "text":
         for line in lines:
-            for part in line.splitlines():
-                tokens = tokenize(part)
-                if tokens:
-                    yield tokens
+            yield from (part for part in line.splitlines() if part.strip())
         return
-    rows: list[str] = []
+    text: list[str] = []
+    rows: list[list[str]] = []
+    ended = False  # the lines so far end in a blank or -DOCSTART- line
     for line in lines:
-        line = line.strip(" \t\r\n")
-        token = _COLUMNS.split(line, 1)[0] if line else ""
-        if token and token != DOCSTART:
-            rows.append(token)
-        elif rows:  # a blank or -DOCSTART- line ends the sentence
-            yield rows
-            rows = []
-    if rows:
-        yield rows
+        cols = _COLUMNS.split(line.strip(_BLANK_STR))
+        is_row = bool(cols[0]) and cols[0] != DOCSTART
+        if is_row and ended:
+            yield _block(text, rows, source.scheme)
+            text, rows = [], []
+        if is_row:
+            rows.append(cols)
+        ended = not is_row
+        text.append(line)
+    if text:
+        yield _block(text, rows, source.scheme)
+
+
+def _block(text: list[str], rows: list[list[str]], scheme: str) -> ConllBlock:
+    return ConllBlock("".join(text), tuple(r[0] for r in rows), tuple(bilou_as_iobes(r[-1]) for r in rows), scheme)
 
 
 def _lines(stream: BinaryIO, name: str, file_start: bool) -> Iterator[str]:
@@ -155,11 +185,11 @@ def _lines(stream: BinaryIO, name: str, file_start: bool) -> Iterator[str]:
         raise DataFormatError(name, lineno + 1, f"could not read the file ({e})") from None
 
 
-def read_source(source: Source) -> Iterator[list[str]]:
-    """Every sentence of one input, streamed."""
+def read_source(source: Source) -> Iterator[Record]:
+    """Every record of one input, streamed."""
     stream = open_binary(source.path)
     try:
-        yield from sentences(stream, source.format, source.path)
+        yield from records(stream, source)
     finally:
         if source.path != STDIN:
             stream.close()
@@ -179,8 +209,9 @@ class Chunk:
 
 
 def boundary(f: BinaryIO, target: int, fmt: str) -> int:
-    """The first sentence boundary at or after byte `target` of a seekable, uncompressed file: the start of
-    a line (text), or the start of the line after a blank line (CoNLL); the file's size if there is none."""
+    """The first record boundary at or after byte `target` of a seekable, uncompressed file: the start of a
+    line (text), or the start of the first token line after a blank line and any blank or -DOCSTART- lines
+    following it (CoNLL, where those lines belong to the sentence before); the file's size if there is none."""
     if target <= 0:
         return 0
     f.seek(target - 1)
@@ -190,7 +221,12 @@ def boundary(f: BinaryIO, target: int, fmt: str) -> int:
     while line := f.readline():
         if not line.strip(_BLANK):
             break
-    return f.tell()
+    while True:
+        start = f.tell()
+        line = f.readline()
+        first = _COLUMNS_BYTES.split(line.strip(_BLANK), 1)[0]
+        if not line or (first and first != DOCSTART.encode()):
+            return start
 
 
 def plan_chunks(sources: list[Source], chunk_bytes: int) -> list[Chunk]:
@@ -219,9 +255,9 @@ def read_chunk(source: Source, chunk: Chunk) -> bytes:
         return f.read(chunk.end - chunk.start)
 
 
-def chunk_sentences(data: bytes, fmt: str, name: str, file_start: bool = True) -> Iterator[list[str]]:
-    """The sentences of one chunk's bytes (`file_start`: the chunk starts its file)."""
+def chunk_records(data: bytes, source: Source, file_start: bool = True) -> Iterator[Record]:
+    """The records of one chunk's bytes of `source` (`file_start`: the chunk starts its file)."""
     stream: BinaryIO = io.BytesIO(data)
     if data[:2] == GZIP_MAGIC:
         stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
-    yield from sentences(stream, fmt, name, file_start)
+    yield from records(stream, source, file_start)

@@ -1,6 +1,6 @@
 """Tagged documents: raw text or pre-tokenised sentences in, tokens and entities with character offsets out.
 
-The Python API (`nlp(text)`, `nlp.pipe(texts)`) and `winner ner tag --format json` both build their output
+The Python API (`nlp(text)`, `nlp.pipe(texts)`) and `winner ner tag` (winner.heads.tagging) both tag through
 here, so an entity's `start_char` / `end_char` always index the text the user gave:
 `doc.text[e.start_char:e.end_char] == e.text`.
 """
@@ -69,7 +69,10 @@ def pretokenized(tokens: Sequence[str]) -> tuple[str, list[Token]]:
     return " ".join(tokens), out
 
 
-def _prepare(item: TextInput) -> tuple[str, list[Token], list[list[Token]]]:
+Prepared = tuple[str, list[Token], list[list[Token]]]
+
+
+def prepare(item: TextInput) -> Prepared:
     """(text, tokens, sentences) of raw text (tokenised and split into sentences) or of a token list (one
     sentence, as given)."""
     if isinstance(item, str):
@@ -84,19 +87,20 @@ def tag_docs(tagger: Tagger, items: Iterable[TextInput], batch_size: int = 64) -
     one call, and the documents come back in input order."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    batch: list[tuple[str, list[Token], list[list[Token]]]] = []
+    batch: list[Prepared] = []
     for item in items:
-        batch.append(_prepare(item))
+        batch.append(prepare(item))
         if len(batch) == batch_size:
-            yield from _tag_batch(tagger, batch)
+            yield from tag_prepared(tagger, batch)
             batch = []
     if batch:
-        yield from _tag_batch(tagger, batch)
+        yield from tag_prepared(tagger, batch)
 
 
-def _tag_batch(tagger: Tagger, batch: list[tuple[str, list[Token], list[list[Token]]]]) -> list[Doc]:
+def tag_prepared(tagger: Tagger, batch: Sequence[Prepared], method: str = "auto") -> list[Doc]:
+    """Docs of prepared texts, every sentence of the batch in one model call (`method` as in Tagger.predict)."""
     sentences = [[model_form(t.text) for t in sent] for _, _, sents in batch for sent in sents]
-    tags, probs = tagger.predict_scored(sentences)
+    tags, probs = tagger.predict_scored(sentences, method=method)
     docs, k = [], 0
     for text, tokens, sents in batch:
         doc_tags: list[str] = []

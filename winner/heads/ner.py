@@ -1,14 +1,12 @@
-"""NER workflows behind the CLI: train a tagger, evaluate it, tag text.
+"""NER workflows behind the CLI: train a tagger, evaluate it (tagging is winner.heads.tagging).
 
 Each function is one library call that `winner ner ...` and `winner run` both use.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,7 +24,6 @@ from winner.data.conll import (
     convert_tags,
     detect_scheme,
     format_conll,
-    read_conll,
     read_text,
 )
 from winner.data.hub import load_sentences
@@ -36,12 +33,10 @@ from winner.data.windows import CASINGS
 from winner.errors import WinnerError
 from winner.heads.characters import CharSpec, attach_words, build_alphabet
 from winner.heads.characters import gradcheck_cases as char_gradcheck_cases
-from winner.heads.docs import Doc, tag_docs
 from winner.heads.metrics import entity_counts, entity_scores, token_accuracy
 from winner.heads.model_io import resolve_model_dir
 from winner.heads.settings import NERSettings
 from winner.heads.tagger import Tagger, TaggerSpec
-from winner.heads.tagging import tag_into, writer_class
 
 
 def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, str, dict, np.ndarray]:
@@ -210,42 +205,3 @@ def format_report(scores: dict) -> str:
     if "token_accuracy" in scores:
         lines.append(f"token accuracy {100 * scores['token_accuracy']:.2f}% on {scores['tokens']:,} tokens")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- tag
-
-
-def tag_sentences(model_dir: str | Path, sentences: list[list[str]], output: str = "conll") -> str:
-    """Tagged output of a few sentences held in memory, in an output format of winner.heads.writers."""
-    tagger = Tagger.load(resolve_model_dir(model_dir))
-    out = io.StringIO()
-    tag_into(tagger, sentences, writer_class(output)(out, tagger.spec.output_scheme))
-    return out.getvalue()
-
-
-def tag_text(model_dir: str | Path, text: str, output: str = "conll") -> str:
-    """Tag raw text, one or more sentences per non-blank line: `token tag` lines with a blank line after each
-    input line, or a JSON list of one record per line (its text, tokens and entities with character offsets)."""
-    tagger = Tagger.load(resolve_model_dir(model_dir))
-    docs = list(tag_docs(tagger, [line for line in text.splitlines() if line.strip()]))
-    if output == "json":
-        return _json_records(docs)
-    return "".join("".join(f"{t.text} {tag}\n" for t, tag in zip(d.tokens, d.tags, strict=True)) + "\n"
-                   for d in docs)
-
-
-def tag_conll(model_dir: str | Path, path: str | Path, output: str = "conll") -> str:
-    """Tag a CoNLL file. conll output is the file itself, every column, `-DOCSTART-` and blank line kept, with
-    the predicted tag (in the file's own tag scheme) appended to each token line: what conlleval reads. json
-    output has one record per sentence, offsets into its tokens joined by spaces."""
-    tagger = Tagger.load(resolve_model_dir(model_dir))
-    sentences = read_conll(path)
-    if output == "json":
-        return _json_records(tag_docs(tagger, [s.tokens for s in sentences]))
-    scheme = detect_scheme([s.tags for s in sentences])
-    return append_column(read_text(path), tagger.predict([s.tokens for s in sentences], scheme=scheme))
-
-
-def _json_records(docs: Iterable[Doc]) -> str:
-    records = [{"sentence": i, **d.to_json()} for i, d in enumerate(docs)]
-    return json.dumps(records, ensure_ascii=False, indent=1) + "\n"

@@ -1,8 +1,9 @@
-"""Tag a stream of sentences in bounded batches and write them as they are tagged.
+"""Tag a stream of records (winner.data.stream) in bounded batches and write them as they are tagged.
 
-Memory holds the model and one batch of about BATCH_TOKENS tokens, whatever the input's size. A sentence's tags
-do not depend on the batch it falls in (`Tagger.predict` with a fixed method is row-wise), so any cut of the
-input into batches or chunks gives the same output, byte for byte.
+Memory holds the model and one batch of about BATCH_TOKENS tokens, whatever the input's size. A record is
+tokenised and tagged as the Python API does it (winner.heads.docs): raw text with character offsets, cut into
+sentences. A sentence's tags do not depend on the batch it falls in (`Tagger.predict_scored` with a fixed
+method is row-wise), so any cut of the input into batches or chunks gives the same output, byte for byte.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import TextIO
 
 from winner.core.console import progress_bar
-from winner.data.stream import STDIN, Source, chunk_sentences, read_source
+from winner.data.stream import STDIN, Record, Source, chunk_records, read_source
 from winner.errors import WinnerError
+from winner.heads.docs import Prepared, prepare, tag_prepared
 from winner.heads.model_io import resolve_model_dir
 from winner.heads.tagger import Tagger
 from winner.heads.writers import WRITERS, SentenceWriter
@@ -27,7 +29,7 @@ BATCH_TOKENS = 1 << 15
 
 @dataclass
 class TagCounts:
-    """What a tagging job did: sentences and tokens written, seconds taken."""
+    """What a tagging job did: records written (text lines, CoNLL sentences) and their tokens, seconds taken."""
 
     sentences: int = 0
     tokens: int = 0
@@ -55,13 +57,30 @@ def predict_method(tagger: Tagger) -> str:
     return "lookup" if tagger.model.lookup_supported else "gemm"
 
 
-def batches(sentences: Iterable[list[str]], max_tokens: int = BATCH_TOKENS) -> Iterator[list[list[str]]]:
-    """Consecutive sentences grouped into lists of about `max_tokens` tokens (a longer sentence goes alone)."""
-    batch: list[list[str]] = []
+@dataclass
+class Pending:
+    """A record waiting in a batch, tokenised; its length is its number of tokens."""
+
+    record: Record
+    prepared: Prepared
+
+    def __len__(self) -> int:
+        return len(self.prepared[1])
+
+
+def pending(records: Iterable[Record]) -> Iterator[Pending]:
+    """Records tokenised: text by the offsets tokenizer, a CoNLL sentence's tokens as they are."""
+    for r in records:
+        yield Pending(r, prepare(r if isinstance(r, str) else list(r.tokens)))
+
+
+def batches(items: Iterable[Pending], max_tokens: int = BATCH_TOKENS) -> Iterator[list[Pending]]:
+    """Consecutive records grouped into lists of about `max_tokens` tokens (a longer record goes alone)."""
+    batch: list[Pending] = []
     n = 0
-    for s in sentences:
-        batch.append(s)
-        n += len(s)
+    for item in items:
+        batch.append(item)
+        n += len(item)
         if n >= max_tokens:
             yield batch
             batch, n = [], 0
@@ -69,18 +88,19 @@ def batches(sentences: Iterable[list[str]], max_tokens: int = BATCH_TOKENS) -> I
         yield batch
 
 
-def tag_into(tagger: Tagger, sentences: Iterable[list[str]], writer: SentenceWriter,
+def tag_into(tagger: Tagger, records: Iterable[Record], writer: SentenceWriter,
              on_batch: Callable[[int], None] | None = None) -> TagCounts:
-    """Tag every sentence and hand it to `writer` (opened and closed here), batch by batch."""
+    """Tag every record and hand it to `writer` (opened and closed here), batch by batch."""
     counts = TagCounts()
     t0 = time.perf_counter()
     method = predict_method(tagger)
     writer.open()
-    for batch in batches(sentences):
-        for tokens, tags in zip(batch, tagger.predict(batch, method=method), strict=True):
-            writer.write(tokens, tags)
-        n = sum(len(s) for s in batch)
-        counts.sentences += len(batch)
+    for batch in batches(pending(records)):
+        docs = tag_prepared(tagger, [item.prepared for item in batch], method)
+        for item, doc in zip(batch, docs, strict=True):
+            writer.write(item.record, doc)
+        n = sum(len(item) for item in batch)
+        counts.sentences += sum(1 for item in batch if len(item))
         counts.tokens += n
         if on_batch is not None:
             on_batch(n)
@@ -96,11 +116,12 @@ def tag_sources(tagger: Tagger, sources: list[Source], out: TextIO, output_forma
     return tag_into(tagger, (s for source in sources for s in read_source(source)), writer, on_batch)
 
 
-def tag_chunk(tagger: Tagger, data: bytes, fmt: str, name: str, out: TextIO, output_format: str,
+def tag_chunk(tagger: Tagger, data: bytes, source: Source, out: TextIO, output_format: str,
               file_start: bool = True) -> TagCounts:
-    """Tag one chunk's bytes into its body: records numbered from 0, no header or footer (see writers.join)."""
+    """Tag one chunk's bytes of `source` into its body: records numbered from 0, no header or footer (see
+    writers.join)."""
     writer = writer_class(output_format)(out, tagger.spec.output_scheme, body_only=True)
-    return tag_into(tagger, chunk_sentences(data, fmt, name, file_start), writer)
+    return tag_into(tagger, chunk_records(data, source, file_start), writer)
 
 
 def tag_files(model_dir: str | Path, sources: list[Source], out: str, output_format: str,

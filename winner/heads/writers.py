@@ -1,6 +1,8 @@
-"""Output formats of `winner ner tag`: one small writer per format, fed one tagged sentence at a time.
+"""Output formats of `winner ner tag`: one small writer per format, fed one tagged record at a time.
 
-A writer writes a header when opened, one record per sentence, and a footer when closed. Distributed tagging
+A record (winner.data.stream) is a line of raw text or a CoNLL sentence with the lines around it; the writer
+gets it with its tagged Doc (winner.heads.docs). A writer writes a header when opened, what each record
+becomes, and a footer when closed. Distributed tagging
 writes each chunk's records alone (`body_only`), then `join` puts header, chunk bodies and footer together so
 that the result is byte for byte what one writer would have written. A new format is a subclass registered in
 WRITERS.
@@ -10,15 +12,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import ClassVar, TextIO
 
-from winner.data.conll import tags_to_spans
+from winner.data.conll import append_column, convert_tags, spans_to_tags
+from winner.data.stream import ConllBlock, Record
+from winner.heads.docs import Doc
 from winner.heads.render import PAGE_FOOT, TaggedSentence, page_head, render_sentence
 
 
 class SentenceWriter:
-    """Header, records separated by `separator`, footer. Subclasses define `record` (and may renumber)."""
+    """Header, records separated by `separator`, footer. Subclasses define `record` (and may renumber); `count`
+    is the number of records written so far, numbered from 0."""
 
     name: ClassVar[str]
     suffix: ClassVar[str]
@@ -36,15 +41,18 @@ class SentenceWriter:
         if not self.body_only:
             self.out.write(self.header)
 
-    def write(self, tokens: Sequence[str], tags: Sequence[str]) -> None:
-        self.out.write((self.separator if self.count else "") + self.record(self.count, tokens, tags))
-        self.count += 1
+    def write(self, source: Record, doc: Doc) -> None:
+        text = self.record(self.count, source, doc)
+        if text is not None:
+            self.out.write((self.separator if self.count else "") + text)
+            self.count += 1
 
     def close(self) -> None:
         if not self.body_only:
             self.out.write(self.footer)
 
-    def record(self, index: int, tokens: Sequence[str], tags: Sequence[str]) -> str:
+    def record(self, index: int, source: Record, doc: Doc) -> str | None:
+        """What record number `index` becomes, or None to write nothing (a record without tokens)."""
         raise NotImplementedError
 
     @classmethod
@@ -58,24 +66,29 @@ class SentenceWriter:
         out.write(cls.header)
         count = 0
         for body, n in bodies:
-            if n:
+            if body:
                 out.write((cls.separator if count else "") + cls.renumber(body, count))
                 count += n
         out.write(cls.footer)
 
 
 class ConllWriter(SentenceWriter):
-    """`token tag` lines, a blank line after every sentence."""
+    """A CoNLL input given back whole, every column, blank and -DOCSTART- line kept, with the predicted tag (in
+    the file's own scheme) as a last column: what conlleval reads. Raw text: `token tag` lines, a blank line
+    after each input line."""
 
     name = "conll"
     suffix = ".conll"
 
-    def record(self, index: int, tokens: Sequence[str], tags: Sequence[str]) -> str:
-        return "".join(f"{w} {t}\n" for w, t in zip(tokens, tags, strict=True)) + "\n"
+    def record(self, index: int, source: Record, doc: Doc) -> str:
+        if isinstance(source, ConllBlock):
+            return append_column(source.text, [convert_tags(doc.tags, self.scheme, source.scheme)])
+        return "".join(f"{t.text} {tag}\n" for t, tag in zip(doc.tokens, doc.tags, strict=True)) + "\n"
 
 
 class JsonWriter(SentenceWriter):
-    """A JSON list with one object per line: sentence number (from 0), tokens, entity spans (end exclusive)."""
+    """A JSON list with one object per line: record number (from 0), the text (a CoNLL sentence's tokens joined
+    by spaces), its tokens with character offsets and tags, its entities with label and character offsets."""
 
     name = "json"
     suffix = ".json"
@@ -84,10 +97,10 @@ class JsonWriter(SentenceWriter):
     separator = ",\n"
     _INDEX = re.compile(r'^\{"sentence": (\d+)', re.MULTILINE)
 
-    def record(self, index: int, tokens: Sequence[str], tags: Sequence[str]) -> str:
-        entities = [{"type": kind, "start": start, "end": end, "text": " ".join(tokens[start:end])}
-                    for kind, start, end in tags_to_spans(list(tags), self.scheme)]
-        return json.dumps({"sentence": index, "tokens": list(tokens), "entities": entities}, ensure_ascii=False)
+    def record(self, index: int, source: Record, doc: Doc) -> str | None:
+        if not doc.tokens:
+            return None
+        return json.dumps({"sentence": index, **doc.to_json()}, ensure_ascii=False)
 
     @classmethod
     def renumber(cls, body: str, first_index: int) -> str:
@@ -97,7 +110,7 @@ class JsonWriter(SentenceWriter):
 
 
 class HtmlWriter(SentenceWriter):
-    """One self-contained page (winner.heads.render), a paragraph per sentence with its entities highlighted."""
+    """One self-contained page (winner.heads.render), a paragraph per record with its entities highlighted."""
 
     name = "html"
     suffix = ".html"
@@ -105,8 +118,12 @@ class HtmlWriter(SentenceWriter):
     footer = PAGE_FOOT
     separator = "\n"
 
-    def record(self, index: int, tokens: Sequence[str], tags: Sequence[str]) -> str:
-        return render_sentence(TaggedSentence(list(tokens), list(tags), self.scheme))
+    def record(self, index: int, source: Record, doc: Doc) -> str | None:
+        if not doc.tokens:
+            return None
+        # The Doc's entities, found sentence by sentence, as tags: none runs across a sentence boundary.
+        tags = spans_to_tags([(e.label, e.start, e.end) for e in doc.ents], len(doc.tokens), self.scheme)
+        return render_sentence(TaggedSentence([t.text for t in doc.tokens], tags, self.scheme))
 
 
 WRITERS: dict[str, type[SentenceWriter]] = {w.name: w for w in (ConllWriter, JsonWriter, HtmlWriter)}

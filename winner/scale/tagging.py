@@ -41,11 +41,11 @@ class TagWorker:
                 Path(d, name).write_bytes(data)
             self.tagger = Tagger.load(d)
 
-    def tag(self, index: int, data: bytes, fmt: str, name: str, output_format: str, file_start: bool) -> dict:
+    def tag(self, index: int, data: bytes, source: Source, output_format: str, file_start: bool) -> dict:
         import ray
 
         out = io.StringIO()
-        counts = tag_chunk(self.tagger, data, fmt, name, out, output_format, file_start)
+        counts = tag_chunk(self.tagger, data, source, out, output_format, file_start)
         return {"index": index, "body": out.getvalue(), "sentences": counts.sentences, "tokens": counts.tokens,
                 "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
@@ -135,7 +135,7 @@ def _run_chunks(model: Path, sources: list[Source], todo: list[Chunk], parts: Pa
     def submit(worker) -> None:
         c = queue.popleft()
         s = sources[c.source]
-        pending[worker.tag.remote(c.index, read_chunk(s, c), s.format, s.path, output_format, c.start == 0)] = worker
+        pending[worker.tag.remote(c.index, read_chunk(s, c), s, output_format, c.start == 0)] = worker
 
     for worker in pool:
         for _ in range(IN_FLIGHT_PER_WORKER):
