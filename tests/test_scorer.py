@@ -256,7 +256,7 @@ def test_training_separates_true_from_corrupt_windows(tmp_path):
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path):
-    train_scorer(_settings(tmp_path, epochs=1))
+    train_scorer(_settings(tmp_path, epochs=1, keep_checkpoint=True))
     summary = train_scorer(_settings(tmp_path, epochs=2, resume=True))
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2] and summary["epochs_run"] == 2
