@@ -5,7 +5,9 @@ trained, saved and used by the installed command in fresh processes."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -156,6 +158,20 @@ def test_installed_command_trains_and_tags_with_characters_in_fresh_processes(ch
         outputs.append(result.stdout)
     assert outputs[0] == outputs[1]
     assert [line.split()[0] for line in outputs[0].split("\n") if line] == ["Zorblax", "visited", "Paris", "."]
+
+
+def test_parallel_character_kernel_loads_from_an_empty_cache_and_then_from_it(char_run, tmp_path):
+    """fill_all_rows is parallel and cached: with a private numba cache, the first process compiles it and the
+    next two load it in fresh processes; each computes the same vocabulary table."""
+    script = ("import sys; from winner.heads.tagger import Tagger; t = Tagger.load(sys.argv[1]); "
+              "t.model.fill_vocabulary(); print(repr(float(t.model.E.astype('float64').sum())))")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    runs = [subprocess.run([sys.executable, "-c", script, str(char_run / "model")], capture_output=True, text=True,
+                           timeout=900, env=env) for _ in range(3)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    assert len({r.stdout for r in runs}) == 1 and runs[0].stdout.strip()
+    assert any((tmp_path / "numba-cache").rglob("chars.fill_all_rows*.nbi"))
 
 
 def test_resume_with_characters_gives_the_same_bits(tmp_path):
