@@ -14,6 +14,17 @@ class WinnerError(Exception):
     exit_code = 1
 
 
+class UsageError(WinnerError):
+    """A command line the command cannot run (an option's value, options that contradict each other): exit 2,
+    as click's own usage errors."""
+
+    exit_code = 2
+
+
+class RunInUseError(WinnerError):
+    """Another process is training in the run directory."""
+
+
 class DataFormatError(WinnerError):
     """A malformed input file: the message reads `PATH:LINE: what was expected, what was found`."""
 

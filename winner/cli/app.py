@@ -24,6 +24,7 @@ from winner.cli.ner import ner_app
 from winner.cli.pipeline import run_pipeline
 from winner.cli.score import score_app
 from winner.cli.sweep import sweep
+from winner.cli.usage import run_command
 from winner.core.atomic import write_text_atomic
 from winner.errors import WinnerError
 from winner.heads.registry import HEADS, gradcheck_cases, head
@@ -183,7 +184,7 @@ def main() -> None:
     if not sys.stdout.isatty():
         _plain_help(command)
         command.context_settings.update(terminal_width=100_000, max_content_width=100_000)
-    command(prog_name="winner")
+    run_command(command, "winner")
 
 
 def _plain_help(command) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -17,7 +18,7 @@ import typer
 
 from winner.cli.config import merge_config, read_config
 from winner.data.text import tokenize
-from winner.errors import WinnerError
+from winner.errors import UsageError, WinnerError
 from winner.heads.registry import head
 from winner.heads.settings import BadSettingError, field_kind, format_sizes, option_order
 
@@ -27,7 +28,8 @@ F = TypeVar("F", bound=Callable)
 def cli_errors(fn: F) -> F:
     """Decorate a command so that an expected failure prints one line on stderr, no traceback: a WinnerError
     (exit 1, or its exit_code), a failing disk or file system (full, read-only, permissions: exit 1), memory
-    running out (exit 1) and Ctrl-C outside training (exit 130)."""
+    running out (exit 1) and Ctrl-C outside training (exit 130). Output into a pipe its reader closed (`| head`)
+    ends the command quietly, exit 0."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -35,6 +37,9 @@ def cli_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except WinnerError as e:
             fail(str(e), e.exit_code)
+        except BrokenPipeError:  # the reader of our output closed it (`| head`): it has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush is silent
+            raise typer.Exit(0) from None
         except OSError as e:
             where = f"{e.filename}: " if e.filename else ""
             fail(f"{where}{e.strerror or e}")
@@ -107,12 +112,13 @@ def settings_command(app: typer.Typer, name: str, cls: type) -> Callable[[Callab
             values = merge_config(ctx, values, from_file)
             missing = [f.name for f in option_order(cls) if f.metadata["required"] and values.get(f.name) is None]
             if missing:
-                raise WinnerError(f"missing option --{missing[0].replace('_', '-')} (give it here or in --config)")
+                raise UsageError(f"missing option --{missing[0].replace('_', '-')} (give it here or in --config)")
             try:
                 settings = cls(**values)
             except BadSettingError as e:
-                where = f"{config}: {e.name}" if e.name in from_file else f"--{e.name.replace('_', '-')}"
-                raise WinnerError(f"{where} {e.problem}") from None
+                if e.name in from_file:
+                    raise WinnerError(f"{config}: {e.name} {e.problem}") from None
+                raise UsageError(f"--{e.name.replace('_', '-')} {e.problem}") from None
             fn(settings)
 
         command.__doc__ = fn.__doc__
@@ -139,13 +145,17 @@ def train_command(app: typer.Typer, name: str) -> None:
 RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run or model directory.")]
 EvalDataOption = Annotated[str, typer.Option(help="CoNLL file, local dataset (save_to_disk directory, Parquet/JSON/"
                                                   "CSV files) or Hugging Face dataset name: its test split.")]
-TextArgument = Annotated[str, typer.Argument(metavar="[TEXT|-]", help="Raw text, one sentence per line, or - to "
-                                                                  "read standard input.")]
+TextArgument = Annotated[str, typer.Argument(metavar="[TEXT|FILE|-]", help="Raw text, one sentence per line, a "
+                                                                       "file of it, or - to read standard input.")]
 
 
 def read_text(text: str) -> str:
-    """A TextArgument's text: itself, or standard input for -."""
-    return sys.stdin.read() if text == "-" else text
+    """A TextArgument's text: standard input for -, a file's text when it names one, else itself."""
+    if text == "-":
+        return sys.stdin.read()
+    if "\n" not in text and len(text) < 4096 and Path(text).is_file():
+        return Path(text).read_text(encoding="utf-8")
+    return text
 
 
 def read_sentences(text: str, what: str = "read") -> list[list[str]]:

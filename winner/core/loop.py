@@ -27,7 +27,7 @@ from winner.core.console import compiling_notice, console, progress_bar
 from winner.core.interrupt import Interrupted, StopRequested, check_stop, stop_on_signals
 from winner.core.mlp import WindowMLP, load_params_npz
 from winner.core.optim import Optimizer
-from winner.core.rundir import prepare_run_dir, remove_checkpoint
+from winner.core.rundir import prepare_run_dir, release_run_dir, remove_checkpoint
 from winner.errors import DivergenceError, WinnerError
 
 CHUNK = 16384  # windows per kernel call: the progress bar moves this often
@@ -218,17 +218,20 @@ def fit(trainee: Trainee, run_dir: Path, settings: LoopSettings) -> FitResult:
     last checkpoint are left as they were.
     """
     run_dir = prepare_run_dir(run_dir, settings.resume, settings.overwrite)
-    state = LoopState()
-    if settings.resume:
-        state = restore_checkpoint(run_dir / "checkpoint", trainee)
-        console.print(f"resuming from {run_dir / 'checkpoint'} after epoch {state.epoch}")
-    # exactly the epochs of the state we start from: later ones (after the last checkpoint) are trained again
-    write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state.history))
-    with stop_on_signals():
-        try:
-            return _train(trainee, run_dir, settings, state)
-        except StopRequested as e:
-            raise Interrupted(_interrupted_message(e, run_dir, state), e.signum) from None
+    try:
+        state = LoopState()
+        if settings.resume:
+            state = restore_checkpoint(run_dir / "checkpoint", trainee)
+            console.print(f"resuming from {run_dir / 'checkpoint'} after epoch {state.epoch}")
+        # exactly the epochs of the state we start from: later ones (after the last checkpoint) are trained again
+        write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state.history))
+        with stop_on_signals():
+            try:
+                return _train(trainee, run_dir, settings, state)
+            except StopRequested as e:
+                raise Interrupted(_interrupted_message(e, run_dir, state), e.signum) from None
+    finally:
+        release_run_dir(run_dir)
 
 
 def _train(trainee: Trainee, run_dir: Path, settings: LoopSettings, state: LoopState) -> FitResult:

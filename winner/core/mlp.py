@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import numpy as np
 
 from winner.core import layers, lookup, runtime, steps, updates
 from winner.core.fastmath import RELU, SIGMOID, SUM_LANES, TANH
+from winner.core.memory import require_memory
 from winner.errors import ModelFormatError
 
 LOOKUP_TABLE_BYTES = 256 << 20  # the lookup path's (position, word) table is at most this big per chunk
@@ -163,6 +165,9 @@ class WindowMLP:
         self.dtype = np.dtype(config.dtype)
         self.sizes = config.sizes
         rng = np.random.default_rng(seed)
+        n_params = sum(math.prod(shape) for shape in config.param_shapes().values())
+        require_memory(3 * n_params * self.dtype.itemsize, f"a model of {n_params:,} parameters (with gradients and "
+                       "optimiser state)", "choose a smaller --hidden, --embed-dim, --char-filters or vocabulary")
         self.theta = np.zeros(int(layers.theta_size(self.sizes, config.direct)), dtype=self.dtype)
         self.weight_mask = np.zeros(self.theta.shape[0], dtype=np.uint8)
         self._views: dict[str, np.ndarray] = {}
@@ -240,6 +245,8 @@ class WindowMLP:
             max_rows_E = min(c.vocab_size, need * P)
             max_rows_F = min(c.n_features, need * P)
             dt = self.dtype
+            require_memory((3 * n_acts + 2 * need * c.n_out + max_rows_E * c.embed_dim) * dt.itemsize,
+                           f"a batch of {need:,} windows", "choose a smaller --batch-size")
             self._buf = Buffers(need, {
                 "acts": np.zeros(n_acts, dt), "keep": np.ones(n_acts, dt), "dacts": np.zeros(n_acts, dt),
                 "Z": np.zeros((need, c.n_out), dt), "dZ": np.zeros((need, c.n_out), dt),

@@ -135,6 +135,8 @@ def _parse(path: Path, kind: str, progress: bool) -> KeyedVectors:
     from gensim.models import KeyedVectors
 
     with _status(f"Parsing {kind} vectors from {path} (cached for next time)", progress):
+        if kind != "word2vec-binary":
+            _check_text_rows(path, skip=1 if kind == "word2vec-text" else 0)
         try:
             kv = KeyedVectors.load_word2vec_format(
                 str(path), binary=kind == "word2vec-binary", no_header=kind == "glove-text"
@@ -145,6 +147,28 @@ def _parse(path: Path, kind: str, progress: bool) -> KeyedVectors:
     if not _all_finite(kv.vectors):
         raise WinnerError(f"{path}: some of its vectors hold NaN or infinity")
     return kv
+
+
+def _check_text_rows(path: Path, skip: int) -> None:
+    """gensim reads a text row with too few numbers by repeating them and a repeated word as a None word:
+    refuse both, naming the line."""
+    seen: set[bytes] = set()
+    width = None
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    with (gzip.open if gzipped else open)(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if lineno <= skip or not fields:
+                continue
+            width = width or len(fields)
+            if len(fields) != width:
+                raise WinnerError(f"{path}:{lineno}: expected a word and {width - 1} numbers, found "
+                                  f"{len(fields) - 1} fields after the word")
+            if fields[0] in seen:
+                raise WinnerError(f"{path}:{lineno}: the word {fields[0].decode('utf-8', 'replace')!r} has a "
+                                  "vector already; each word may appear once")
+            seen.add(fields[0])
 
 
 def _load_fasttext(path: Path, progress: bool) -> KeyedVectors:

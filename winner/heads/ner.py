@@ -82,9 +82,9 @@ def train_tagger(settings: NERSettings) -> dict:
     t_all = time.perf_counter()
     out = Path(settings.out)
     train, dev, train_src, dev_src = resolve_data(settings.train, settings.dev)
+    tagger, source_scheme, emb_stats, has_vector = build_tagger(settings, train)  # refusals before any output
     console.print(f"train: {train_src} ({len(train):,} sentences, {sum(len(s.tokens) for s in train):,} tokens)")
     console.print(f"dev:   {dev_src} ({len(dev):,} sentences)")
-    tagger, source_scheme, emb_stats, has_vector = build_tagger(settings, train)
     ids, feats = tagger.featurize([s.tokens for s in train])
     ids = replace_rare_with_unk(ids, tagger.words, has_vector, settings.unk_replace,
                                 np.random.default_rng([settings.seed, 1]))
@@ -135,8 +135,8 @@ def evaluate_tagger(model_dir: str | Path, data: str, plot: str | Path | None = 
     """Entity-level scores of a saved tagger on a CoNLL file or hub split (seqeval, conlleval mode), with entity
     counts per type, token accuracy and the macro average; `predictions` also writes the data with the
     predicted tags as a last column (the file conlleval reads)."""
+    sentences = load_sentences(data, split=split)  # first: a bad --data fails before the model's kernels load
     tagger = Tagger.load(resolve_model_dir(model_dir))
-    sentences = load_sentences(data, split=split)
     scheme = detect_scheme([s.tags for s in sentences])
     gold = [convert_tags(s.tags, scheme, "iob2") for s in sentences]
     pred = tagger.predict([s.tokens for s in sentences], scheme="iob2")
