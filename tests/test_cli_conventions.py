@@ -97,7 +97,7 @@ def test_config_errors_are_one_line(tmp_path):
     result = runner.invoke(app, ["ner", "train", "-c", str(bad), "-o", str(tmp_path / "r")])
     assert result.exit_code == 1 and f"{bad}: hidden expects sizes" in result.stderr
     result = runner.invoke(app, ["ner", "train", "--epochs", "1"])
-    assert result.exit_code == 1 and "missing option --out" in result.stderr
+    assert result.exit_code == 2 and "missing option --out" in result.stderr  # a usage error
 
 
 def test_kernels_cached_looks_where_numba_puts_its_cache(tmp_path, monkeypatch):

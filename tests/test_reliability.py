@@ -1,6 +1,7 @@
 """Runs never lose work, failed training says so, every bad input gets one clear line: drills through the
 installed `winner` command in fresh processes (signals, a save killed between its renames, an existing run
-directory, divergence) and one parametrized test over the families of bad model files and options."""
+directory, divergence). The families of bad files, models, options and pipelines are tests/test_hostile.py's
+(the cases of scripts/hostile_drill.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from winner.data.conll import scheme_violations
@@ -165,82 +164,10 @@ def test_divergence_in_epoch_1_fails_and_claims_no_model(tmp_path):
 # ---------------------------------------------------------------- bad inputs, one line each
 
 
-def _arrays(change: Callable[[dict], None]) -> Callable[[Path], None]:
-    def apply(model: Path) -> None:
-        with np.load(model / "params.npz") as f:
-            arrays = {k: f[k] for k in f.files}
-        change(arrays)
-        np.savez(model / "params.npz", **arrays)
-
-    return apply
-
-
-def _config(change: Callable[[dict], None]) -> Callable[[Path], None]:
-    def apply(model: Path) -> None:
-        config = json.loads((model / "config.json").read_text())
-        change(config)
-        (model / "config.json").write_text(json.dumps(config))
-
-    return apply
-
-
-def _truncate(model: Path) -> None:
-    data = (model / "params.npz").read_bytes()
-    (model / "params.npz").write_bytes(data[: len(data) // 2])
-
-
-BROKEN_MODELS = {
-    "truncated params": (_truncate, "params.npz"),
-    "empty params": (lambda m: (m / "params.npz").write_bytes(b""), "params.npz"),
-    "string dtype": (_arrays(lambda a: a.__setitem__("W0", a["W0"].astype(str))), "real numbers"),
-    "complex dtype": (_arrays(lambda a: a.__setitem__("W0", a["W0"].astype(complex))), "real numbers"),
-    "NaN parameter": (_arrays(lambda a: a["W0"].__setitem__((0, 0), np.nan)), "NaN"),
-    "negative window": (_config(lambda c: c["tagger"].__setitem__("window", -1)), "window"),
-    "window disagreeing with shapes": (_config(lambda c: c["tagger"].__setitem__("window", 3)), "window"),
-    "hidden 10^12": (_config(lambda c: c["mlp"].__setitem__("hidden", [10**12])), "expected"),
-    "unknown scheme": (_config(lambda c: c["tagger"].__setitem__("scheme", "bogus")), "scheme"),
-    "config is a list": (lambda m: (m / "config.json").write_text("[1, 2]"), "JSON object"),
-    "missing key": (_config(lambda c: c["mlp"].__delitem__("embed_dim")), "embed_dim"),
-    "vocabulary without <unk>": (
-        lambda m: (m / "vocab.json").write_text(json.dumps(
-            [w if w != "<unk>" else "zzz" for w in json.loads((m / "vocab.json").read_text())])), "<unk>"),
-}
-
-
-@pytest.mark.parametrize("family", sorted(BROKEN_MODELS))
-def test_a_broken_model_file_is_one_line(family, run_copy, tmp_path):
-    breaks, word = BROKEN_MODELS[family]
-    breaks(run_copy / "model")
-    sentences = tmp_path / "s.txt"
-    sentences.write_text("John Smith flew to Paris .\n")
-    assert_one_line_error(winner("ner", "tag", str(run_copy), str(sentences)), word)
-
-
 def _broken_checkpoint(run: Path) -> None:
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     del state["loop"]
     (run / "checkpoint" / "state.json").write_text(json.dumps(state))
-
-
-BAD_OPTIONS = {
-    "negative seed": (["--seed", "-5"], "--seed"),
-    "seed 10^23": (["--seed", str(10**23)], "--seed"),
-    "hidden too big for memory": (["--hidden", str(10**12)], "out of memory"),
-    "resume and overwrite": (["--resume", "--overwrite"], "contradict"),
-}
-
-
-@pytest.mark.parametrize("family", sorted(BAD_OPTIONS))
-def test_a_bad_training_option_is_refused_without_a_traceback(family, tmp_path):
-    """Out-of-range values are usage errors (exit 2, the option named in the command's usage box); the rest
-    one line, exit 1."""
-    extra, word = BAD_OPTIONS[family]
-    done = winner("ner", "train", *TINY, "--epochs", "1", "--out", str(tmp_path / "run"), *extra)
-    if done.returncode == 2:
-        assert "Traceback" not in done.stderr and word in done.stderr, done.stderr[-2000:]
-    else:
-        assert_one_line_error(done, word)
-    assert not (tmp_path / "run" / "model").exists()
 
 
 def test_a_checkpoint_with_missing_keys_is_one_line(tmp_path):
@@ -259,34 +186,6 @@ def test_plot_never_overwrites_a_file_it_did_not_write(trained, tmp_path):
         done = winner("ner", "evaluate", str(trained), "--data", str(wikigold_path("test")), "--plot", str(plot))
         assert_one_line_error(done, word)
     assert victim.read_text() == "precious"
-
-
-# ---------------------------------------------------------------- pipelines
-
-STEP = '[[step]]\nrun = "ner evaluate"\ndata = "x"\n'
-BAD_PIPELINES = {
-    "unknown top-level key": ('outt = "a"\n' + STEP, "unknown top-level key"),
-    "unknown table": ("[varz]\na = 1\n" + STEP, "'varz'"),
-    "vars not a table": ("vars = 3\n" + STEP, "vars must be a table"),
-    "step not a table": ('step = ["x"]\n', "must be a [[step]] table"),
-    "name escaping runs/": ('name = "../../evil"\n' + STEP, "plain name"),
-    "step-level out": (STEP + 'out = "elsewhere"\n', "sets out"),
-    "recursive variable": ('[vars]\na = "${b}"\nb = "${a}"\n' + STEP, "refers to itself"),
-    "unresolved variable": ('[vars]\na = "${c}"\n' + STEP, "unknown variable ${c}"),
-    "wrongly typed value": ('[[step]]\nrun = "ner train"\nepochs = "many"\n', "epochs expects an integer"),
-    "value out of range": ('[[step]]\nrun = "ner train"\nepochs = 0\n', "epochs expects an integer >= 1"),
-    "binary bytes": (b"\x00\xff\xfe binary", "not UTF-8"),
-}
-
-
-@pytest.mark.parametrize("family", sorted(BAD_PIPELINES))
-def test_a_bad_pipeline_is_one_line_before_any_step_runs(family, tmp_path):
-    text, word = BAD_PIPELINES[family]
-    path = tmp_path / "p.toml"
-    path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    done = subprocess.run([WINNER, "run", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert_one_line_error(done, word)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.toml"]
 
 
 # ---------------------------------------------------------------- tag sequences invalid in their scheme
@@ -366,25 +265,3 @@ def test_a_full_or_read_only_disk_is_one_line_and_the_run_stays_intact(small_dis
                           str(out), "Read-only file system")
     assert_one_line_error(winner("ner", "train", *TINY, "--out", str(small_disk / "new")),
                           str(small_disk / "new"), "Read-only file system")
-
-
-# ---------------------------------------------------------------- bad data files
-
-
-BAD_DATA = {
-    "latin-1 text to ner tag": (["ner", "tag", "{run}", "{file}"], b"caf\xe9 au lait\n", "expected UTF-8"),
-    "binary file to ner tag": (["ner", "tag", "{run}", "{file}"], bytes(range(256)) * 4, "expected UTF-8"),
-    "directory as evaluation data": (["ner", "evaluate", "{run}", "--data", "{dir}"], None, "a directory"),
-    "vectors with NaN": (["ner", "train", *TINY, "--embeddings", "{file}", "--out", "{dir}/new"],
-                         b"the 0.1 0.2\ncat nan 0.1\n", "NaN"),
-}
-
-
-@pytest.mark.parametrize("family", sorted(BAD_DATA))
-def test_a_bad_data_file_is_one_line(family, trained, tmp_path):
-    args, content, word = BAD_DATA[family]
-    path = tmp_path / "input"
-    if content is not None:
-        path.write_bytes(content)
-    args = [a.format(run=trained, file=path, dir=tmp_path) for a in args]
-    assert_one_line_error(winner(*args), word)

@@ -211,7 +211,7 @@ def test_hidden_on_the_command_line(head, args, sizes, monkeypatch, tmp_path):
     ("ner", ["--hidden", "4,4", "--layers", "3"], "error: --layers repeats a single hidden size")])
 def test_bad_hidden_on_the_command_line_is_one_line(head, args, message, tmp_path):
     result = runner.invoke(app, [head, "train", "--out", str(tmp_path), *args])
-    assert result.exit_code == 1 and result.stderr.startswith(message) and len(result.stderr.splitlines()) == 1
+    assert result.exit_code == 2 and result.stderr.startswith(message) and len(result.stderr.splitlines()) == 1
 
 
 def test_choices_reach_the_settings_as_text(monkeypatch, tmp_path):

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from winner.cli.common import RunDirArgument, choice_enum, cli_errors, train_command
+from winner.core.rundir import training_run_dir
 
 lm_app = typer.Typer(no_args_is_help=True, help="Fixed-window neural language model (Bengio et al. 2003).")
 
@@ -56,11 +57,14 @@ def ngram_cmd(
     order: Annotated[int, typer.Option(min=1, help="n of the n-gram model.")] = 5,
     corpus: Annotated[str, typer.Option(help="'brown' or a plain-text corpus, as for `lm train` (its vocabulary "
                                              "rules too).")] = "brown",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in OUT (only the files "
+                                                                "winner wrote).")] = False,
 ) -> None:
     """Interpolated modified Kneser-Ney n-gram model (Chen & Goodman 1998) on the train split; valid perplexity."""
     from winner.heads.ngram import train_ngram
 
-    train_ngram(corpus, order, out)
+    with training_run_dir(out, overwrite=overwrite):  # never over another run, nor two at once
+        train_ngram(corpus, order, out)
 
 
 @lm_app.command("generate")

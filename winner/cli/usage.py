@@ -7,18 +7,21 @@ instead of printing them, and prints each as one `error: …` line naming the op
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 from typing import Any
 
 import typer
-from typer._click.exceptions import (
-    BadParameter,
-    ClickException,
-    MissingParameter,
-    NoArgsIsHelpError,
-    NoSuchOption,
-    UsageError,
-)
+
+# recent typer carries its own copy of click; older typer runs on click itself
+click_exceptions = importlib.import_module("typer._click.exceptions" if importlib.util.find_spec("typer._click")
+                                           else "click.exceptions")
+
+BadParameter, ClickException = click_exceptions.BadParameter, click_exceptions.ClickException
+MissingParameter, NoSuchOption = click_exceptions.MissingParameter, click_exceptions.NoSuchOption
+UsageError = click_exceptions.UsageError
+NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; () matches nothing
 
 # pydantic's error types (typer validates option values with it) -> what the option expects
 _EXPECTS = {"int_parsing": "an integer", "int_from_float": "an integer", "float_parsing": "a number",

@@ -27,7 +27,7 @@ from winner.core.console import compiling_notice, console, progress_bar
 from winner.core.interrupt import Interrupted, StopRequested, check_stop, stop_on_signals
 from winner.core.mlp import WindowMLP, load_params_npz
 from winner.core.optim import Optimizer
-from winner.core.rundir import prepare_run_dir, release_run_dir, remove_checkpoint
+from winner.core.rundir import remove_checkpoint, training_run_dir
 from winner.errors import DivergenceError, WinnerError
 
 CHUNK = 16384  # windows per kernel call: the progress bar moves this often
@@ -217,8 +217,7 @@ def fit(trainee: Trainee, run_dir: Path, settings: LoopSettings) -> FitResult:
     SIGINT / SIGTERM after the current stretch of batches with Interrupted; either way the best model and the
     last checkpoint are left as they were.
     """
-    run_dir = prepare_run_dir(run_dir, settings.resume, settings.overwrite)
-    try:
+    with training_run_dir(run_dir, settings.resume, settings.overwrite) as run_dir:
         state = LoopState()
         if settings.resume:
             state = restore_checkpoint(run_dir / "checkpoint", trainee)
@@ -230,8 +229,6 @@ def fit(trainee: Trainee, run_dir: Path, settings: LoopSettings) -> FitResult:
                 return _train(trainee, run_dir, settings, state)
             except StopRequested as e:
                 raise Interrupted(_interrupted_message(e, run_dir, state), e.signum) from None
-    finally:
-        release_run_dir(run_dir)
 
 
 def _train(trainee: Trainee, run_dir: Path, settings: LoopSettings, state: LoopState) -> FitResult:

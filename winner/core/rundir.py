@@ -17,6 +17,7 @@ import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from winner.core.atomic import remove_stale_temporaries
@@ -61,6 +62,16 @@ def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = Fal
             shutil.rmtree(out, ignore_errors=True)
         raise
     return out
+
+
+@contextlib.contextmanager
+def training_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False) -> Iterator[Path]:
+    """prepare_run_dir(), and the directory's lock held until the block ends."""
+    path = prepare_run_dir(out, resume, overwrite)
+    try:
+        yield path
+    finally:
+        release_run_dir(path)
 
 
 def _prepare_locked(out: Path, resume: bool, overwrite: bool) -> None:

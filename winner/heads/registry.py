@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from winner.core.rundir import prepare_run_dir, release_run_dir
+from winner.core.rundir import training_run_dir
 from winner.heads.settings import LMSettings, NERSettings, ScoreSettings, Settings
 
 
@@ -33,15 +33,12 @@ class Head:
         """Train through the core's loop, write the run's model card (OUT/README.md), return the run's summary.
         The run directory is checked (and locked against a second training) first, so that a refusal comes
         before minutes of loading data."""
-        prepare_run_dir(settings.out, settings.resume, settings.overwrite)
-        try:
+        with training_run_dir(settings.out, settings.resume, settings.overwrite):
             fn: Callable[[Settings], dict] = getattr(importlib.import_module(self.module), self.train_function)
             summary = fn(settings)
             if (Path(settings.out) / "model" / "config.json").is_file():
                 importlib.import_module("winner.heads.card").write_model_card(self.name, settings, summary)
             return summary
-        finally:
-            release_run_dir(settings.out)
 
 
 HEADS = (
