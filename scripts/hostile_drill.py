@@ -233,7 +233,12 @@ FILES = [
          setup=lambda d, r: (copy_run("ner")(d, r), write("bom.txt", "\ufeff" + SENTENCE)(d, r))),
     Case("tag text with NUL bytes", "files", [*TAG, "-"], words=("NUL",), stdin=b"John\x00Smith flew .\n",
          setup=copy_run("ner")),
-    Case("tag /dev/stdin", "files", [*TAG, "/dev/stdin"], expect=0, stdin=SENTENCE.encode(), setup=copy_run("ner")),
+    Case("tag /dev/stdin", "files", [*TAG, "/dev/stdin"], expect=0, stdin=SENTENCE.encode(), setup=copy_run("ner"),
+         check=lambda d, r: None if "Paris" in r.stdout else f"lost the input: {r.stdout!r}"),
+    Case("tag <(a pipe)", "files", TAG, expect=0, setup=copy_run("ner"), shell_tail=" <(printf 'John went to Rome .')",
+         check=lambda d, r: None if "Rome" in r.stdout else f"lost the input: {r.stdout!r}"),
+    Case("tag a pipe as CoNLL", "files", [*TAG, "/dev/stdin", "--input-format", "conll"], stdin=b"John B-PER\n",
+         setup=copy_run("ner"), words=("regular file",)),
     Case("tag CoNLL with a bad tag: read as CoNLL, not text", "files", [*TAG, "{d}/bad.conll"], expect=0,
          check=lambda d, r: None if r.stdout.startswith("John B-PER ") and len(r.stdout.splitlines()) == 3
          else f"tagged as text: {r.stdout!r}",

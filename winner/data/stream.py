@@ -45,7 +45,7 @@ class Source:
 
     @property
     def gzipped(self) -> bool:
-        return self.path != STDIN and _is_gzip(self.path)
+        return self.path != STDIN and Path(self.path).is_file() and _is_gzip(self.path)
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
@@ -79,10 +79,11 @@ def resolve_sources(inputs: list[str], input_format: str) -> list[Source]:
     sources = []
     for path in expand_inputs(inputs):
         fmt = input_format
-        if path == STDIN and fmt == "conll":
-            raise WinnerError("--input-format conll needs a file, not standard input")
+        stream = path == STDIN or not Path(path).is_file()  # a pipe or device is read once: never sniffed
+        if stream and fmt == "conll":
+            raise WinnerError(f"{path}: --input-format conll needs a regular file, not standard input or a pipe")
         if fmt == "auto":
-            fmt = "text" if path == STDIN else sniff_format(path)
+            fmt = "text" if stream else sniff_format(path)
         sources.append(Source(path, fmt, conll_scheme(path) if fmt == "conll" else ""))
     return sources
 
@@ -238,8 +239,8 @@ def plan_chunks(sources: list[Source], chunk_bytes: int) -> list[Chunk]:
     """Cut every input into pieces of about `chunk_bytes`, on sentence boundaries, in input order."""
     chunks: list[Chunk] = []
     for k, source in enumerate(sources):
-        if source.path == STDIN:
-            raise WinnerError("standard input cannot be split into chunks: pass files")
+        if source.path == STDIN or not Path(source.path).is_file():
+            raise WinnerError(f"{source.path}: standard input or a pipe cannot be split into chunks: pass files")
         if source.gzipped:
             chunks.append(Chunk(len(chunks), k, 0, -1))
             continue
