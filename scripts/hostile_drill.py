@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -381,6 +382,16 @@ for case in OPTIONS:
         case.setup = write("p.toml", '[[step]]\nrun = "ner train"\n')
 
 
+def port_in_use(case: Case, d: Path, runs: Runs) -> str | None:
+    """`serve` on a port another program listens on: one line naming the address."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = winner(["serve", str(runs.ner), "--port", str(port)], d, timeout=60)
+    return judge(result, 1, (f"127.0.0.1:{port}", "in use"), True)
+
+
 def hub_offline(case: Case, d: Path, runs: Runs) -> str | None:
     """A Hugging Face name with no network (a dead proxy: the same, wherever the drill runs) fails fast."""
     result = winner(["ner", "evaluate", str(runs.ner), "--data", "nosuchuser/nosuchdataset"], d,
@@ -406,6 +417,9 @@ ENVIRONMENT = [
          shell_tail=" > /dev/full", words=("No space left",)),
     Case("env: output into a closed pipe: ends quietly", "environment", ["ner", "tag", "{ner}", "-"], expect=0,
          stdin=SENTENCE.encode() * 2000, shell_tail=" | head -n 1 >/dev/null; exit ${PIPESTATUS[0]}"),
+    Case("env: serve on a port in use", "environment", ["serve"], drill=port_in_use),
+    Case("env: serve on an unknown host", "environment", ["serve", "{ner}", "--host", "no.such.host.invalid"],
+         words=("no.such.host.invalid",)),
     Case("env: hub dataset with no network", "environment", ["ner", "evaluate", "{ner}"], drill=hub_offline),
     Case("env: unwritable cache", "environment", ["ner", "tag", "{ner}", "-"], expect=0, stdin=SENTENCE.encode(),
          env={"WINNER_CACHE": "/proc/nope", "NUMBA_CACHE_DIR": "/proc/nope"}),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from winner.core import runtime
 from winner.data.text import tokenize
+from winner.errors import WinnerError
 from winner.heads.model_io import resolve_model_dir
 from winner.heads.render import STYLE, render_fragment, tag
 from winner.heads.tagger import Tagger
@@ -212,7 +213,11 @@ def make_server(model_dir: str | Path, host: str, port: int) -> ThreadingHTTPSer
         runtime.set_threads(1)
     service = TaggingService(Tagger.load(resolve_model_dir(model_dir)))
     handler = type("BoundHandler", (Handler,), {"service": service})
-    return Server((host, port), handler)
+    try:
+        return Server((host, port), handler)
+    except OSError as e:  # a port in use, an unknown host: name the address
+        raise WinnerError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --host or --port"
+                          ) from None
 
 
 def serve(model_dir: str | Path, host: str, port: int) -> None:
