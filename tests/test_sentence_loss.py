@@ -116,3 +116,42 @@ def test_sentence_level_resume_equals_an_uninterrupted_run(tmp_path):
     _train(tmp_path / "resumed", 3, "--resume")
     a, b = _params(tmp_path / "straight"), _params(tmp_path / "resumed")
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def _sentence_tagger(tmp_path: Path):
+    from winner.core.mlp import MLPConfig, WindowMLP
+    from winner.data.vocab import Vocab
+    from winner.data.windows import CASINGS
+    from winner.heads.tagger import Tagger, TaggerSpec
+
+    tags = ["O", "B-LOC", "E-LOC", "I-LOC", "S-LOC", "B-PER", "E-PER", "I-PER", "S-PER"]
+    words = Vocab(["<pad>", "<unk>", "john", "lives", "in", "paris", "new", "york"])
+    cfg = MLPConfig(n_positions=3, vocab_size=len(words), embed_dim=4, n_out=len(tags), hidden=(6,),
+                    n_features=len(CASINGS), feature_dim=2)
+    rng = np.random.default_rng(5)
+    spec = TaggerSpec(1, tags, "iobes", "iob2", transitions=rng.normal(0, 2, (9, 9)).tolist(),
+                      start=rng.normal(0, 2, 9).tolist())
+    return Tagger(WindowMLP(cfg, seed=2), words, spec)
+
+
+def test_sentence_level_decoding_lookup_path_equals_raw_scores_and_survives_save(tmp_path):
+    """Viterbi over the lookup path's log-softmax equals Viterbi over the raw window scores (the per-token
+    normaliser shifts every path alike), and a saved and loaded model tags the same."""
+    from winner.heads.tagger import Tagger
+
+    tagger = _sentence_tagger(tmp_path)
+    sents = [["John", "lives", "in", "New", "York"], ["Paris"], ["john", "in", "paris", "unknown"] * 30] * 40
+    lookup = tagger.predict(sents, scheme="iobes", method="lookup")
+    gemm = tagger.predict(sents, scheme="iobes", method="gemm")
+    assert lookup == gemm
+    allowed, start_ok, end_ok = tagger._constraints
+    pos = 0
+    ids, feats = tagger.featurize(sents)
+    Z = tagger.model.predict_logits(ids, feats).astype(np.float64)
+    for s, tags in zip(sents, lookup, strict=True):
+        out = np.empty(len(s), np.int32)
+        viterbi_scored(Z[pos : pos + len(s)], tagger.crf.A, tagger.crf.start, allowed, start_ok, end_ok, out)
+        assert [tagger.spec.tags[i] for i in out] == tags
+        pos += len(s)
+    tagger.save(tmp_path / "m")
+    assert Tagger.load(tmp_path / "m").predict(sents, scheme="iobes") == lookup
