@@ -155,3 +155,20 @@ def test_sentence_level_decoding_lookup_path_equals_raw_scores_and_survives_save
         pos += len(s)
     tagger.save(tmp_path / "m")
     assert Tagger.load(tmp_path / "m").predict(sents, scheme="iobes") == lookup
+
+
+def test_a_model_saved_before_sentence_level_training_still_loads(tmp_path):
+    """A tagger config.json without the transitions and start keys (every model before them) is word-level."""
+    from winner.heads.tagger import Tagger
+
+    tagger = _sentence_tagger(tmp_path)
+    tagger.spec.transitions = tagger.spec.start = None
+    tagger.crf = None
+    tagger.save(tmp_path / "m")
+    config_path = tmp_path / "m" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["tagger"]["transitions"], config["tagger"]["start"]
+    config_path.write_text(json.dumps(config))
+    sents = [["John", "lives", "in", "New", "York"]]
+    loaded = Tagger.load(tmp_path / "m")
+    assert loaded.crf is None and loaded.predict(sents) == tagger.predict(sents)
