@@ -150,7 +150,7 @@ class NERSettings(WindowSettings):
     loss: str = setting("word", "word: a softmax per window; sentence: the sentence-level log-likelihood with "
                                 "learned tag-transition scores (Collobert et al. 2011), whole sentences per update.",
                         group="objective", choices=("word", "sentence"))
-    char_filters: int = setting(0, "Character CNN filters: the size of each word's character vector (0: no "
+    char_filters: int = setting(50, "Character CNN filters: the size of each word's character vector (0: no "
                                    "character features).", group="model", min=0)
     char_dim: int = setting(25, "Character embedding size of the character CNN.", group="model", min=1)
     char_width: int = setting(3, "Characters per window of the character CNN (odd).", group="model", min=1)
