@@ -188,7 +188,7 @@ class LMSettings(Settings):
                                           "rest is <unk>.", group="io", min=1, shown_default="2")
     max_vocab: int | None = setting(None, "Plain-text corpora: at most this many words (with <unk>).", group="io",
                                     min=2, shown_default="no limit")
-    context: int = setting(4, "Words of history, n-1.", group="model", min=1)
+    context: int = setting(5, "Words of history, n-1.", group="model", min=1)
     embed_dim: int = setting(100, "Word embedding size m.", group="model", min=1)
     hidden: tuple[int, ...] = setting((200,), "Hidden layer size h, or sizes like 400,100; 0 = no hidden layer (the "
                                               "output then reads the embeddings directly).", group="model", min=1,
