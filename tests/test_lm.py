@@ -451,5 +451,8 @@ def test_brown_pipeline_file_parses():
 
     path = Path(__file__).resolve().parents[1] / "pipelines" / "brown_lm.toml"
     name, out, steps = load_pipeline(path, {"seed": "3"})
-    assert [k for k, _ in steps] == ["lm train", "lm perplexity", "lm perplexity", "lm generate"]
+    assert [k for k, _ in steps] == ["lm train", "lm train", "lm ngram", "lm perplexity", "lm perplexity",
+                                     "lm perplexity", "lm generate"]
+    assert steps[0][1]["seed"] == steps[1][1]["seed"] == 3 and steps[1][1]["into"] == "context4"
+    assert steps[5][1]["models"] == [".", "context4", "ngram"]
     assert out.name == "brown_lm_seed3"

@@ -40,10 +40,10 @@ OLD_DEFAULTS = {
         "dropout": 0.5, "hidden_dropout": 0.0, "l2": 0.0, "seed": 0, "resume": False, "quiet": False,
         "overwrite": False, "keep_checkpoint": False},
     LMSettings: {
-        "out": "runs/lm", "corpus": "brown", "min_count": None, "max_vocab": None, "context": 4, "embed_dim": 100,
-        "hidden": "200", "direct": False, "output": "full", "classes": 0, "epochs": 10, "patience": 3,
+        "out": "runs/lm", "corpus": "brown", "min_count": None, "max_vocab": None, "context": 5, "embed_dim": 100,
+        "hidden": "200", "direct": False, "output": "classes", "classes": 512, "epochs": 6, "patience": 3,
         "batch_size": 128, "optimizer": "adam", "lr": 0.002, "adam_eps": 1e-05, "lr_decay": 0.5, "average": 0.25,
-        "word_noise": 0.0, "dropout": 0.25, "hidden_dropout": 0.25, "l2": 0.0, "seed": 0, "resume": False,
+        "word_noise": 0.0, "dropout": 0.25, "hidden_dropout": 0.25, "l2": 0.0001, "seed": 0, "resume": False,
         "quiet": False, "overwrite": False, "keep_checkpoint": False},
 }
 OLD_HIDDEN_SIZES = {NERSettings: (300,), ScoreSettings: (300,), LMSettings: (200,)}
@@ -89,15 +89,15 @@ OLD_OPTIONS = {
     "lm": {
         "out": ("--out -o", None, ""), "corpus": ("--corpus", "brown", ""),
         "min_count": ("--min-count", None, "1.."), "max_vocab": ("--max-vocab", None, "2.."),
-        "context": ("--context", 4, "1.."), "embed_dim": ("--embed-dim", 100, "1.."),
+        "context": ("--context", 5, "1.."), "embed_dim": ("--embed-dim", 100, "1.."),
         "hidden": ("--hidden", "200", ""), "direct": ("--direct --no-direct", False, ""),
-        "output": ("--output", "full", ""), "classes": ("--classes", 0, "0.."), "epochs": ("--epochs", 10, "1.."),
+        "output": ("--output", "classes", ""), "classes": ("--classes", 512, "0.."), "epochs": ("--epochs", 6, "1.."),
         "patience": ("--patience", 3, "1.."),
         "batch_size": ("--batch-size", 128, "1.."), "optimizer": ("--optimizer", "adam", ""),
         "lr": ("--lr", 0.002, "0.0.."), "adam_eps": ("--adam-eps", 1e-05, "0.0.."),
         "lr_decay": ("--lr-decay", 0.5, "0.0..1.0"), "average": ("--average", 0.25, "0.0.."),
         "word_noise": ("--word-noise", 0.0, "0.0..0.99"), "dropout": ("--dropout", 0.25, "0.0..0.99"),
-        "hidden_dropout": ("--hidden-dropout", 0.25, "0.0..0.99"), "l2": ("--l2", 0.0, "0.0.."),
+        "hidden_dropout": ("--hidden-dropout", 0.25, "0.0..0.99"), "l2": ("--l2", 0.0001, "0.0.."),
         "seed": ("--seed", 0, "0..4294967295"), "resume": ("--resume --no-resume", False, ""),
         "overwrite": ("--overwrite --no-overwrite", False, ""),
         "keep_checkpoint": ("--keep-checkpoint --no-keep-checkpoint", False, ""), "quiet": ("--quiet -q", False, "")},
@@ -265,8 +265,9 @@ def test_set_applies_to_every_train_step_that_has_the_setting():
 
     _, out, steps = load_pipeline(REPO / "pipelines" / "brown_lm.toml",
                                   {"seed": "5", "hidden": "400,100", "word_noise": "0.1"})
-    options = dict(steps)
+    options = dict(steps[:1] + steps[2:])
     assert options["lm train"] == {"corpus": "brown", "seed": 5, "hidden": (400, 100), "word_noise": 0.1}
+    assert steps[1][1] == {**options["lm train"], "context": 4, "into": "context4"}
     assert options["lm generate"]["seed"] == "1"  # not a train step: its own seed
     assert out.name == "brown_lm_seed5"  # and the variable
 

@@ -144,7 +144,8 @@ def bench(
     plot: Annotated[Path | None, typer.Option(dir_okay=False, help="Also draw the figures as a PNG.")] = None,
     threads: Annotated[str, typer.Option(help="Comma-separated thread counts.")] = "1,2",
     repeats: Annotated[int, typer.Option(min=3, help="Timed runs per figure; the median is reported.")] = 3,
-    only: Annotated[str, typer.Option(help="Comma-separated subset of gemm,ner,tag,lm.")] = "gemm,ner,tag,lm",
+    only: Annotated[str, typer.Option(help="Comma-separated subset of gemm,ner,tag,lm,lm-classes (the factored LM "
+                                           "output).")] = "gemm,ner,tag,lm,lm-classes",
     no_torch: Annotated[bool, typer.Option("--no-torch", help="Skip PyTorch (no ratios).")] = False,
 ) -> None:
     """Benchmark the core against PyTorch on the CPU (same shapes, batch sizes, threads, same run).

@@ -8,6 +8,7 @@ A pipeline is a TOML file:
     data = "data/wikigold"
     [[step]]
     run = "ner train"                 # one of STEPS
+    into = "second"                   # optional: this step writes in OUT/second instead of OUT
     train = "${data}/train.conll"     # the step's options, named as the Python settings
     [[step]]
     run = "ner evaluate"
@@ -107,7 +108,10 @@ def read_pipeline(path: Path) -> dict:
             raise WinnerError(f"{path}: step {i} must be a [[step]] table, found {raw!r}")
         if "out" in raw:
             raise WinnerError(f"{path}: step {i} sets out; every step writes in the pipeline's out (set it at the "
-                              "top level or with --set out=DIR)")
+                              "top level or with --set out=DIR, and `into = NAME` for a subdirectory of it)")
+        into = raw.get("into", "")
+        if not isinstance(into, str) or "/" in into or "\\" in into or into.startswith("."):
+            raise WinnerError(f"{path}: step {i} has into = {into!r}; expected a plain subdirectory name")
     name = doc.get("name", Path(path).stem)
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise WinnerError(f"{path}: name {name!r} must be a plain name (no '/', not starting with '.'): it names "
@@ -117,7 +121,8 @@ def read_pipeline(path: Path) -> dict:
 
 def load_pipeline(path: Path, overrides: dict[str, str]) -> tuple[str, Path, list[tuple[str, dict]]]:
     """(name, out dir, [(step name, options)]) with variables substituted, `overrides` (--set) applied to the
-    variables and to the train steps' settings, and the train steps' options checked and typed."""
+    variables and to the train steps' settings, and the train steps' options checked and typed; a step's
+    options hold "into" when it writes in OUT/into."""
     doc = read_pipeline(path)
     steps = doc["step"]
     kinds = [raw.get("run") for raw in steps]
@@ -135,12 +140,14 @@ def load_pipeline(path: Path, overrides: dict[str, str]) -> tuple[str, Path, lis
     parsed = []
     for i, (kind, raw) in enumerate(zip(kinds, steps, strict=True), 1):
         where = f"{path} step {i} ({kind})"
-        options = substitute({k: v for k, v in raw.items() if k != "run"}, variables, where)
+        options = substitute({k: v for k, v in raw.items() if k not in ("run", "into")}, variables, where)
         cls = STEPS[kind].settings
         if cls is not None:
             options.update({k: v for k, v in overrides.items() if k != "out" and k in settings_fields(cls)})
             settings = settings_from_options(cls, {"out": str(out), **options}, where)
             options = {k: getattr(settings, k) for k in options}
+        if raw.get("into"):
+            options["into"] = raw["into"]
         parsed.append((kind, options))
     return name, out, parsed
 
@@ -169,7 +176,8 @@ def run_pipeline(path: Path, overrides: dict[str, str] | None = None) -> dict:
     for i, (kind, options) in enumerate(steps, 1):
         console.rule(f"[{i}/{len(steps)}] {kind}")
         ts = time.perf_counter()
-        result = STEPS[kind].run(options, out)
+        into = options.get("into")
+        result = STEPS[kind].run({k: v for k, v in options.items() if k != "into"}, out / into if into else out)
         summary["steps"].append({"run": kind, "options": options, "seconds": time.perf_counter() - ts,
                                  "result": result})
     summary["seconds"] = time.perf_counter() - t0

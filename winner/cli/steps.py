@@ -107,16 +107,41 @@ def _score_evaluate(options: dict, out: Path) -> dict:
 
 @step("lm perplexity")
 def _lm_perplexity(options: dict, out: Path) -> dict:
+    """One model (`model`, default the pipeline's run), or the linear mixture of `models` (run directories,
+    neural or n-gram, relative to the pipeline's out: "." is its own run) with `mix_weights` ("auto": fitted by
+    EM on valid)."""
     from winner.heads.lm import evaluate_lm
+    from winner.heads.mixture import evaluate_mixture
 
     opts = {"model": str(out), "split": "test", "text": None, **options}
-    unknown = sorted(set(opts) - {"model", "split", "text"})
+    unknown = sorted(set(opts) - {"model", "models", "mix_weights", "split", "text"})
     if unknown:
-        raise WinnerError(f"step 'lm perplexity': unknown option(s) {unknown}; expected model, split, text")
-    result = evaluate_lm(opts["model"], opts["split"], opts["text"])
+        raise WinnerError(f"step 'lm perplexity': unknown option(s) {unknown}; expected model or models (with "
+                          f"mix_weights), split, text")
+    if "models" in opts:
+        if not isinstance(opts["models"], list) or not opts["models"]:
+            raise WinnerError("step 'lm perplexity': models must be a list of run directories")
+        runs = [str(out / str(m)) for m in opts["models"]]
+        result = evaluate_mixture(runs, opts["split"], str(opts.get("mix_weights", "auto")), opts["text"])
+    else:
+        result = evaluate_lm(opts["model"], opts["split"], opts["text"])
     where = opts["text"] or f"{opts['split']} split"
-    console.print(f"perplexity {result['perplexity']:.2f} on {result['tokens']:,} tokens ({where})")
+    mixed = f" (mixture weights {', '.join(f'{w:.3f}' for w in result['weights'])})" if "weights" in result else ""
+    console.print(f"perplexity {result['perplexity']:.2f} on {result['tokens']:,} tokens ({where}){mixed}")
     return {**result, "split": None if opts["text"] else opts["split"], "text_file": opts["text"]}
+
+
+@step("lm ngram")
+def _lm_ngram(options: dict, out: Path) -> dict:
+    """An interpolated modified Kneser-Ney model in `out` (default OUT/ngram), order 5, on `corpus` (brown)."""
+    from winner.heads.ngram import train_ngram
+
+    defaults = {"out": str(out / "ngram"), "order": 5, "corpus": "brown"}
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise WinnerError(f"step 'lm ngram': unknown option(s) {unknown}; expected some of {sorted(defaults)}")
+    opts = {k: coerce_option(options.get(k, v), v, f"step 'lm ngram' option {k}") for k, v in defaults.items()}
+    return train_ngram(opts["corpus"], opts["order"], opts["out"])
 
 
 @step("lm generate")

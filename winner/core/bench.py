@@ -6,6 +6,8 @@ Workloads (synthetic ids drawn from a Zipf-like distribution, as words in text a
 - tagging: log-probabilities of 200,000 token windows (winner: the first-layer lookup path);
 - LM training (|V| 16,493, context 4, embed 60, hidden 100, direct connections, full softmax), tokens/s,
   and generation at batch 1 (one forward + one sample per token);
+- the class-factored LM output (bench_classes.py): training tokens/s against a PyTorch reference of the same
+  factored model, and the full-softmax to factored epoch-time ratio;
 - the GEMM ceiling: numpy float32 GFLOP/s, and each winner figure as a fraction of it.
 Every figure is the median of `repeats` timed runs after a warm-up run; the first call's time (JIT compile
 or numba cache load) is reported on its own. PyTorch is imported only here, and only when asked for.
@@ -15,10 +17,8 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -27,6 +27,8 @@ import numpy as np
 
 from winner.core import runtime
 from winner.core.atomic import save_figure
+from winner.core.bench_classes import class_workload
+from winner.core.bench_common import Report, Row, median_rate, set_all_threads, windows_of, zipf_ids
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
 
@@ -37,79 +39,6 @@ TAG_FLOPS = NER_FLOPS / 3  # per tagged token: the forward pass
 LM_FORWARD = 2 * (240 * 100 + 100 * LM["vocab"] + 240 * LM["vocab"])
 LM_FLOPS = 3 * LM_FORWARD
 NER_LR, LM_LR = 0.01, 0.05
-
-
-@dataclass
-class Row:
-    """One measured figure: winner's and (if run) PyTorch's median rate, in units per second."""
-
-    workload: str
-    batch: int
-    threads: int
-    unit: str
-    winner: float
-    torch: float | None = None
-    flops_per_unit: float = 0.0
-    runs: list[float] = field(default_factory=list)
-    torch_runs: list[float] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def ratio(self) -> float | None:
-        return self.winner / self.torch if self.torch else None
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    gemm_gflops: dict[int, float] = field(default_factory=dict)
-    first_call_seconds: dict[str, float] = field(default_factory=dict)
-    checks: dict[str, object] = field(default_factory=dict)
-    machine: dict[str, object] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        rows = []
-        for r in self.rows:
-            d = asdict(r)
-            d["ratio"] = r.ratio
-            ceiling = self.gemm_gflops.get(r.threads)
-            d["fraction_of_gemm_ceiling"] = (r.winner * r.flops_per_unit / 1e9 / ceiling
-                                             if ceiling and r.flops_per_unit else None)
-            rows.append(d)
-        return {"rows": rows, "gemm_gflops": {str(k): v for k, v in self.gemm_gflops.items()},
-                "first_call_seconds": self.first_call_seconds, "checks": self.checks, "machine": self.machine}
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def zipf_ids(rng: np.random.Generator, vocab: int, n: int) -> np.ndarray:
-    """n word ids with probability ~ 1/(rank + 2.7) (Zipf-Mandelbrot), as in running text."""
-    p = 1.0 / (np.arange(vocab) + 2.7)
-    return rng.choice(vocab, size=n, p=p / p.sum()).astype(np.int32)
-
-
-def windows_of(stream: np.ndarray, positions: int) -> np.ndarray:
-    """(N, positions) sliding windows over a token stream (edges wrap: the shapes are what matters here)."""
-    idx = (np.arange(len(stream))[:, None] + np.arange(positions)[None, :]) % len(stream)
-    return np.ascontiguousarray(stream[idx])
-
-
-def median_rate(units: int, fn: Callable[[], None], repeats: int) -> tuple[float, list[float]]:
-    """Median of `repeats` timed runs of fn (units per second); fn is run once before, untimed."""
-    fn()
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        rates.append(units / (time.perf_counter() - t0))
-    return statistics.median(rates), rates
-
-
-def set_all_threads(n: int, torch_module=None) -> None:
-    runtime.set_threads(n)
-    if torch_module is not None:
-        torch_module.set_num_threads(n)
 
 
 def gemm_ceiling(threads: int, repeats: int, size: int = 1024) -> float:
@@ -200,7 +129,7 @@ def torch_train_rate(torch, net, ids: np.ndarray, targets: np.ndarray, batch: in
 # ---------------------------------------------------------------- the suite
 
 
-WORKLOADS = ("gemm", "ner", "tag", "lm")
+WORKLOADS = ("gemm", "ner", "tag", "lm", "lm-classes")
 
 
 def parse_list(text: str, what: str, choices: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -275,6 +204,8 @@ def run(quick: bool = False, threads: tuple[int, ...] = (1, 2), repeats: int = 3
 
     if "lm" in workloads:
         lm_workload(report, rng, threads, repeats, quick, torch, progress)
+    if "lm-classes" in workloads:
+        class_workload(report, rng, threads, repeats, quick, torch, progress)
     set_all_threads(max(threads), torch)
     report.machine["load average at end"] = _loadavg()
     return report

@@ -19,10 +19,10 @@ import numpy as np
 from numba import njit
 
 from winner.core.blas import gemm
-from winner.core.fastmath import FAST
+from winner.core.fastmath import FAST, cast_like
 from winner.core.layers import acts_offset, forward_input, hidden_layer, weight_offset
 from winner.core.steps import layer_step, stage_batch, unit_grads
-from winner.core.updates import OPT_SGD, adam_dense, sgd_dense, update_tables
+from winner.core.updates import OPT_SGD, adam_constants, update_tables
 
 
 class ClassLayout(NamedTuple):
@@ -34,13 +34,20 @@ class ClassLayout(NamedTuple):
 
 
 class ClassScratch(NamedTuple):
-    """class_step's buffers for batches of up to `cap` windows."""
+    """class_step's buffers for batches of up to `cap` windows; the top layer is one matrix T (r, C + V) of r =
+    n + 1 (+ n_in) rows [W; b; D] read by the rows U = [A, 1, X] (top_matrix)."""
 
+    U: np.ndarray  # (cap, r) the top layer's input rows
+    dU: np.ndarray  # (cap, r) dL/dU
     Zc: np.ndarray  # (cap, C) class scores, then dL/dscores
     Zw: np.ndarray  # (cap, max class size) the target class's word scores, then dL/dscores
-    dXd: np.ndarray  # (cap, n_in) dL/dX through the direct connections
-    touched: np.ndarray  # (C,) int32: 1 for a class whose columns this batch used, 0 between steps
-    order: np.ndarray  # (C,) int32: the classes touched, in order of first use
+    nll: np.ndarray  # (cap,) float64 -log P(target) of each window
+    GC: np.ndarray  # (r, C) the class columns' gradient
+    GB: np.ndarray  # (r * max class size,) one class block's gradient, (r, size) row-major
+    count: np.ndarray  # (C,) int32: windows of each class in this batch; 0 between steps
+    order: np.ndarray  # (C,) int32: the classes of this batch, in order of first use
+    first: np.ndarray  # (C,) int32: where a class's windows start in `members`
+    members: np.ndarray  # (cap,) int32: the batch's windows grouped by class, in batch order within a class
 
 
 def frequency_classes(counts: np.ndarray, n_classes: int) -> np.ndarray:
@@ -72,11 +79,18 @@ def layout_of(word_class: np.ndarray) -> ClassLayout:
     return ClassLayout(word_class, word_col, starts)
 
 
-def class_scratch(layout: ClassLayout, cap: int, n_in: int, dtype: np.dtype) -> ClassScratch:
+def top_rows(sizes: np.ndarray, has_direct: bool) -> int:
+    """Rows of the top matrix T = [W; b; D]: the last hidden size + 1 (+ the input width with direct connections)."""
+    return int(sizes[-2]) + 1 + (int(sizes[0]) if has_direct else 0)
+
+
+def class_scratch(layout: ClassLayout, cap: int, rows: int, dtype: np.dtype) -> ClassScratch:
     C = layout.starts.shape[0] - 1
     widest = int(np.diff(layout.starts).max())
-    return ClassScratch(np.zeros((cap, C), dtype), np.zeros((cap, widest), dtype), np.zeros((cap, n_in), dtype),
-                        np.zeros(C, np.int32), np.zeros(C, np.int32))
+    return ClassScratch(np.zeros((cap, rows), dtype), np.zeros((cap, rows), dtype), np.zeros((cap, C), dtype),
+                        np.zeros((cap, widest), dtype), np.zeros(cap, np.float64), np.zeros((rows, C), dtype),
+                        np.zeros(rows * widest, dtype), np.zeros(C, np.int32), np.zeros(C, np.int32),
+                        np.zeros(C, np.int32), np.zeros(cap, np.int32))
 
 
 # ---------------------------------------------------------------- from full logits: the reference
@@ -157,138 +171,160 @@ def word_log_proba(Z, layout, out):
 
 
 @njit(cache=True)
-def class_scores(A, X, Wt, bt, D, has_direct, Zc):
-    """Zc (B, C) = A @ W[:, :C] + b[:C] (+ X @ D[:, :C])."""
-    C = Zc.shape[1]
-    gemm(False, False, 1.0, A, Wt[:, :C], 0.0, Zc)
-    if has_direct:
-        gemm(False, False, 1.0, X, D[:, :C], 1.0, Zc)
-    for b in range(Zc.shape[0]):
-        for j in range(C):
-            Zc[b, j] += bt[j]
-
-
-@njit(cache=True, fastmath=FAST, error_model="numpy")
-def block_scores(a, Wt, bt, s, e, z, with_bias):
-    """z[:e-s] += a @ W[:, s:e] (+ b[s:e] when with_bias). Indices are unsigned so that numba drops its
-    negative-index checks and the column sweeps vectorise (see blas._rows_times_block)."""
-    lo, hi = np.uint64(s), np.uint64(e)
-    if with_bias:
-        for j in range(lo, hi):
-            z[j - lo] += bt[j]
-    for i in range(np.uint64(a.shape[0])):
-        ai = a[i]
-        for j in range(lo, hi):
-            z[j - lo] += ai * Wt[i, j]
-
-
-@njit(cache=True, fastmath=FAST, error_model="numpy")
-def block_backward(a, dz, Wt, G, s, e, da):
-    """da += W[:, s:e] @ dz (with W as it is), G[:, s:e] += outer(a, dz): one input's share of a column block."""
-    lo, hi = np.uint64(s), np.uint64(e)
-    for i in range(np.uint64(a.shape[0])):
-        acc = da[i] * 0.0
-        ai = a[i]
-        for j in range(lo, hi):
-            acc += Wt[i, j] * dz[j - lo]
-            G[i, j] += ai * dz[j - lo]
-        da[i] += acc
-
-
-@njit(cache=True)
-def update_columns(P, G, M, V, s, e, hyper, t):
-    """Columns s:e of P (rows, m) from their gradient G, which is zeroed after: SGD, or lazy Adam with moments
-    M, V (step t, 1-based), row by row over the contiguous stretch of each row."""
-    for i in range(P.shape[0]):
-        g = G[i, s:e]
-        if hyper.opt == OPT_SGD:
-            sgd_dense(P[i, s:e], g, hyper.lr)
-        else:
-            adam_dense(P[i, s:e], g, M[i, s:e], V[i, s:e], hyper.lr, hyper.beta1, hyper.beta2, hyper.eps, t)
-        g[:] = 0.0
-
-
-@njit(cache=True)
-def top_views(arr, sizes, has_direct):
-    """The top layer's W (n, m), b (1, m) and D (n_in, m, or (0, m) without direct connections) in a
-    theta-shaped array."""
+def top_matrix(theta, sizes, has_direct):
+    """The top layer's [W; b; D] as one (r, C + V) matrix (top_rows): they are contiguous in theta."""
     L = sizes.shape[0] - 2
-    n, m, n_in = sizes[L], sizes[L + 1], sizes[0]
+    m = sizes[L + 1]
+    r = sizes[L] + 1 + (sizes[0] if has_direct else 0)
     wo = weight_offset(sizes, L)
-    W = arr[wo : wo + n * m].reshape(n, m)
-    b = arr[wo + n * m : wo + n * m + m].reshape(1, m)
-    rows = n_in if has_direct else 0
-    D = arr[wo + n * m + m : wo + n * m + m + rows * m].reshape(rows, m)
-    return W, b, D
+    return theta[wo : wo + r * m].reshape(r, m)
 
 
 @njit(cache=True)
-def class_top(targets, params, net, layout, scratch, cs, B):
-    """Forward and backward of the factored top layer for a batch whose lower layers have run: the loss
-    (mean), dL/d(top input) in scratch.dacts, dL/dX through D in cs.dXd, the touched columns' gradients in
-    scratch.grad and the touched classes in cs.order; returns (loss, number of touched classes)."""
-    sizes, L = params.sizes, params.sizes.shape[0] - 2
-    n, n_in, C = sizes[L], sizes[0], cs.Zc.shape[1]
+def stage_top_inputs(acts, sizes, has_direct, B, U):
+    """U[:B] = [A, 1, X]: the last layer's input, a 1 for the bias, the gathered embeddings (direct only)."""
+    L = sizes.shape[0] - 2
+    n, n_in = sizes[L], sizes[0]
     ao = acts_offset(sizes, L, B)
-    A = scratch.acts[ao : ao + B * n].reshape(B, n)
-    dA = scratch.dacts[ao : ao + B * n].reshape(B, n)
-    X = scratch.acts[0 : B * n_in].reshape(B, n_in)
-    W, bt, D = top_views(params.theta, sizes, net.has_direct)
-    gW, gb, gD = top_views(scratch.grad, sizes, net.has_direct)
-    Zc, dXd, scale = cs.Zc[:B], cs.dXd[:B], 1.0 / B
-    class_scores(A, X, W, bt[0], D, net.has_direct, Zc)
-    loss, n_touched = 0.0, 0
+    for b in range(B):
+        U[b, :n] = acts[ao + b * n : ao + (b + 1) * n]
+        U[b, n] = 1.0
+        if has_direct:
+            U[b, n + 1 :] = acts[b * n_in : (b + 1) * n_in]
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def block_scores(u, T, s, e, z):
+    """z[:e-s] = u @ T[:, s:e]. Indices are unsigned so that numba drops its negative-index checks and the
+    column sweeps vectorise (see blas._rows_times_block)."""
+    lo, hi = np.uint64(s), np.uint64(e)
+    for j in range(lo, hi):
+        z[j - lo] = 0.0
+    for i in range(np.uint64(u.shape[0])):
+        ui = u[i]
+        for j in range(lo, hi):
+            z[j - lo] += ui * T[i, j]
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def block_backward(u, dz, T, G, s, e, du):
+    """du += T[:, s:e] @ dz (T as it is), G[:, :e-s] += outer(u, dz): one window's share of a class block."""
+    lo, hi = np.uint64(s), np.uint64(e)
+    for i in range(np.uint64(u.shape[0])):
+        acc = cast_like(0.0, du)
+        ui = u[i]
+        for j in range(lo, hi):
+            acc += T[i, j] * dz[j - lo]
+            G[i, j - lo] += ui * dz[j - lo]
+        du[i] += acc
+
+
+@njit(cache=True)
+def top_forward(targets, T, layout, cs, B, scale):
+    """Class scores and each window's class-block scores from cs.U; cs.nll[b] = -log P(targets[b]); Zc and Zw
+    then hold scale * dL/dscores (scale 0: zeros)."""
+    C = cs.Zc.shape[1]
+    Zc = cs.Zc[:B]
+    gemm(False, False, 1.0, cs.U[:B], T[:, :C], 0.0, Zc)
     for b in range(B):
         w = targets[b]
         c = layout.word_class[w]
         s, e = layout.starts[c], layout.starts[c + 1]
-        loss += softmax_range(Zc[b], 0, C, c, scale, Zc[b])
         z = cs.Zw[b]
-        z[: e - s] = 0.0
-        block_scores(A[b], W, bt[0], s, e, z, True)
-        if net.has_direct:
-            block_scores(X[b], D, bt[0], s, e, z, False)
-        loss += softmax_range(z, 0, e - s, layout.word_col[w] - s, scale, z)
-        if cs.touched[c] == 0:
-            cs.touched[c] = 1
-            cs.order[n_touched] = c
-            n_touched += 1
-    loss *= scale
-    if not np.isfinite(loss):
-        return loss, n_touched
-    gemm(False, True, 1.0, Zc, W[:, :C], 0.0, dA)
-    gemm(True, False, 1.0, A, Zc, 0.0, gW[:, :C])
-    if net.has_direct:
-        gemm(False, True, 1.0, Zc, D[:, :C], 0.0, dXd)
-        gemm(True, False, 1.0, X, Zc, 0.0, gD[:, :C])
-    for b in range(B):
-        c = layout.word_class[targets[b]]
-        s, e = layout.starts[c], layout.starts[c + 1]
-        z = cs.Zw[b]
-        for j in range(C):
-            gb[0, j] += Zc[b, j]
-        for j in range(e - s):
-            gb[0, s + j] += z[j]
-        block_backward(A[b], z, W, gW, s, e, dA[b])
-        if net.has_direct:
-            block_backward(X[b], z, D, gD, s, e, dXd[b])
-    return loss, n_touched
+        block_scores(cs.U[b], T, s, e, z)
+        cs.nll[b] = softmax_range(Zc[b], 0, C, c, scale, Zc[b]) + softmax_range(z, 0, e - s, layout.word_col[w] - s,
+                                                                                  scale, z)
 
 
 @njit(cache=True)
-def class_top_update(params, net, layout, scratch, cs, n_touched, hyper, t, adam):
-    """Update the class columns and every touched class's columns of W, b, D; zero their gradients and flags."""
-    sizes, C = params.sizes, cs.Zc.shape[1]
-    P = top_views(params.theta, sizes, net.has_direct)
-    G = top_views(scratch.grad, sizes, net.has_direct)
-    M = top_views(adam.m, sizes, net.has_direct) if hyper.opt != OPT_SGD else G
-    V = top_views(adam.v, sizes, net.has_direct) if hyper.opt != OPT_SGD else G
-    for k in range(-1, n_touched):
-        s, e = (0, C) if k < 0 else (layout.starts[cs.order[k]], layout.starts[cs.order[k] + 1])
-        for part in range(3):
-            update_columns(P[part], G[part], M[part], V[part], s, e, hyper, t)
-        if k >= 0:
-            cs.touched[cs.order[k]] = 0
+def group_by_class(targets, layout, cs, B):
+    """cs.order[:k] = the batch's classes in order of first use, cs.count their windows, whose numbers (in batch
+    order) are cs.members[cs.first[c] : cs.first[c] + cs.count[c]]; returns k."""
+    k = 0
+    for b in range(B):
+        c = layout.word_class[targets[b]]
+        if cs.count[c] == 0:
+            cs.order[k] = c
+            k += 1
+        cs.count[c] += 1
+    pos = 0
+    for i in range(k):
+        c = cs.order[i]
+        cs.first[c] = pos
+        pos += cs.count[c]
+        cs.count[c] = 0
+    for b in range(B):
+        c = layout.word_class[targets[b]]
+        cs.members[cs.first[c] + cs.count[c]] = b
+        cs.count[c] += 1
+    return k
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def update_columns(T, G, M, V, s, e, bias_row, hyper, k):
+    """Columns s:e of T (r, m) from their gradient G (r, e - s) plus weight decay (every row but the bias's):
+    SGD, or lazy Adam with moments M, V and k = adam_constants at this step, in one sweep of each row's stretch."""
+    lo, hi = np.uint64(s), np.uint64(e)
+    step, b1, b2, a1, a2, eps = k
+    lr, l2, zero = cast_like(hyper.lr, T), cast_like(hyper.l2, T), cast_like(0.0, T)
+    for i in range(np.uint64(T.shape[0])):
+        decay = l2 if i != np.uint64(bias_row) else zero
+        if hyper.opt == OPT_SGD:
+            for j in range(lo, hi):
+                T[i, j] -= lr * (G[i, j - lo] + decay * T[i, j])
+        else:
+            for j in range(lo, hi):
+                g = G[i, j - lo] + decay * T[i, j]
+                mi = b1 * M[i, j] + a1 * g
+                vi = b2 * V[i, j] + a2 * g * g
+                M[i, j] = mi
+                V[i, j] = vi
+                T[i, j] -= step * mi / (np.sqrt(vi) + eps)
+
+
+@njit(cache=True)
+def class_block_step(T, M, V, cs, layout, c, bias_row, hyper, k):
+    """Backward through class c's block for its windows of the batch (dU rows, the block's gradient in cs.GB),
+    then the block's update while it is in cache; resets cs.count[c] to 0."""
+    s, e = layout.starts[c], layout.starts[c + 1]
+    G = cs.GB[: T.shape[0] * (e - s)].reshape(T.shape[0], e - s)
+    G[:] = 0.0
+    for i in range(cs.count[c]):
+        b = cs.members[cs.first[c] + i]
+        block_backward(cs.U[b], cs.Zw[b], T, G, s, e, cs.dU[b])
+    cs.count[c] = 0
+    update_columns(T, G, M, V, s, e, bias_row, hyper, k)
+
+
+@njit(cache=True)
+def class_top(targets, params, net, layout, scratch, cs, B, hyper, t, adam):
+    """Forward, backward and update of the factored top layer for a batch whose lower layers have run: the
+    class columns, then class by class each used block (its windows grouped). dL/dA goes to scratch.dacts,
+    dL/dX through D stays in cs.dU. Returns the mean loss; a non-finite one returns before any update."""
+    sizes, L = params.sizes, params.sizes.shape[0] - 2
+    n, C = sizes[L], cs.Zc.shape[1]
+    T = top_matrix(params.theta, sizes, net.has_direct)
+    U, dU, Zc = cs.U[:B], cs.dU[:B], cs.Zc[:B]
+    stage_top_inputs(scratch.acts, sizes, net.has_direct, B, U)
+    top_forward(targets, T, layout, cs, B, 1.0 / B)
+    loss = 0.0
+    for b in range(B):
+        loss += cs.nll[b]
+    loss /= B
+    if not np.isfinite(loss):
+        return loss
+    gemm(False, True, 1.0, Zc, T[:, :C], 0.0, dU)
+    gemm(True, False, 1.0, U, Zc, 0.0, cs.GC)
+    sgd = hyper.opt == OPT_SGD
+    M = T if sgd else top_matrix(adam.m, sizes, net.has_direct)
+    V = T if sgd else top_matrix(adam.v, sizes, net.has_direct)
+    k = adam_constants(hyper.lr, hyper.beta1, hyper.beta2, hyper.eps, t, T)
+    for i in range(group_by_class(targets, layout, cs, B)):
+        class_block_step(T, M, V, cs, layout, cs.order[i], n, hyper, k)
+    update_columns(T, cs.GC, M, V, 0, C, n, hyper, k)
+    ao = acts_offset(sizes, L, B)
+    scratch.dacts[ao : ao + B * n].reshape(B, n)[:] = dU[:, :n]
+    return loss
 
 
 @njit(cache=True)
@@ -296,21 +332,19 @@ def class_step(ids, feats, targets, params, net, seed, step, hyper, adam, scratc
     """One optimiser step on one minibatch of a class-factored model; returns the mean loss.
 
     The hidden layers run as in the core's fused step; the top layer computes only the class columns and
-    each target's class block, and updates only those. A non-finite loss returns before any update."""
+    each target's class block, and updates only those (lazy Adam, lazy weight decay). A non-finite loss
+    returns before any update."""
     B = ids.shape[0]
     sizes = params.sizes
     L = sizes.shape[0] - 2
     forward_input(ids, feats, params, net, seed, step, scratch, False)
     for l in range(L):
         hidden_layer(params, net, seed, step, scratch, B, l, False)
-    loss, n_touched = class_top(targets, params, net, layout, scratch, cs, B)
-    if not np.isfinite(loss):
-        for k in range(n_touched):
-            cs.touched[cs.order[k]] = 0
-        return loss
     t = step + 1
-    class_top_update(params, net, layout, scratch, cs, n_touched, hyper, t, adam)
-    n_in = sizes[0]
+    loss = class_top(targets, params, net, layout, scratch, cs, B, hyper, t, adam)
+    if not np.isfinite(loss):
+        return loss
+    n_in, n = sizes[0], sizes[L]
     need = L > 0 or hyper.update_E or hyper.update_F
     unit_grads(sizes, net, scratch, B, L, need)
     for l in range(L - 1, -1, -1):
@@ -320,7 +354,7 @@ def class_step(ids, feats, targets, params, net, seed, step, hyper, adam, scratc
         dcur = scratch.dacts[ao1 : ao1 + B * sizes[l + 1]].reshape(B, sizes[l + 1])
         layer_step(params, hyper, t, adam, scratch, dcur, dA, l, need, True)
         if l == 0 and net.has_direct and need:
-            dA += cs.dXd[:B]
+            dA += cs.dU[:B, n + 1 :]
         unit_grads(sizes, net, scratch, B, l, need)
     update_tables(ids, feats, scratch.dacts[0 : B * n_in].reshape(B, n_in), params, hyper, t, adam, scratch)
     return loss
@@ -332,28 +366,12 @@ def batch_nll(ids, feats, targets, params, net, scratch, cs, layout, out):
     and the target's class block only: as exact as class_nll over the full logits, without the other blocks."""
     B = ids.shape[0]
     sizes = params.sizes
-    L = sizes.shape[0] - 2
-    n, n_in, C = sizes[L], sizes[0], cs.Zc.shape[1]
     forward_input(ids, feats, params, net, 0, 0, scratch, False)
-    for l in range(L):
+    for l in range(sizes.shape[0] - 2):
         hidden_layer(params, net, 0, 0, scratch, B, l, False)
-    ao = acts_offset(sizes, L, B)
-    A = scratch.acts[ao : ao + B * n].reshape(B, n)
-    X = scratch.acts[0 : B * n_in].reshape(B, n_in)
-    W, bt, D = top_views(params.theta, sizes, net.has_direct)
-    Zc = cs.Zc[:B]
-    class_scores(A, X, W, bt[0], D, net.has_direct, Zc)
-    for b in range(B):
-        w = targets[b]
-        c = layout.word_class[w]
-        s, e = layout.starts[c], layout.starts[c + 1]
-        z = cs.Zw[b]
-        z[: e - s] = 0.0
-        block_scores(A[b], W, bt[0], s, e, z, True)
-        if net.has_direct:
-            block_scores(X[b], D, bt[0], s, e, z, False)
-        out[b] = softmax_range(Zc[b], 0, C, c, 0.0, Zc[b]) + softmax_range(z, 0, e - s, layout.word_col[w] - s,
-                                                                             0.0, z)
+    stage_top_inputs(scratch.acts, sizes, net.has_direct, B, cs.U[:B])
+    top_forward(targets, top_matrix(params.theta, sizes, net.has_direct), layout, cs, B, 0.0)
+    out[:] = cs.nll[:B]
 
 
 @njit(cache=True)

@@ -124,13 +124,13 @@ class Optimizer:
     def _train_class_batches(self, model: WindowMLP, scratch: layers.Scratch, adam: updates.AdamState,
                              ids: np.ndarray, feats: np.ndarray, targets: np.ndarray, order: np.ndarray, batch: int,
                              seed: int) -> float:
-        if self.l2 or self.l1:
-            raise ValueError("a weight penalty is not implemented for the class-factored output")
+        if self.l1:
+            raise ValueError("an L1 penalty is not implemented for the class-factored output")
         layout = self.output_classes
+        rows = classes.top_rows(model.sizes, model.config.direct)
         cs = getattr(self, "_class_scratch", None)
-        if cs is None or cs.Zc.shape[0] < batch or cs.Zc.dtype != model.dtype:
-            cs = self._class_scratch = classes.class_scratch(layout, batch, model.config.n_in, model.dtype)
-        model.grad[:] = 0.0  # class_step keeps the top layer's gradient zero between steps, from here on
+        if cs is None or cs.Zc.shape[0] < batch or cs.Zc.dtype != model.dtype or cs.U.shape[1] != rows:
+            cs = self._class_scratch = classes.class_scratch(layout, batch, rows, model.dtype)
         return classes.train_batches(ids, feats, targets, order, batch, model.kernel_params, model.kernel_net(True),
                                      seed, self.steps, self._hyper(), adam, scratch, cs, layout)
 

@@ -208,11 +208,17 @@ def dense_block_update(A, dcur, Wb, n, m, g, mo, vo, hyper, t):
 
     SGD adds -lr * A.T @ dcur straight into W (one BLAS call, no gradient array; g's bias slot, if g has one,
     holds the bias sums); Adam writes the block's gradient into g (same layout) and steps its moments mo, vo.
+    hyper.l2 adds weight decay on W (not b): the core's steps route a penalty to the reference step, the
+    class-factored step comes here with it.
     """
     B = A.shape[0]
     W = Wb[0 : n * m].reshape(n, m)
     lr = hyper.lr
     if hyper.opt == OPT_SGD:
+        if hyper.l2 != 0.0:  # W -= lr * l2 * W, before the gradient's share
+            decay = cast_like(1.0 - lr * hyper.l2, Wb)
+            for i in range(n * m):
+                Wb[i] *= decay
         gemm(True, False, -lr, A, dcur, 1.0, W)
         bias = Wb[n * m : n * m + m]
         lr_t = cast_like(lr, Wb)
@@ -232,6 +238,10 @@ def dense_block_update(A, dcur, Wb, n, m, g, mo, vo, hyper, t):
                 bias[j] -= lr_t * s
     else:
         gemm(True, False, 1.0, A, dcur, 0.0, g[0 : n * m].reshape(n, m))
+        if hyper.l2 != 0.0:
+            l2 = cast_like(hyper.l2, Wb)
+            for i in range(n * m):
+                g[i] += l2 * Wb[i]
         gb = g[n * m : n * m + m]
         gb[:] = 0.0
         for b in range(B):

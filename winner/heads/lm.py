@@ -385,8 +385,6 @@ MAX_UNK_SHARE = 0.5  # above this share of <unk> in train, perplexity mostly mea
 def train_lm(settings: LMSettings) -> dict:
     """Train on the corpus, early-stop on valid perplexity, keep the best model in OUT/model; the summary."""
     t_all = time.perf_counter()
-    if settings.output == "classes" and settings.l2:
-        raise WinnerError("--l2 is not implemented for --output classes (its step updates only the touched columns)")
     out = Path(settings.out)
     streams, vocab = load_corpus(settings.corpus, settings.min_count, settings.max_vocab)
     split_ids = {k: vocab.ids(v) for k, v in streams.items()}

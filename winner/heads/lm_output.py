@@ -127,7 +127,7 @@ class ClassOutput:
         model.check_ids(X, feats)
         b = max(1, min(chunk, X.shape[0]))
         scratch = model.scratch(b)
-        cs = classes.class_scratch(self.layout, b, model.config.n_in, model.dtype)
+        cs = classes.class_scratch(self.layout, b, classes.top_rows(model.sizes, model.config.direct), model.dtype)
         out = np.empty(X.shape[0], dtype=np.float64)
         params, net = model.kernel_params, model.kernel_net(False)
         for s in range(0, X.shape[0], b):

@@ -192,19 +192,19 @@ class LMSettings(Settings):
                                           "rest is <unk>.", group="io", min=1, shown_default="2")
     max_vocab: int | None = setting(None, "Plain-text corpora: at most this many words (with <unk>).", group="io",
                                     min=2, shown_default="no limit")
-    context: int = setting(4, "Words of history, n-1.", group="model", min=1)
+    context: int = setting(5, "Words of history, n-1.", group="model", min=1)
     embed_dim: int = setting(100, "Word embedding size m.", group="model", min=1)
     hidden: tuple[int, ...] = setting((200,), "Hidden layer size h, or sizes like 400,100; 0 = no hidden layer (the "
                                               "output then reads the embeddings directly).", group="model", min=1,
                                       none_ok=True)
     direct: bool = setting(False, "Direct embedding -> output connections (cost |V|*(n-1)*m per token).",
                            group="model")
-    output: str = setting("full", "Output layer: one softmax over the vocabulary, or class-factored P(class) "
-                                  "P(word | class) over frequency-binned classes (exact, about sqrt|V| times "
-                                  "cheaper to train).", group="model", choices=("full", "classes"))
-    classes: int = setting(0, "With --output classes: the number of classes (0 = round(sqrt|V|)).", group="model",
-                           min=0)
-    epochs: int = like(Settings, "epochs", default=10)
+    output: str = setting("classes", "Output layer: one softmax over the vocabulary, or class-factored P(class) "
+                                     "P(word | class) over frequency-binned classes (as exact, an epoch several "
+                                     "times cheaper).", group="model", choices=("full", "classes"))
+    classes: int = setting(512, "With --output classes: the number of frequency bins asked for (empty bins are "
+                                "dropped: Brown gets 312 classes for 512); 0 = round(sqrt|V|).", group="model", min=0)
+    epochs: int = like(Settings, "epochs", default=6)
     patience: int = like(Settings, "patience", default=3, help="Stop after this many epochs without a better valid "
                                                                 "perplexity.")
     batch_size: int = like(Settings, "batch_size", default=128, help="Windows (predicted tokens) per update.")
@@ -219,7 +219,8 @@ class LMSettings(Settings):
                                 group="training", min=0.0, max=0.99)
     dropout: float = like(Settings, "dropout", default=0.25)
     hidden_dropout: float = like(Settings, "hidden_dropout", default=0.25)
-    l2: float = like(Settings, "l2", help="Weight decay (L2 penalty on weights, not biases).")
+    l2: float = like(Settings, "l2", default=1e-4, help="Weight decay (L2 penalty on weights, not biases). The "
+                                                        "factored output decays the columns a step updates.")
 
     def hidden_sizes(self) -> tuple[int, ...]:
         """The hidden layer sizes (() = no hidden layer: the output reads the embeddings)."""
