@@ -48,6 +48,14 @@ def _random_lines(n: int, seed: int) -> list[str]:
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(n)]
 
 
+def _abbreviation_lines(n: int, seed: int) -> list[str]:
+    """Lines dense in what may take a period: initials, abbreviations, ranking numbers, clitics."""
+    rng = random.Random(seed)
+    words = "J. Mr. no. No. 1. 2 A. gen. Gen. U.S. can't , jr. ... . \t Wash. x. 3 \u00c9.".split(" ")
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))).replace(" .", rng.choice([".", " ."]))
+            for _ in range(n)]
+
+
 def _conll_sentences() -> list[list[str]]:
     out, cur = [], []
     for line in (FIXTURES / "conll2003_sample.txt").read_text(encoding="utf-8").splitlines():
@@ -64,7 +72,8 @@ def _conll_sentences() -> list[list[str]]:
 def test_split_line_equals_tokenizer_and_sentence_splitter():
     detokenised = [re.sub(r" ([.,!?;:')])", r"\1", " ".join(s)) for s in _conll_sentences()]
     long_line = " ".join(["Word", "U.S.", "can't", "."] * 2500 + ["Mr.", "End", "."])
-    for line in [*ODD_LINES, *detokenised, " ".join(detokenised), long_line, *_random_lines(20_000, 0)]:
+    for line in [*ODD_LINES, *detokenised, " ".join(detokenised), long_line, *_random_lines(20_000, 0),
+                 *_abbreviation_lines(20_000, 1)]:
         assert split_line(line) == reference_split(line), line
 
 

@@ -140,29 +140,22 @@ def split_sentences(tokens: list[Token]) -> list[list[Token]]:
 
 def split_line(text: str) -> tuple[list[str], list[int]]:
     """The token strings of `text` and the lengths of its sentences: what `tokenize_with_offsets` and
-    `split_sentences` give, found without a Python step per token in the common case (no abbreviation or
-    initial before a period), and through them otherwise."""
-    tokens = _fast_tokens(text)
-    if tokens is None:
-        sentences = split_sentences(tokenize_with_offsets(text))
-        return [t.text for s in sentences for t in s], [len(s) for s in sentences]
+    `split_sentences` give, found with a few passes over the whole line instead of a Python step per token."""
+    tokens = line_tokens(text)
     return tokens, sentence_lengths(text, tokens)
 
 
-def _fast_tokens(text: str) -> list[str] | None:
-    """The regex's matches, when no token could take the period after it (else None): then nothing but
-    clitics differs from `tokenize_with_offsets`, and they are split here as there.
+def line_tokens(text: str) -> list[str]:
+    """The token strings of `tokenize_with_offsets(text)`.
 
     No token crosses whitespace and the regex looks no further than the whitespace around a word, so a word
     of word characters only, or of one character, is one token; only the other words go through the regex.
+    Its matches are the tokens but for the periods abbreviations take and the clitics split off, done after.
     """
     spaced = _MIXED_WORD.sub(_spaced_tokens, text)
     pieces = spaced.split()
-    if "." in text:
-        if len(pieces) > 1 and pieces[0].isdigit() and pieces[1][0] == ".":
-            return None  # maybe a ranking's number, `1. Jesper`
-        if _period_after_abbreviation(pieces):
-            return None
+    if "." in text and _period_candidates(pieces):
+        pieces = _take_periods(text, pieces)
     if ("'" in text or "\u2019" in text) and _CLITIC_ANYWHERE.search(spaced):
         return [part for piece in pieces for part in _clitic_split(piece)]
     return pieces
@@ -172,16 +165,18 @@ def _spaced_tokens(word: re.Match) -> str:
     return " ".join(_TOKEN.findall(word.group()))
 
 
-def _period_after_abbreviation(pieces: list[str]) -> bool:
-    """Whether a token that may take a period comes before a "." token. Only a "." token can be the period
-    `_takes_period` looks at: "..." is refused there, and ".5" never follows a word character."""
+def _period_candidates(pieces: list[str]) -> bool:
+    """Whether a "." match follows one that may take it (a first number, an abbreviation, an initial). Only
+    a "." match can be the period `tokenize_with_offsets` adds: "..." is refused there, and ".5" never comes
+    right after a word character."""
     i = 0
     while True:
         try:
             i = pieces.index(".", i + 1)
         except ValueError:
             return False
-        if _may_take_period(pieces[i - 1]):
+        word = pieces[i - 1]
+        if i == 1 and word.isdigit() or _may_take_period(word):
             return True
 
 
@@ -192,6 +187,26 @@ def _may_take_period(word: str) -> bool:
     lower = word.lower()
     return (len(word) == 1 and word.isupper() or lower in ABBREVIATIONS or lower in NUMBER_ABBREVIATIONS
             or lower in CAPITALISED_ABBREVIATIONS and word[0].isupper())
+
+
+def _take_periods(text: str, pieces: list[str]) -> list[str]:
+    """The regex's matches with every period that `tokenize_with_offsets` gives the match before it joined to
+    it: the decision it makes, on the same text, match by match (matching goes on after the period either way)."""
+    starts = _starts(text, pieces)
+    out: list[str] = []
+    i, n = 0, len(pieces)
+    while i < n:
+        piece = pieces[i]
+        end = starts[i] + len(piece)
+        if (i + 1 < n and pieces[i + 1] == "." and starts[i + 1] == end
+                and (piece[0].isalpha() and piece[-1].isalnum() and _takes_period(piece, text, end)
+                     or i == 0 and piece.isdigit() and _LIST_NUMBER.match(text, end))):
+            out.append(piece + ".")
+            i += 2
+        else:
+            out.append(piece)
+            i += 1
+    return out
 
 
 def _clitic_split(piece: str) -> tuple[str, ...]:

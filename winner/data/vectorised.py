@@ -73,12 +73,25 @@ def casing_classes(tokens: Sequence[str]) -> np.ndarray | None:
     any_flag = np.bitwise_or.reduceat(flags, starts)
     rest = flags & CHANGES
     rest[starts] = 0
-    rest_changes = np.bitwise_or.reduceat(rest, starts) != 0
-    has_alpha = (any_flag & ALPHA) != 0
-    has_digit = (any_flag & DIGIT) != 0
-    is_lower = ((any_flag & (UPPER | TITLE)) == 0) & ((any_flag & LOWER) != 0)
-    is_upper = ((any_flag & (LOWER | TITLE)) == 0) & ((any_flag & UPPER) != 0)
-    is_title = ((flags[starts] & UPPER) != 0) & ~rest_changes
-    out = np.select([~has_alpha & has_digit, ~has_alpha, has_digit, is_lower, is_upper, is_title],
-                    [5, 7, 6, 1, 3, 2], 4)
-    return out.astype(np.int32)
+    key = (any_flag & (ALPHA | DIGIT | UPPER | LOWER | TITLE)) | ((flags[starts] & UPPER) << 3)
+    key |= np.bitwise_or.reduceat(rest, starts) << 1  # CHANGES (32) anywhere after the first character -> 64
+    return _CASING_OF_KEY[key]
+
+
+def _casing_of_key(key: int) -> int:
+    """`windows.casing` from a token's flags: any character ALPHA, DIGIT, UPPER, LOWER, TITLE; the first one
+    UPPER (32); any after the first CHANGES when lowercased (64)."""
+    if not key & ALPHA:
+        return 5 if key & DIGIT else 7
+    if key & DIGIT:
+        return 6
+    if key & LOWER and not key & (UPPER | TITLE):
+        return 1
+    if key & UPPER and not key & (LOWER | TITLE):
+        return 3
+    if key & 32 and not key & 64:
+        return 2
+    return 4
+
+
+_CASING_OF_KEY = np.array([_casing_of_key(k) for k in range(128)], dtype=np.int32)
