@@ -160,3 +160,16 @@ def test_a_conll_token_holding_a_space_is_refused_as_before(tiny_tagger):
     block = ConllBlock("a\u00a0b O\n", ("a\u00a0b",), ("O",), "iob1")
     with pytest.raises(ValueError, match="without spaces"):
         tagging.tag_into(tagger, [block], ConllWriter(io.StringIO(), tagger.spec.output_scheme))
+
+
+def test_a_model_without_a_vocabulary_table_gets_bigger_batches_and_the_same_output(tiny_tagger, monkeypatch):
+    tagger = Tagger.load(tiny_tagger)
+    records = _records()
+    default, bigger = io.StringIO(), io.StringIO()
+    assert tagging.batch_tokens(tagger) == tagging.BATCH_TOKENS
+    tagging.tag_into(tagger, records, ConllWriter(default, tagger.spec.output_scheme))
+    monkeypatch.setattr(tagging, "LOOKUP_TABLE_BYTES", 0)
+    monkeypatch.setattr(tagging, "BATCH_TOKENS", 50)
+    assert tagging.batch_tokens(tagger) == 50 * tagging.BIG_VOCABULARY_BATCHES
+    tagging.tag_into(tagger, records, ConllWriter(bigger, tagger.spec.output_scheme))
+    assert bigger.getvalue() == default.getvalue()

@@ -20,6 +20,7 @@ from typing import TextIO, TypeVar
 import numpy as np
 
 from winner.core.console import progress_bar
+from winner.core.mlp import LOOKUP_TABLE_BYTES
 from winner.data.stream import STDIN, Record, Source, chunk_records, read_source
 from winner.data.text import model_forms, split_line
 from winner.errors import WinnerError
@@ -29,6 +30,7 @@ from winner.heads.tagger import Tagger
 from winner.heads.writers import WRITERS, ConllWriter, SentenceWriter
 
 BATCH_TOKENS = 1 << 15
+BIG_VOCABULARY_BATCHES = 4  # batches this many times bigger for a model with no whole-vocabulary table
 
 
 @dataclass
@@ -59,6 +61,18 @@ def predict_method(tagger: Tagger) -> str:
     """The one prediction path used for streaming: the table lookup when the model has one, else GEMM. Fixed,
     not chosen per batch, so that a sentence gets the same bits in any batch."""
     return "lookup" if tagger.model.lookup_supported else "gemm"
+
+
+def batch_tokens(tagger: Tagger) -> int:
+    """Tokens per batch. A model whose first-layer table for its whole vocabulary would not fit
+    LOOKUP_TABLE_BYTES (one with the shipped GloVe vectors, for instance) builds one per batch for the batch's
+    distinct words, which grow slower than the batch: bigger batches need fewer rows per token, and memory
+    stays bounded."""
+    c = tagger.model.config
+    if tagger.chars is None and c.hidden and predict_method(tagger) == "lookup":
+        if c.vocab_size * c.n_positions * c.hidden[0] * tagger.model.dtype.itemsize > LOOKUP_TABLE_BYTES:
+            return BATCH_TOKENS * BIG_VOCABULARY_BATCHES
+    return BATCH_TOKENS
 
 
 @dataclass
@@ -140,7 +154,7 @@ def tag_into(tagger: Tagger, records: Iterable[Record], writer: SentenceWriter,
     method = predict_method(tagger)
     writer.open()
     light = isinstance(writer, ConllWriter)
-    for batch in batches(split_records(records) if light else pending(records)):
+    for batch in batches(split_records(records) if light else pending(records), batch_tokens(tagger)):
         if light:
             tag_split(tagger, batch, method, writer)  # type: ignore[arg-type]
         else:
