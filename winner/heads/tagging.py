@@ -1,8 +1,10 @@
 """Tag a stream of records (winner.data.stream) in bounded batches and write them as they are tagged.
 
-Memory holds the model and one batch of about BATCH_TOKENS tokens, whatever the input's size. A record is
+Memory holds the model and one batch of about `batch_tokens` tokens, whatever the input's size. A record is
 tokenised and tagged as the Python API does it (winner.heads.docs): raw text with character offsets, cut into
-sentences. A sentence's tags do not depend on the batch it falls in (`Tagger.predict_scored` with a fixed
+sentences. The CoNLL writer needs neither offsets nor entities, so for it a batch is token strings and sentence
+lengths (`Split`, from the whole-line tokeniser), the same tags found with no Python object per token. A
+sentence's tags do not depend on the batch it falls in (`Tagger.predict_scored` with a fixed
 method is row-wise), so any cut of the input into batches or chunks gives the same output, byte for byte.
 """
 
@@ -123,6 +125,8 @@ class Split:
 
 
 def split_records(records: Iterable[Record]) -> Iterator[Split]:
+    """Records as `Split`s: raw text through `split_line`, a CoNLL sentence's tokens as they are (refused as
+    `prepare` refuses them)."""
     for r in records:
         if isinstance(r, str):
             yield Split(r, *split_line(r))
