@@ -48,7 +48,7 @@ OLD_DEFAULTS = {
 }
 OLD_HIDDEN_SIZES = {NERSettings: (300,), ScoreSettings: (300,), LMSettings: (200,)}
 # Settings added since then: the tagger's character windows.
-OLD_DEFAULTS[NERSettings].update({"char_filters": 0, "char_dim": 25, "char_width": 3})
+OLD_DEFAULTS[NERSettings].update({"char_filters": 50, "char_dim": 25, "char_width": 3, "loss": "word"})
 
 # What each train command's --help showed before its options were generated from the settings: option names,
 # the default shown and the range. --hidden was `int, min 1` for the tagger and scorer; its sizes are now text
@@ -102,8 +102,8 @@ OLD_OPTIONS = {
         "overwrite": ("--overwrite --no-overwrite", False, ""),
         "keep_checkpoint": ("--keep-checkpoint --no-keep-checkpoint", False, ""), "quiet": ("--quiet -q", False, "")},
 }
-OLD_OPTIONS["ner"].update({"char_filters": ("--char-filters", 0, "0.."), "char_dim": ("--char-dim", 25, "1.."),
-                           "char_width": ("--char-width", 3, "1..")})
+OLD_OPTIONS["ner"].update({"char_filters": ("--char-filters", 50, "0.."), "char_dim": ("--char-dim", 25, "1.."),
+                           "char_width": ("--char-width", 3, "1.."), "loss": ("--loss", "word", "")})
 TRAINERS = {"ner": ("winner.heads.ner", "train_tagger"), "score": ("winner.heads.scorer", "train_scorer"),
             "lm": ("winner.heads.lm", "train_lm")}
 

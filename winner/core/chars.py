@@ -187,17 +187,25 @@ def char_step(ids, params, hyper, t, scratch, net, tr, n):
 
 
 @njit(cache=True)
+def stage_words(bids, E, cnet, tr):
+    """Number the distinct words of windows bids in tr.slot / tr.uniq and give them their character vectors
+    in E's last columns from the current filters; returns how many there are."""
+    n = 0
+    for b in range(bids.shape[0]):
+        for p in range(bids.shape[1]):
+            n = number_row(bids[b, p], tr.slot, tr.uniq, n)
+    project(cnet)
+    fill_rows(cnet, tr.uniq, n, E, tr.argmax)
+    return n
+
+
+@njit(cache=True)
 def char_train_step(params, net, seed, step, hyper, adam, scratch, cnet, tr, B):
     """steps.train_step on the B windows staged in scratch, with character vectors: first the batch's words get
     theirs in E's last columns from the current filters; after the step the filters and character embeddings
     take their gradient. Returns the mean loss."""
     bids = scratch.ids[:B]
-    n = 0
-    for b in range(B):
-        for p in range(bids.shape[1]):
-            n = number_row(bids[b, p], tr.slot, tr.uniq, n)
-    project(cnet)
-    fill_rows(cnet, tr.uniq, n, params.E, tr.argmax)
+    n = stage_words(bids, params.E, cnet, tr)
     loss = steps.train_step(params, net, seed, step, hyper, adam, scratch, tr.pairs, B)
     if np.isfinite(loss):
         char_step(bids, params, hyper, step + 1, scratch, cnet, tr, n)
@@ -406,3 +414,18 @@ class CharOptimizer(Optimizer):
         return train_batches_chars(ids, feats, targets, order[start:stop], batch, model.kernel_params,
                                    model.kernel_net(True), seed, self.steps, self._hyper(), adam, scratch,
                                    model.char_net, tr)
+
+    def stage_words(self, model: CharWindowMLP, ids: np.ndarray) -> int:
+        """Before a step taken outside train_batches (model.forward, then step): the character vectors of the
+        words of windows `ids` from the current filters. Returns what finish_words takes."""
+        self._state(model)  # Adam's moments of the MLP first, as train_batches makes them
+        tr = model.train_scratch(self.state, self.name == "adam", ids.shape[0])
+        return stage_words(ids, model.E, model.char_net, tr)
+
+    def finish_words(self, model: CharWindowMLP, ids: np.ndarray, n: int) -> None:
+        """After that step (its backprop and `step`): the character CNN's gradient from the step's dX, and its
+        update (Adam step t = this optimiser's step count)."""
+        tr = model._char_train
+        char_step(ids, model.kernel_params, self._hyper(), self.steps, model.scratch(ids.shape[0]),
+                  model.char_net, tr, n)
+        clear_slots(tr.slot, tr.uniq, n)

@@ -33,8 +33,11 @@ from winner.data.windows import CASINGS
 from winner.errors import WinnerError
 from winner.heads.characters import CharSpec, attach_words, build_alphabet
 from winner.heads.characters import gradcheck_cases as char_gradcheck_cases
+from winner.heads.crf import Transitions
 from winner.heads.metrics import entity_counts, entity_scores, token_accuracy
 from winner.heads.model_io import resolve_model_dir
+from winner.heads.sentence_training import SentenceTraining
+from winner.heads.sentence_training import gradcheck_cases as sentence_gradcheck_cases
 from winner.heads.settings import NERSettings
 from winner.heads.tagger import Tagger, TaggerSpec
 
@@ -66,6 +69,9 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
         model = CharWindowMLP.with_word_table(config, chars.config(), settings.seed, table)
     spec = TaggerSpec(settings.window, tags, settings.scheme, source_scheme, settings.decode,
                       asdict(chars) if chars else None)
+    if settings.loss == "sentence":
+        crf = Transitions.zeros(len(tags))
+        spec.transitions, spec.start = crf.A.tolist(), crf.start.tolist()
     tagger = Tagger(model, Vocab(words), spec)
     if chars is not None:
         attach_words(model, chars, tagger.words)
@@ -73,8 +79,8 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
 
 
 def gradcheck_cases() -> list:
-    """The tagger's own parameters beyond the core's: the character CNN."""
-    return char_gradcheck_cases()
+    """The tagger's own parameters beyond the core's: the character CNN, the sentence-level loss."""
+    return char_gradcheck_cases() + sentence_gradcheck_cases()
 
 
 def train_tagger(settings: NERSettings) -> dict:
@@ -108,10 +114,16 @@ def train_tagger(settings: NERSettings) -> dict:
 
     console.print(f"model: window {2 * settings.window + 1}, {len(tagger.words):,} words x "
                   f"{tagger.model.config.embed_dim}, hidden {tagger.model.config.hidden}, "
-                  f"{len(tagger.spec.tags)} tags ({settings.scheme}), {tagger.model.n_parameters():,} parameters")
+                  f"{len(tagger.spec.tags)} tags ({settings.scheme}), {tagger.model.n_parameters():,} parameters, "
+                  f"{settings.loss}-level loss")
     loop = LoopSettings.of(settings)
-    trainee = WindowTraining(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best,
-                             settings.batch_size, settings.seed)
+    if tagger.crf is not None:
+        lengths = np.fromiter((len(s.tokens) for s in train), np.int64, count=len(train))
+        trainee = SentenceTraining(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best,
+                                   settings.batch_size, settings.seed, lengths=lengths, crf=tagger.crf)
+    else:
+        trainee = WindowTraining(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best,
+                                 settings.batch_size, settings.seed)
     result = fit(trainee, out, loop)
     summary = _summary(result, settings, out, time.perf_counter() - t_all, len(data.targets))
     write_json(out / "summary.json", summary)

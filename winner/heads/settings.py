@@ -144,9 +144,13 @@ class NERSettings(WindowSettings):
     l1: float = setting(0.0, "L1 penalty on weights (not biases).", group="regularisation", min=0.0)
     scheme: str = setting("iobes", "Tag scheme the model is trained in.", group="decoding",
                           choices=("iob1", "iob2", "iobes"))
-    decode: str = setting("viterbi", "Viterbi under the scheme's constraints, or per-token argmax.",
+    decode: str = setting("viterbi", "Viterbi under the scheme's constraints (with --loss sentence, and the "
+                                     "learned transitions), or per-token argmax.",
                           group="decoding", choices=("viterbi", "argmax"))
-    char_filters: int = setting(0, "Character CNN filters: the size of each word's character vector (0: no "
+    loss: str = setting("word", "word: a softmax per window; sentence: the sentence-level log-likelihood with "
+                                "learned tag-transition scores (Collobert et al. 2011), whole sentences per update.",
+                        group="objective", choices=("word", "sentence"))
+    char_filters: int = setting(50, "Character CNN filters: the size of each word's character vector (0: no "
                                    "character features).", group="model", min=0)
     char_dim: int = setting(25, "Character embedding size of the character CNN.", group="model", min=1)
     char_width: int = setting(3, "Characters per window of the character CNN (odd).", group="model", min=1)

@@ -22,7 +22,8 @@ from winner.data.vocab import Vocab
 from winner.data.windows import featurize
 from winner.errors import ModelFormatError
 from winner.heads.characters import CharSpec, char_log_proba
-from winner.heads.decode import viterbi
+from winner.heads.crf import Transitions
+from winner.heads.decode import viterbi, viterbi_scored
 from winner.heads.model_io import load_window_head, save_mlp_model
 
 KIND = "tagger"
@@ -68,10 +69,14 @@ class TaggerSpec:
     output_scheme: str  # the scheme of the training data, used for output
     decode: str = "viterbi"
     chars: dict | None = None  # CharSpec's fields, or None: no character features
+    # a sentence-level model's learned scores (crf.py), or None: a word-level (softmax) model
+    transitions: list[list[float]] | None = None
+    start: list[float] | None = None
 
     def to_json(self) -> dict:
         return {"window": self.window, "tags": self.tags, "scheme": self.scheme,
-                "output_scheme": self.output_scheme, "decode": self.decode, "chars": self.chars}
+                "output_scheme": self.output_scheme, "decode": self.decode, "chars": self.chars,
+                "transitions": self.transitions, "start": self.start}
 
 
 class Tagger:
@@ -88,6 +93,14 @@ class Tagger:
         self.spec = spec
         self.tag_vocab = Vocab(spec.tags)
         self._constraints = allowed_transitions(spec.tags, spec.scheme)
+        self.crf = None
+        if spec.transitions is not None:
+            try:
+                self.crf = Transitions.from_lists(spec.transitions, spec.start or [])
+            except ValueError as e:
+                raise ModelFormatError(f"tagger {e}") from None
+            if self.crf.n_tags != len(spec.tags):
+                raise ModelFormatError(f"tagger transitions are for {self.crf.n_tags} tags, expected {len(spec.tags)}")
 
     def featurize(self, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Word and casing windows (N_tokens, 2w+1) for all tokens of all sentences."""
@@ -126,7 +139,10 @@ class Tagger:
         for s in sentences:
             n = len(s)
             path = np.empty(n, dtype=np.int32)
-            if self.spec.decode == "viterbi":
+            if self.spec.decode == "viterbi" and self.crf is not None:
+                viterbi_scored(np.ascontiguousarray(logp[pos : pos + n], dtype=np.float64), self.crf.A,
+                               self.crf.start, allowed, start, end, path)
+            elif self.spec.decode == "viterbi":
                 viterbi(np.ascontiguousarray(logp[pos : pos + n], dtype=np.float64), allowed, start, end, path)
             else:
                 path[:] = np.argmax(logp[pos : pos + n], axis=1)
@@ -147,6 +163,8 @@ class Tagger:
     # ------------------------------------------------------------ I/O
 
     def save(self, path: str | Path, training: dict | None = None) -> None:
+        if self.crf is not None:  # the learned scores as they are now (training changes them in place)
+            self.spec.transitions, self.spec.start = self.crf.A.tolist(), self.crf.start.tolist()
         save_mlp_model(path, KIND, self.model, self.words, self.spec.to_json(), training)
 
     @classmethod
