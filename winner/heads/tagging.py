@@ -138,12 +138,14 @@ def split_records(records: Iterable[Record]) -> Iterator[Split]:
 
 
 def tag_split(tagger: Tagger, batch: list[Split], method: str, writer: ConllWriter) -> None:
-    """Tag a batch of split records in one model call and write them: Tagger.predict_scored on the same
-    sentences as `tag_prepared` gives it, so the same tags."""
+    """Tag a batch of split records in one model call and write them: Tagger.predict_flat on the same
+    sentences as `tag_prepared` gives Tagger.predict_scored, so the same tags."""
     forms = model_forms(list(chain.from_iterable(item.tokens for item in batch)))
-    ends = np.cumsum([n for item in batch for n in item.lengths]).tolist()
-    sentences = [forms[a:b] for a, b in zip([0, *ends], ends, strict=False)]
-    tags = list(chain.from_iterable(tagger.predict_scored(sentences, method=method)[0]))
+    offsets = np.zeros(sum(len(item.lengths) for item in batch) + 1, np.int64)
+    np.cumsum([n for item in batch for n in item.lengths], out=offsets[1:])
+    bounds = offsets.tolist()
+    sentences = [forms[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    tags = tagger.predict_flat(sentences, offsets, method=method)[0] if sentences else []
     pos = 0
     for item in batch:
         writer.write_tagged(item.record, item.tokens, tags[pos : pos + len(item)])
