@@ -18,8 +18,11 @@ from winner.data.stream import ConllBlock, Source, chunk_records
 from winner.data.text import model_form, model_forms, split_line, split_sentences, tokenize_with_offsets
 from winner.data.vectorised import casing_classes, normalised_forms
 from winner.data.vocab import PAD, UNK, Vocab
-from winner.data.windows import CASING_VOCAB, casing, featurize, normalise
+from winner.core.chars import CharWindowMLP
+from winner.core.mlp import MLPConfig
+from winner.data.windows import CASING_VOCAB, CASINGS, casing, casing_ids, featurize, make_windows, normalise
 from winner.heads import tagging
+from winner.heads.characters import CharSpec, attach_words, char_log_proba
 from winner.heads.docs import prepare, tag_prepared
 from winner.heads.tagger import Tagger
 from winner.heads.writers import ConllWriter
@@ -173,3 +176,33 @@ def test_a_model_without_a_vocabulary_table_gets_bigger_batches_and_the_same_out
     assert tagging.batch_tokens(tagger) == 50 * tagging.BIG_VOCABULARY_BATCHES
     tagging.tag_into(tagger, records, ConllWriter(bigger, tagger.spec.output_scheme))
     assert bigger.getvalue() == default.getvalue()
+
+
+def reference_char_log_proba(model, spec, words, sentences, half_width, method):
+    """char_log_proba as it was: a vocabulary look-up per token, unseen words numbered as first met."""
+    V, extra, per_sentence = len(words), {}, []
+    for s in sentences:
+        forms = [normalise(w) for w in s]
+        per_sentence.append(np.array([words.stoi[f] if f in words.stoi else extra.setdefault(f, V + len(extra))
+                                      for f in forms], dtype=np.int32))
+    ids = make_windows(per_sentence, half_width, words.pad_id or 0)
+    feats = make_windows(casing_ids(sentences), half_width, CASING_VOCAB.stoi[PAD])
+    rows = np.zeros((len(extra), model.config.embed_dim), model.dtype)
+    if extra:
+        rows[:, : model.word_dim] = model.E[words.unk_id, : model.word_dim]
+        rows[:, model.word_dim :] = model.word_vectors(*spec.encode(list(extra)))
+    return model.predict_log_proba_extra(ids, feats, rows, method=method)
+
+
+@pytest.mark.parametrize("method", ["lookup", "gemm"])
+def test_char_log_proba_equals_the_per_token_path(method):
+    words = Vocab([PAD, UNK, "paris", "a", "london", "ab0", "zz-top"])
+    spec = CharSpec("abdilnoprstz0", 3, 4, 3)
+    config = MLPConfig(n_positions=3, vocab_size=len(words), embed_dim=2 + spec.filters, n_out=5, hidden=(6,),
+                       n_features=len(CASINGS), feature_dim=2)
+    model = CharWindowMLP(config, spec.config(), seed=0)
+    attach_words(model, spec, words)
+    sentences = [[], ["Paris"], ["unseen", "A", "London", "AB1", "unseen", "x\ny", ""], _odd_tokens(200, 3),
+                 ["a", "paris"] * 50]
+    got = char_log_proba(model, spec, words, sentences, 1, method)
+    assert np.array_equal(got, reference_char_log_proba(model, spec, words, sentences, 1, method))

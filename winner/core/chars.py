@@ -354,9 +354,9 @@ class CharWindowMLP(WindowMLP):
         return views
 
     def predict_log_proba_extra(self, ids: np.ndarray, feats: np.ndarray, extra: np.ndarray,
-                                batch: int = 4096) -> np.ndarray:
+                                batch: int = 4096, method: str = "auto") -> np.ndarray:
         """predict_log_proba where ids >= V name rows of `extra` (n_extra, embed_dim): words the vocabulary lacks.
-        Windows without one take the lookup path; the others are computed on a table of just their rows."""
+        Windows without one take `method`; the others are computed on a table of just their rows."""
         V = self.config.vocab_size
         ids = np.ascontiguousarray(ids, np.int32)
         feats = np.ascontiguousarray(feats, np.int32)
@@ -364,7 +364,7 @@ class CharWindowMLP(WindowMLP):
         out = np.empty((ids.shape[0], self.config.n_out), self.dtype)
         plain = ~touched
         if plain.any():
-            out[plain] = self.predict_log_proba(ids[plain], feats[plain], batch=batch, method="auto")
+            out[plain] = self.predict_log_proba(ids[plain], feats[plain], batch=batch, method=method)
         if touched.any():
             rows, local = np.unique(ids[touched], return_inverse=True)
             table = np.concatenate([self.E[rows[rows < V]], extra[rows[rows >= V] - V]]).astype(self.dtype)

@@ -166,9 +166,9 @@ class Tagger:
 
     def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096, method: str = "auto") -> np.ndarray:
         """(N_tokens, n_tags) log-probabilities of every token's tags; `method` as in predict (with character
-        windows always auto for vocabulary words, matrix products for windows holding an unseen word)."""
+        windows: for windows of vocabulary words only, matrix products for windows holding an unseen word)."""
         if self.chars is not None:
-            return char_log_proba(self.model, self.chars, self.words, sentences, self.spec.window)
+            return char_log_proba(self.model, self.chars, self.words, sentences, self.spec.window, method)
         ids, feats = self.featurize(sentences)
         return self.model.predict_log_proba(ids, feats, batch=batch, method=method)
 

@@ -71,7 +71,7 @@ def batch_tokens(tagger: Tagger) -> int:
     distinct words, which grow slower than the batch: bigger batches need fewer rows per token, and memory
     stays bounded."""
     c = tagger.model.config
-    if tagger.chars is None and c.hidden and predict_method(tagger) == "lookup":
+    if c.hidden and predict_method(tagger) == "lookup":
         if c.vocab_size * c.n_positions * c.hidden[0] * tagger.model.dtype.itemsize > LOOKUP_TABLE_BYTES:
             return BATCH_TOKENS * BIG_VOCABULARY_BATCHES
     return BATCH_TOKENS
