@@ -206,3 +206,22 @@ def test_char_log_proba_equals_the_per_token_path(method):
                  ["a", "paris"] * 50]
     got = char_log_proba(model, spec, words, sentences, 1, method)
     assert np.array_equal(got, reference_char_log_proba(model, spec, words, sentences, 1, method))
+
+
+@pytest.mark.parametrize("vocabulary_table", [True, False])
+def test_char_lookup_of_windows_with_unseen_words_equals_matrix_products(vocabulary_table, monkeypatch):
+    """Windows holding a word the vocabulary lacks: the lookup path (the vocabulary's first-layer rows reused,
+    only unseen words' computed) gives the matrix products' log-probabilities, in float64 to 1e-12."""
+    if not vocabulary_table:
+        monkeypatch.setattr("winner.core.mlp.LOOKUP_TABLE_BYTES", 0)
+    words = Vocab([PAD, UNK, "paris", "a", "london", "ab0", "zz-top"])
+    spec = CharSpec("abdilnoprstz0", 3, 4, 3)
+    config = MLPConfig(n_positions=5, vocab_size=len(words), embed_dim=2 + spec.filters, n_out=5, hidden=(6, 4),
+                       n_features=len(CASINGS), feature_dim=2, dtype="float64")
+    model = CharWindowMLP(config, spec.config(), seed=1)
+    attach_words(model, spec, words)
+    sentences = [["Paris"], ["unseen", "A", "London", "AB1", "unseen", "new"], _odd_tokens(200, 4), ["a"] * 9]
+    got = char_log_proba(model, spec, words, sentences, 2, "lookup")
+    assert (model._vocab_table is not None) == vocabulary_table
+    np.testing.assert_allclose(got, char_log_proba(model, spec, words, sentences, 2, "gemm"), rtol=1e-12,
+                               atol=1e-12)

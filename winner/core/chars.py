@@ -22,9 +22,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from winner.core import layers, runtime, steps
+from winner.core import layers, lookup, runtime, steps
 from winner.core.blas import gemm
-from winner.core.mlp import MLPConfig, WindowMLP
+from winner.core.mlp import ACTIVATIONS, MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
 from winner.core.updates import OPT_SGD, AdamState, adam_dense, clear_slots, number_row, sgd_dense
 from winner.errors import ModelFormatError
@@ -369,14 +369,41 @@ class CharWindowMLP(WindowMLP):
             rows, local = np.unique(ids[touched], return_inverse=True)
             table = np.concatenate([self.E[rows[rows < V]], extra[rows[rows >= V] - V]]).astype(self.dtype)
             sub = np.zeros((int(touched.sum()), self.config.n_out), self.dtype)
-            params = layers.Params(table, self.F, self.theta, self.sizes, self.weight_mask)
             local = np.ascontiguousarray(local.reshape(-1, ids.shape[1]), np.int32)
+            if method == "lookup":
+                self._lookup_extra(rows, table, local, feats[touched], sub)
+                out[touched] = sub
+                return out
+            params = layers.Params(table, self.F, self.theta, self.sizes, self.weight_mask)
             scratch = self.scratch(min(batch, local.shape[0]))
             layers.predict_batches(local, feats[touched], params, self.kernel_net(False),
                                    min(batch, self._buf.capacity), scratch, sub)
             layers.log_softmax_rows(sub, sub)
             out[touched] = sub
         return out
+
+    def _lookup_extra(self, rows: np.ndarray, table: np.ndarray, local: np.ndarray, feats: np.ndarray,
+                      out: np.ndarray) -> None:
+        """The lookup path of windows over `table` (embedding rows of ids `rows`, local: indices into it): the
+        whole vocabulary's first-layer rows where it has a table (see WindowMLP._vocabulary_table), so that only
+        the words it lacks get theirs computed here."""
+        c = self.config
+        P, H0 = c.n_positions, c.hidden[0]
+        vocab = self._vocabulary_table(local.size)
+        T = np.empty((len(rows), P, H0), self.dtype)
+        compute = np.arange(len(rows))
+        if vocab is not None:
+            known = rows < c.vocab_size
+            T[known] = vocab.T[rows[known]]
+            compute = compute[~known]
+        Tc = np.empty((len(compute), P, H0), self.dtype)
+        C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
+        Eu = np.empty((len(compute), c.embed_dim), self.dtype)
+        lookup.first_layer_tables(table, self.F, self._views["W0"], compute.astype(np.int32), len(compute), Tc,
+                                  C, Eu)
+        T[compute] = Tc
+        WT = vocab.WT if vocab is not None else self._transposed_theta()
+        lookup.lookup_logits(local, feats, T, C, self.theta, WT, self.sizes, ACTIVATIONS[c.activation], True, out)
 
     # ------------------------------------------------------------ training
 
