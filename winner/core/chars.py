@@ -366,44 +366,48 @@ class CharWindowMLP(WindowMLP):
         if plain.any():
             out[plain] = self.predict_log_proba(ids[plain], feats[plain], batch=batch, method=method)
         if touched.any():
-            rows, local = np.unique(ids[touched], return_inverse=True)
-            table = np.concatenate([self.E[rows[rows < V]], extra[rows[rows >= V] - V]]).astype(self.dtype)
             sub = np.zeros((int(touched.sum()), self.config.n_out), self.dtype)
-            local = np.ascontiguousarray(local.reshape(-1, ids.shape[1]), np.int32)
-            if method == "lookup":
-                self._lookup_extra(rows, table, local, feats[touched], sub)
+            vocab = self._vocabulary_table(ids.size) if method == "lookup" else None
+            if vocab is not None:
+                self._lookup_extended(ids[touched], feats[touched], extra, vocab, sub)
                 out[touched] = sub
                 return out
-            params = layers.Params(table, self.F, self.theta, self.sizes, self.weight_mask)
-            scratch = self.scratch(min(batch, local.shape[0]))
-            layers.predict_batches(local, feats[touched], params, self.kernel_net(False),
-                                   min(batch, self._buf.capacity), scratch, sub)
-            layers.log_softmax_rows(sub, sub)
+            rows, local = np.unique(ids[touched], return_inverse=True)
+            table = np.concatenate([self.E[rows[rows < V]], extra[rows[rows >= V] - V]]).astype(self.dtype)
+            local = np.ascontiguousarray(local.reshape(-1, ids.shape[1]), np.int32)
+            if method == "lookup":
+                self._lookup_rows(table, local, feats[touched], self._transposed_theta(), sub)
+            else:
+                params = layers.Params(table, self.F, self.theta, self.sizes, self.weight_mask)
+                scratch = self.scratch(min(batch, local.shape[0]))
+                layers.predict_batches(local, feats[touched], params, self.kernel_net(False),
+                                       min(batch, self._buf.capacity), scratch, sub)
+                layers.log_softmax_rows(sub, sub)
             out[touched] = sub
         return out
 
-    def _lookup_extra(self, rows: np.ndarray, table: np.ndarray, local: np.ndarray, feats: np.ndarray,
-                      out: np.ndarray) -> None:
-        """The lookup path of windows over `table` (embedding rows of ids `rows`, local: indices into it): the
-        whole vocabulary's first-layer rows where it has a table (see WindowMLP._vocabulary_table), so that only
-        the words it lacks get theirs computed here."""
+    def _lookup_rows(self, table: np.ndarray, local: np.ndarray, feats: np.ndarray, WT: np.ndarray,
+                     out: np.ndarray, T: np.ndarray | None = None, first: int = 0) -> None:
+        """Log-probabilities of windows `local` (indices into T) by the lookup path, after computing T[first:]
+        from the embedding rows `table` (T: a new table of just those rows if not given)."""
         c = self.config
-        P, H0 = c.n_positions, c.hidden[0]
-        vocab = self._vocabulary_table(local.size)
-        T = np.empty((len(rows), P, H0), self.dtype)
-        compute = np.arange(len(rows))
-        if vocab is not None:
-            known = rows < c.vocab_size
-            T[known] = vocab.T[rows[known]]
-            compute = compute[~known]
-        Tc = np.empty((len(compute), P, H0), self.dtype)
+        P, H0, n = c.n_positions, c.hidden[0], len(table)
+        T = np.empty((n, P, H0), self.dtype) if T is None else T
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
-        Eu = np.empty((len(compute), c.embed_dim), self.dtype)
-        lookup.first_layer_tables(table, self.F, self._views["W0"], compute.astype(np.int32), len(compute), Tc,
-                                  C, Eu)
-        T[compute] = Tc
-        WT = vocab.WT if vocab is not None else self._transposed_theta()
+        lookup.first_layer_tables(table, self.F, self._views["W0"], np.arange(n, dtype=np.int32), n,
+                                  T[first : first + n], C, np.empty((n, c.embed_dim), self.dtype))
         lookup.lookup_logits(local, feats, T, C, self.theta, WT, self.sizes, ACTIVATIONS[c.activation], True, out)
+
+    def _lookup_extended(self, ids: np.ndarray, feats: np.ndarray, extra: np.ndarray, vocab, out: np.ndarray):
+        """The lookup path of windows whose ids >= V name rows of `extra`: the whole vocabulary's table (kept,
+        copied once into a bigger one) with the unseen words' rows computed after it, ids used as they are."""
+        V = self.config.vocab_size
+        kept = getattr(self, "_extended", None)
+        if kept is None or kept[0] is not vocab or kept[1].shape[0] < V + len(extra):
+            T = np.empty((V + max(len(extra), 4096), *vocab.T.shape[1:]), self.dtype)
+            T[:V] = vocab.T
+            self._extended = kept = (vocab, T)
+        self._lookup_rows(extra.astype(self.dtype), ids, feats, vocab.WT, out, kept[1], V)
 
     # ------------------------------------------------------------ training
 
