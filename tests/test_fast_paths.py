@@ -485,3 +485,12 @@ def test_matrix_products_are_the_same_on_any_thread_count():
         assert np.array_equal(outs[0], outs[1]), (trans_a, trans_b, a_shape, b_shape)
         expect = (A.T if trans_a else A) @ (B.T if trans_b else B)
         np.testing.assert_allclose(outs[0], expect, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("table_words", [0, 1, 3])
+def test_lookup_chunks_smaller_than_one_window_equal_gemm(table_words, monkeypatch):
+    """A per-chunk table for fewer words than a window holds: each chunk is one window and its P words."""
+    model, ids, feats, _ = make({}, n=200)
+    monkeypatch.setattr(mlp_module, "LOOKUP_TABLE_BYTES", table_words * 5 * model.config.hidden[0] * 8)
+    np.testing.assert_allclose(model.predict_log_proba(ids, feats, method="lookup"),
+                               model.predict_log_proba(ids, feats, method="gemm"), rtol=1e-12, atol=1e-12)

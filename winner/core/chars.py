@@ -22,9 +22,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from winner.core import layers, runtime, steps
+from winner.core import layers, lookup, runtime, steps
 from winner.core.blas import gemm
-from winner.core.mlp import MLPConfig, WindowMLP
+from winner.core.mlp import ACTIVATIONS, MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
 from winner.core.updates import OPT_SGD, AdamState, adam_dense, clear_slots, number_row, sgd_dense
 from winner.errors import ModelFormatError
@@ -354,9 +354,9 @@ class CharWindowMLP(WindowMLP):
         return views
 
     def predict_log_proba_extra(self, ids: np.ndarray, feats: np.ndarray, extra: np.ndarray,
-                                batch: int = 4096) -> np.ndarray:
+                                batch: int = 4096, method: str = "auto") -> np.ndarray:
         """predict_log_proba where ids >= V name rows of `extra` (n_extra, embed_dim): words the vocabulary lacks.
-        Windows without one take the lookup path; the others are computed on a table of just their rows."""
+        Windows without one take `method`; the others are computed on a table of just their rows."""
         V = self.config.vocab_size
         ids = np.ascontiguousarray(ids, np.int32)
         feats = np.ascontiguousarray(feats, np.int32)
@@ -364,19 +364,50 @@ class CharWindowMLP(WindowMLP):
         out = np.empty((ids.shape[0], self.config.n_out), self.dtype)
         plain = ~touched
         if plain.any():
-            out[plain] = self.predict_log_proba(ids[plain], feats[plain], batch=batch, method="auto")
+            out[plain] = self.predict_log_proba(ids[plain], feats[plain], batch=batch, method=method)
         if touched.any():
+            sub = np.zeros((int(touched.sum()), self.config.n_out), self.dtype)
+            vocab = self._vocabulary_table(ids.size) if method == "lookup" else None
+            if vocab is not None:
+                self._lookup_extended(ids[touched], feats[touched], extra, vocab, sub)
+                out[touched] = sub
+                return out
             rows, local = np.unique(ids[touched], return_inverse=True)
             table = np.concatenate([self.E[rows[rows < V]], extra[rows[rows >= V] - V]]).astype(self.dtype)
-            sub = np.zeros((int(touched.sum()), self.config.n_out), self.dtype)
-            params = layers.Params(table, self.F, self.theta, self.sizes, self.weight_mask)
             local = np.ascontiguousarray(local.reshape(-1, ids.shape[1]), np.int32)
-            scratch = self.scratch(min(batch, local.shape[0]))
-            layers.predict_batches(local, feats[touched], params, self.kernel_net(False),
-                                   min(batch, self._buf.capacity), scratch, sub)
-            layers.log_softmax_rows(sub, sub)
+            if method == "lookup":
+                self._lookup_rows(table, local, feats[touched], self._transposed_theta(), sub)
+            else:
+                params = layers.Params(table, self.F, self.theta, self.sizes, self.weight_mask)
+                scratch = self.scratch(min(batch, local.shape[0]))
+                layers.predict_batches(local, feats[touched], params, self.kernel_net(False),
+                                       min(batch, self._buf.capacity), scratch, sub)
+                layers.log_softmax_rows(sub, sub)
             out[touched] = sub
         return out
+
+    def _lookup_rows(self, table: np.ndarray, local: np.ndarray, feats: np.ndarray, WT: np.ndarray,
+                     out: np.ndarray, T: np.ndarray | None = None, first: int = 0) -> None:
+        """Log-probabilities of windows `local` (indices into T) by the lookup path, after computing T[first:]
+        from the embedding rows `table` (T: a new table of just those rows if not given)."""
+        c = self.config
+        P, H0, n = c.n_positions, c.hidden[0], len(table)
+        T = np.empty((n, P, H0), self.dtype) if T is None else T
+        C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
+        lookup.first_layer_tables(table, self.F, self._views["W0"], np.arange(n, dtype=np.int32), n,
+                                  T[first : first + n], C, np.empty((n, c.embed_dim), self.dtype))
+        lookup.lookup_logits(local, feats, T, C, self.theta, WT, self.sizes, ACTIVATIONS[c.activation], True, out)
+
+    def _lookup_extended(self, ids: np.ndarray, feats: np.ndarray, extra: np.ndarray, vocab, out: np.ndarray):
+        """The lookup path of windows whose ids >= V name rows of `extra`: the whole vocabulary's table (kept,
+        copied once into a bigger one) with the unseen words' rows computed after it, ids used as they are."""
+        V = self.config.vocab_size
+        kept = getattr(self, "_extended", None)
+        if kept is None or kept[0] is not vocab or kept[1].shape[0] < V + len(extra):
+            T = np.empty((V + max(len(extra), 4096), *vocab.T.shape[1:]), self.dtype)
+            T[:V] = vocab.T
+            self._extended = kept = (vocab, T)
+        self._lookup_rows(extra.astype(self.dtype), ids, feats, vocab.WT, out, kept[1], V)
 
     # ------------------------------------------------------------ training
 

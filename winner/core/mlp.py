@@ -373,7 +373,7 @@ class WindowMLP:
         W0 = self._views["W0"]
         max_unique = max(1, min(c.vocab_size, LOOKUP_TABLE_BYTES // (P * H0 * self.dtype.itemsize)))
         max_unique = min(max_unique, N * P)
-        T = np.empty((max_unique, P, H0), self.dtype)
+        T = np.empty((max_unique + P, P, H0), self.dtype)  # a chunk's first window may bring P new words
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
         uniq = np.empty(max_unique + P, np.int32)
         Eu = np.empty((max_unique + P, c.embed_dim), self.dtype)

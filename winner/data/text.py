@@ -43,6 +43,10 @@ _LIST_NUMBER = re.compile(r"\.[ \t]+[A-Z]")  # `1. Jesper Parnevik`: a ranking's
 _CURLY = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'",
                         "\u00ab": '"', "\u00bb": '"'})
 _SENTENCE_END = {".", "!", "?", "...", "?!"}
+# Fast tokenising (split_line): a word holding a mark besides word characters; in text whose tokens are
+# separated by whitespace, what may be a clitic ending a token.
+_MIXED_WORD = re.compile(r"(?<!\S)(?=\S*[^\w\s])\S\S+")
+_CLITIC_ANYWHERE = re.compile(r"(?i)(?<=\w)['\u2019](?:t|s|re|ve|ll|m|d)(?!\S)")
 _OPENERS = {'"', "'", "``", "`", "(", "[", "\u201c", "\u2018", "\u00ab"}
 _CLOSERS = {'"', "'", ")", "]", "}", "''", "\u201d", "\u2019", "\u00bb"}
 
@@ -100,6 +104,16 @@ def model_form(token: str) -> str:
     return token.translate(_CURLY)
 
 
+def model_forms(tokens: list[str]) -> list[str]:
+    """`model_form` of every token, in one pass over them all (`tokens` itself when nothing changes)."""
+    joined = "\n".join(tokens)
+    straight = joined.translate(_CURLY)
+    if straight == joined:
+        return tokens
+    forms = straight.split("\n")
+    return forms if len(forms) == len(tokens) else [model_form(t) for t in tokens]
+
+
 def split_sentences(tokens: list[Token]) -> list[list[Token]]:
     """Tokens grouped into sentences: a sentence ends after . ! ? (and any closing quotes or brackets written
     right after them) when the next token starts with a capital letter, a digit or an opening quote."""
@@ -119,3 +133,121 @@ def split_sentences(tokens: list[Token]) -> list[list[Token]]:
     if current:
         sentences.append(current)
     return sentences
+
+
+# ------------------------------------------------------------------ the same, fast, for whole lines
+
+
+def split_line(text: str) -> tuple[list[str], list[int]]:
+    """The token strings of `text` and the lengths of its sentences: what `tokenize_with_offsets` and
+    `split_sentences` give, found with a few passes over the whole line instead of a Python step per token."""
+    tokens = line_tokens(text)
+    return tokens, sentence_lengths(text, tokens)
+
+
+def line_tokens(text: str) -> list[str]:
+    """The token strings of `tokenize_with_offsets(text)`.
+
+    No token crosses whitespace and the regex looks no further than the whitespace around a word, so a word
+    of word characters only, or of one character, is one token; only the other words go through the regex.
+    Its matches are the tokens but for the periods abbreviations take and the clitics split off, done after.
+    """
+    spaced = _MIXED_WORD.sub(_spaced_tokens, text)
+    pieces = spaced.split()
+    if "." in text and _period_candidates(pieces):
+        pieces = _take_periods(text, pieces)
+    if ("'" in text or "\u2019" in text) and _CLITIC_ANYWHERE.search(spaced):
+        return [part for piece in pieces for part in _clitic_split(piece)]
+    return pieces
+
+
+def _spaced_tokens(word: re.Match) -> str:
+    return " ".join(_TOKEN.findall(word.group()))
+
+
+def _period_candidates(pieces: list[str]) -> bool:
+    """Whether a "." match follows one that may take it (a first number, an abbreviation, an initial). Only
+    a "." match can be the period `tokenize_with_offsets` adds: "..." is refused there, and ".5" never comes
+    right after a word character."""
+    i = 0
+    while True:
+        try:
+            i = pieces.index(".", i + 1)
+        except ValueError:
+            return False
+        word = pieces[i - 1]
+        if i == 1 and word.isdigit() or _may_take_period(word):
+            return True
+
+
+def _may_take_period(word: str) -> bool:
+    """`_takes_period` without looking at what follows the period (so True whenever it might be)."""
+    if not (word[0].isalpha() and word[-1].isalnum()):
+        return False
+    lower = word.lower()
+    return (len(word) == 1 and word.isupper() or lower in ABBREVIATIONS or lower in NUMBER_ABBREVIATIONS
+            or lower in CAPITALISED_ABBREVIATIONS and word[0].isupper())
+
+
+def _take_periods(text: str, pieces: list[str]) -> list[str]:
+    """The regex's matches with every period that `tokenize_with_offsets` gives the match before it joined to
+    it: the decision it makes, on the same text, match by match (matching goes on after the period either way)."""
+    starts = _starts(text, pieces)
+    out: list[str] = []
+    i, n = 0, len(pieces)
+    while i < n:
+        piece = pieces[i]
+        end = starts[i] + len(piece)
+        if (i + 1 < n and pieces[i + 1] == "." and starts[i + 1] == end
+                and (piece[0].isalpha() and piece[-1].isalnum() and _takes_period(piece, text, end)
+                     or i == 0 and piece.isdigit() and _LIST_NUMBER.match(text, end))):
+            out.append(piece + ".")
+            i += 2
+        else:
+            out.append(piece)
+            i += 1
+    return out
+
+
+def _clitic_split(piece: str) -> tuple[str, ...]:
+    clitic = _CLITIC.search(piece)
+    if clitic and clitic.start() > 0:
+        return piece[: clitic.start()], piece[clitic.start():]
+    return (piece,)
+
+
+def sentence_lengths(text: str, tokens: list[str]) -> list[int]:
+    """The lengths of the sentences `split_sentences` cuts `tokens` (the tokens of `text`, in order) into."""
+    if not tokens:
+        return []
+    marks = text.count(".") + text.count("!") + text.count("?")
+    if not marks or marks == 1 and tokens[-1] in _SENTENCE_END:
+        return [len(tokens)]
+    ends = sum(map(tokens.count, _SENTENCE_END))
+    if not ends or ends == 1 and tokens[-1] in _SENTENCE_END:
+        return [len(tokens)]
+    lengths: list[int] = []
+    starts: list[int] | None = None
+    cut, ended = 0, False
+    for i, tok in enumerate(tokens):
+        if ended:
+            if tok in _CLOSERS:
+                starts = starts or _starts(text, tokens)
+                if starts[i] == starts[i - 1] + len(tokens[i - 1]):
+                    continue  # a closing mark written right after: the sentence goes on ending
+            if tok[0].isupper() or tok[0].isdigit() or tok in _OPENERS:
+                lengths.append(i - cut)
+                cut = i
+        ended = tok in _SENTENCE_END
+    lengths.append(len(tokens) - cut)
+    return lengths
+
+
+def _starts(text: str, tokens: list[str]) -> list[int]:
+    """Each token's offset in `text`: only whitespace lies between tokens, so each is the next occurrence."""
+    out, pos = [], 0
+    for tok in tokens:
+        pos = text.index(tok, pos)
+        out.append(pos)
+        pos += len(tok)
+    return out

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import chain
 
 import numpy as np
 
+from winner.data.vectorised import casing_classes, lookup_ids, normalised_forms
 from winner.data.vocab import PAD, UNK, Vocab
 
 _DIGIT = re.compile(r"\d")
@@ -45,32 +47,59 @@ def casing(word: str) -> int:
 
 def word_ids(sentences: Sequence[Sequence[str]], vocab: Vocab) -> list[np.ndarray]:
     """Normalised word ids, one int32 array per sentence."""
-    return [vocab.ids([normalise(w) for w in s]) for s in sentences]
+    return _per_sentence(flat_word_ids(list(chain.from_iterable(sentences)), vocab), sentences)
 
 
 def casing_ids(sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-    return [np.fromiter((casing(w) for w in s), dtype=np.int32, count=len(s)) for s in sentences]
+    return _per_sentence(flat_casing_ids(list(chain.from_iterable(sentences))), sentences)
+
+
+def flat_word_ids(tokens: Sequence[str], vocab: Vocab) -> np.ndarray:
+    """`vocab.ids` of every token's normalised form, as one int32 array (one pass over the batch)."""
+    forms = normalised_forms(tokens)
+    if forms is None:  # a token holding a newline: token by token
+        return vocab.ids([normalise(w) for w in tokens])
+    out = lookup_ids(forms, vocab.stoi, vocab.unk_id)
+    if vocab.unk_id is None and None in out:
+        return vocab.ids(forms)  # raises, naming the missing word
+    return np.asarray(out, dtype=np.int32)
+
+
+def flat_casing_ids(tokens: Sequence[str]) -> np.ndarray:
+    """`casing` of every token, as one int32 array."""
+    out = casing_classes(tokens)
+    if out is None:  # an empty token: token by token
+        return np.fromiter((casing(w) for w in tokens), dtype=np.int32, count=len(tokens))
+    return out
+
+
+def _per_sentence(flat: np.ndarray, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    return np.split(flat, np.cumsum([len(s) for s in sentences])[:-1]) if len(sentences) else []
 
 
 def make_windows(per_sentence: Sequence[np.ndarray], half_width: int, pad_id: int) -> np.ndarray:
-    """(N_tokens, 2w+1) int32 windows centred on every token, padded with pad_id beyond sentence edges.
+    """(N_tokens, 2w+1) int32 windows centred on every token, padded with pad_id beyond sentence edges."""
+    if not per_sentence:
+        return np.zeros((0, 2 * half_width + 1), dtype=np.int32)
+    lengths = np.fromiter((len(s) for s in per_sentence), dtype=np.int64, count=len(per_sentence))
+    return flat_windows(np.concatenate([np.asarray(s, dtype=np.int32) for s in per_sentence]), lengths,
+                        half_width, pad_id)
 
-    Built by fancy indexing into one padded stream: no Python loop over tokens.
+
+def flat_windows(flat: np.ndarray, lengths: np.ndarray, half_width: int, pad_id: int) -> np.ndarray:
+    """make_windows of the sentences of lengths `lengths` laid end to end in `flat`.
+
+    Built by fancy indexing into one padded stream: no Python loop over tokens or sentences.
     """
     w = half_width
-    if not per_sentence:
+    n = int(lengths.sum())
+    if not len(lengths):
         return np.zeros((0, 2 * w + 1), dtype=np.int32)
-    lengths = np.fromiter((len(s) for s in per_sentence), dtype=np.int64, count=len(per_sentence))
-    pad = np.full(w, pad_id, dtype=np.int32)
-    pieces = []
-    for s in per_sentence:
-        pieces.extend((pad, np.asarray(s, dtype=np.int32)))
-    pieces.append(pad)
-    stream = np.concatenate(pieces)
     # token t of sentence k sits after (k+1) pads and all earlier tokens and pads
-    starts = np.cumsum(np.concatenate(([0], lengths[:-1] + w))) + w
-    centres = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(
-        lengths.sum())
+    sentence = np.repeat(np.arange(len(lengths)), lengths)
+    centres = np.arange(n) + (sentence + 1) * w
+    stream = np.full(n + (len(lengths) + 1) * w, pad_id, dtype=np.int32)
+    stream[centres] = flat
     return stream[centres[:, None] + np.arange(-w, w + 1)[None, :]]
 
 
@@ -86,6 +115,8 @@ def build_word_vocab(sentences: Sequence[Sequence[str]], extra_words: Sequence[s
 def featurize(sentences: Sequence[Sequence[str]], words: Vocab, half_width: int) -> tuple[np.ndarray, np.ndarray]:
     """Word and casing windows (N_tokens, 2w+1) for every token of every sentence: the input of every head
     that reads labelled sentences (tagger, scorer)."""
-    ids = make_windows(word_ids(sentences, words), half_width, words.pad_id or 0)
-    feats = make_windows(casing_ids(sentences), half_width, CASING_VOCAB.stoi[PAD])
+    tokens = list(chain.from_iterable(sentences))
+    lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+    ids = flat_windows(flat_word_ids(tokens, words), lengths, half_width, words.pad_id or 0)
+    feats = flat_windows(flat_casing_ids(tokens), lengths, half_width, CASING_VOCAB.stoi[PAD])
     return ids, feats

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,8 @@ from winner.core.chars import CHAR_PAD, CHAR_UNKNOWN, MAX_WORD_CHARS, CharConfig
 from winner.core.gradcheck import check
 from winner.core.mlp import MLPConfig
 from winner.data.vocab import PAD, Vocab
-from winner.data.windows import CASING_VOCAB, casing_ids, make_windows, normalise
+from winner.data.vectorised import lookup_ids, normalised_forms
+from winner.data.windows import CASING_VOCAB, flat_casing_ids, flat_windows, normalise
 
 
 @dataclass
@@ -66,27 +68,28 @@ def attach_words(model: CharWindowMLP, spec: CharSpec, words: Vocab) -> None:
 
 
 def char_log_proba(model: CharWindowMLP, spec: CharSpec, words: Vocab, sentences: Sequence[Sequence[str]],
-                   half_width: int) -> np.ndarray:
+                   half_width: int, method: str = "auto") -> np.ndarray:
     """Log-probabilities of every token's tags. A word the vocabulary lacks reads as `<unk>`'s word vector
-    beside its own character vector, computed here; every other word's is already in E."""
-    V = len(words)
+    beside its own character vector, computed here; every other word's is already in E, and the windows
+    holding none of the former take `method` (as in WindowMLP.predict_logits)."""
+    tokens = list(chain.from_iterable(sentences))
+    lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+    forms = normalised_forms(tokens)
+    if forms is None:  # a token holding a newline: token by token
+        forms = [normalise(w) for w in tokens]
+    found = lookup_ids(forms, words.stoi, None)
     extra: dict[str, int] = {}
-    per_sentence = []
-    for s in sentences:
-        ids = np.empty(len(s), np.int32)
-        for i, w in enumerate(s):
-            n = normalise(w)
-            k = words.stoi.get(n)
-            ids[i] = k if k is not None else extra.setdefault(n, V + len(extra))
-        per_sentence.append(ids)
-    ids = make_windows(per_sentence, half_width, words.pad_id or 0)
-    feats = make_windows(casing_ids(sentences), half_width, CASING_VOCAB.stoi[PAD])
+    if None in found:
+        V = len(words)
+        found = [k if k is not None else extra.setdefault(w, V + len(extra)) for k, w in zip(found, forms)]
+    ids = flat_windows(np.asarray(found, dtype=np.int32), lengths, half_width, words.pad_id or 0)
+    feats = flat_windows(flat_casing_ids(tokens), lengths, half_width, CASING_VOCAB.stoi[PAD])
     rows = np.zeros((len(extra), model.config.embed_dim), model.dtype)
     if extra:
         unk = words.unk_id if words.unk_id is not None else 0
         rows[:, : model.word_dim] = model.E[unk, : model.word_dim]
         rows[:, model.word_dim :] = model.word_vectors(*spec.encode(list(extra)))
-    return model.predict_log_proba_extra(ids, feats, rows)
+    return model.predict_log_proba_extra(ids, feats, rows, method=method)
 
 
 # ---------------------------------------------------------------- gradient checks

@@ -23,7 +23,7 @@ from winner.data.windows import featurize
 from winner.errors import ModelFormatError
 from winner.heads.characters import CharSpec, char_log_proba
 from winner.heads.crf import Transitions
-from winner.heads.decode import viterbi, viterbi_scored
+from winner.heads.decode import conversion_table, decode_batch, tag_strings
 from winner.heads.model_io import load_window_head, save_mlp_model
 
 KIND = "tagger"
@@ -93,6 +93,7 @@ class Tagger:
         self.spec = spec
         self.tag_vocab = Vocab(spec.tags)
         self._constraints = allowed_transitions(spec.tags, spec.scheme)
+        self._tables: dict[str, np.ndarray] = {}  # output scheme -> conversion_table, made when first asked
         self.crf = None
         if spec.transitions is not None:
             try:
@@ -130,33 +131,44 @@ class Tagger:
                             "character); for raw text use winner.load(RUN)(text)")
         if not sentences:
             return [], []
+        offsets = np.zeros(len(sentences) + 1, np.int64)
+        np.cumsum([len(s) for s in sentences], out=offsets[1:])
+        tags, probs = self.predict_flat(sentences, offsets, scheme, batch, method)
+        bounds = offsets.tolist()
+        return ([tags[a:b] for a, b in zip(bounds, bounds[1:], strict=False)],
+                np.split(probs, bounds[1:-1]))
+
+    def predict_flat(self, sentences: Sequence[Sequence[str]], offsets: np.ndarray, scheme: str | None = None,
+                     batch: int = 4096, method: str = "auto") -> tuple[list[str], np.ndarray]:
+        """predict_scored's tags and probabilities of all sentences laid end to end (sentence k at
+        offsets[k]:offsets[k+1]): the whole batch decoded in one call, with no Python step per sentence."""
         with compiling_notice():
             logp = self.log_proba(sentences, batch, method)
+            path = self.decode(logp, offsets)
+        probs = np.exp(logp[np.arange(len(path)), path].astype(np.float64))
+        return tag_strings(path, offsets, self.tag_table(scheme or self.spec.output_scheme)), probs
+
+    def decode(self, logp: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """(N,) int32 tag ids of the sentences laid end to end in logp (N, n_tags), in the model's scheme."""
         allowed, start, end = self._constraints
-        out: list[list[str]] = []
-        probs: list[np.ndarray] = []
-        pos = 0
-        for s in sentences:
-            n = len(s)
-            path = np.empty(n, dtype=np.int32)
-            if self.spec.decode == "viterbi" and self.crf is not None:
-                viterbi_scored(np.ascontiguousarray(logp[pos : pos + n], dtype=np.float64), self.crf.A,
-                               self.crf.start, allowed, start, end, path)
-            elif self.spec.decode == "viterbi":
-                viterbi(np.ascontiguousarray(logp[pos : pos + n], dtype=np.float64), allowed, start, end, path)
-            else:
-                path[:] = np.argmax(logp[pos : pos + n], axis=1)
-            probs.append(np.exp(logp[pos + np.arange(n), path].astype(np.float64)))
-            pos += n
-            tags = [self.spec.tags[i] for i in path]
-            out.append(convert_tags(tags, self.spec.scheme, scheme or self.spec.output_scheme))
-        return out, probs
+        T = len(self.spec.tags)
+        A, first = (self.crf.A, self.crf.start) if self.crf is not None else (np.zeros((T, T)), np.zeros(T))
+        path = np.empty(logp.shape[0], np.int32)
+        decode_batch(np.ascontiguousarray(logp, dtype=np.float64), offsets, A, first, allowed, start, end,
+                     self.spec.decode != "viterbi", path)
+        return path
+
+    def tag_table(self, scheme: str) -> np.ndarray:
+        """The conversion_table from the model's scheme to `scheme`."""
+        if scheme not in self._tables:
+            self._tables[scheme] = conversion_table(self.spec.tags, self.spec.scheme, scheme)
+        return self._tables[scheme]
 
     def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096, method: str = "auto") -> np.ndarray:
         """(N_tokens, n_tags) log-probabilities of every token's tags; `method` as in predict (with character
-        windows always auto for vocabulary words, matrix products for windows holding an unseen word)."""
+        windows: for windows of vocabulary words only, matrix products for windows holding an unseen word)."""
         if self.chars is not None:
-            return char_log_proba(self.model, self.chars, self.words, sentences, self.spec.window)
+            return char_log_proba(self.model, self.chars, self.words, sentences, self.spec.window, method)
         ids, feats = self.featurize(sentences)
         return self.model.predict_log_proba(ids, feats, batch=batch, method=method)
 

@@ -1,8 +1,10 @@
 """Tag a stream of records (winner.data.stream) in bounded batches and write them as they are tagged.
 
-Memory holds the model and one batch of about BATCH_TOKENS tokens, whatever the input's size. A record is
+Memory holds the model and one batch of about `batch_tokens` tokens, whatever the input's size. A record is
 tokenised and tagged as the Python API does it (winner.heads.docs): raw text with character offsets, cut into
-sentences. A sentence's tags do not depend on the batch it falls in (`Tagger.predict_scored` with a fixed
+sentences. The CoNLL writer needs neither offsets nor entities, so for it a batch is token strings and sentence
+lengths (`Split`, from the whole-line tokeniser), the same tags found with no Python object per token. A
+sentence's tags do not depend on the batch it falls in (`Tagger.predict_scored` with a fixed
 method is row-wise), so any cut of the input into batches or chunks gives the same output, byte for byte.
 """
 
@@ -11,20 +13,26 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
+
+import numpy as np
 
 from winner.core.console import progress_bar
+from winner.core.mlp import LOOKUP_TABLE_BYTES
 from winner.data.stream import STDIN, Record, Source, chunk_records, read_source
+from winner.data.text import model_forms, split_line
 from winner.errors import WinnerError
 from winner.heads.docs import Prepared, prepare, tag_prepared
 from winner.heads.model_io import resolve_model_dir
 from winner.heads.tagger import Tagger
-from winner.heads.writers import WRITERS, SentenceWriter
+from winner.heads.writers import WRITERS, ConllWriter, SentenceWriter
 
 BATCH_TOKENS = 1 << 15
+BIG_VOCABULARY_BATCHES = 4  # batches this many times bigger for a model with no whole-vocabulary table
 
 
 @dataclass
@@ -57,6 +65,18 @@ def predict_method(tagger: Tagger) -> str:
     return "lookup" if tagger.model.lookup_supported else "gemm"
 
 
+def batch_tokens(tagger: Tagger) -> int:
+    """Tokens per batch. A model whose first-layer table for its whole vocabulary would not fit
+    LOOKUP_TABLE_BYTES (one with the shipped GloVe vectors, for instance) builds one per batch for the batch's
+    distinct words, which grow slower than the batch: bigger batches need fewer rows per token, and memory
+    stays bounded."""
+    c = tagger.model.config
+    if c.hidden and predict_method(tagger) == "lookup":
+        if c.vocab_size * c.n_positions * c.hidden[0] * tagger.model.dtype.itemsize > LOOKUP_TABLE_BYTES:
+            return BATCH_TOKENS * BIG_VOCABULARY_BATCHES
+    return BATCH_TOKENS
+
+
 @dataclass
 class Pending:
     """A record waiting in a batch, tokenised; its length is its number of tokens."""
@@ -74,9 +94,12 @@ def pending(records: Iterable[Record]) -> Iterator[Pending]:
         yield Pending(r, prepare(r if isinstance(r, str) else list(r.tokens)))
 
 
-def batches(items: Iterable[Pending], max_tokens: int = BATCH_TOKENS) -> Iterator[list[Pending]]:
+_Item = TypeVar("_Item", bound=Sized)
+
+
+def batches(items: Iterable[_Item], max_tokens: int = BATCH_TOKENS) -> Iterator[list[_Item]]:
     """Consecutive records grouped into lists of about `max_tokens` tokens (a longer record goes alone)."""
-    batch: list[Pending] = []
+    batch: list[_Item] = []
     n = 0
     for item in items:
         batch.append(item)
@@ -88,6 +111,47 @@ def batches(items: Iterable[Pending], max_tokens: int = BATCH_TOKENS) -> Iterato
         yield batch
 
 
+@dataclass
+class Split:
+    """A record waiting in a batch as token strings cut into sentences (`lengths`), for a writer that needs no
+    Doc (ConllWriter): what `Pending` holds, without offsets, entities or a Python object per token."""
+
+    record: Record
+    tokens: list[str]
+    lengths: list[int]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def split_records(records: Iterable[Record]) -> Iterator[Split]:
+    """Records as `Split`s: raw text through `split_line`, a CoNLL sentence's tokens as they are (refused as
+    `prepare` refuses them)."""
+    for r in records:
+        if isinstance(r, str):
+            yield Split(r, *split_line(r))
+            continue
+        tokens = list(r.tokens)
+        if len(" ".join(tokens).split()) != len(tokens):
+            prepare(tokens)  # raises, naming the token that is empty or holds a space
+        yield Split(r, tokens, [len(tokens)] if tokens else [])
+
+
+def tag_split(tagger: Tagger, batch: list[Split], method: str, writer: ConllWriter) -> None:
+    """Tag a batch of split records in one model call and write them: Tagger.predict_flat on the same
+    sentences as `tag_prepared` gives Tagger.predict_scored, so the same tags."""
+    forms = model_forms(list(chain.from_iterable(item.tokens for item in batch)))
+    offsets = np.zeros(sum(len(item.lengths) for item in batch) + 1, np.int64)
+    np.cumsum([n for item in batch for n in item.lengths], out=offsets[1:])
+    bounds = offsets.tolist()
+    sentences = [forms[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    tags = tagger.predict_flat(sentences, offsets, method=method)[0] if sentences else []
+    pos = 0
+    for item in batch:
+        writer.write_tagged(item.record, item.tokens, tags[pos : pos + len(item)])
+        pos += len(item)
+
+
 def tag_into(tagger: Tagger, records: Iterable[Record], writer: SentenceWriter,
              on_batch: Callable[[int], None] | None = None) -> TagCounts:
     """Tag every record and hand it to `writer` (opened and closed here), batch by batch."""
@@ -95,10 +159,14 @@ def tag_into(tagger: Tagger, records: Iterable[Record], writer: SentenceWriter,
     t0 = time.perf_counter()
     method = predict_method(tagger)
     writer.open()
-    for batch in batches(pending(records)):
-        docs = tag_prepared(tagger, [item.prepared for item in batch], method)
-        for item, doc in zip(batch, docs, strict=True):
-            writer.write(item.record, doc)
+    light = isinstance(writer, ConllWriter)
+    for batch in batches(split_records(records) if light else pending(records), batch_tokens(tagger)):
+        if light:
+            tag_split(tagger, batch, method, writer)  # type: ignore[arg-type]
+        else:
+            docs = tag_prepared(tagger, [item.prepared for item in batch], method)
+            for item, doc in zip(batch, docs, strict=True):
+                writer.write(item.record, doc)
         n = sum(len(item) for item in batch)
         counts.sentences += sum(1 for item in batch if len(item))
         counts.tokens += n

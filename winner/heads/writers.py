@@ -81,9 +81,32 @@ class ConllWriter(SentenceWriter):
     suffix = ".conll"
 
     def record(self, index: int, source: Record, doc: Doc) -> str:
+        return self.tagged(source, [t.text for t in doc.tokens], doc.tags)
+
+    def write_tagged(self, source: Record, tokens: list[str], tags: list[str]) -> None:
+        """Write one record from its token strings and tags alone: no Doc needed for this format."""
+        self.out.write(self.tagged(source, tokens, tags))
+        self.count += 1
+
+    def tagged(self, source: Record, tokens: list[str], tags: list[str]) -> str:
         if isinstance(source, ConllBlock):
-            return append_column(source.text, [convert_tags(doc.tags, self.scheme, source.scheme)])
-        return "".join(f"{t.text} {tag}\n" for t, tag in zip(doc.tokens, doc.tags, strict=True)) + "\n"
+            return append_column(source.text, [convert_tags(tags, self.scheme, source.scheme)])
+        lines = [""] * (2 * len(tokens) + 1)
+        lines[0:-1:2] = tokens
+        lines[1:-1:2] = map(_TAG_LINE_END.__getitem__, tags)
+        lines[-1] = "\n"
+        return "".join(lines)
+
+
+class _TagLineEnds(dict):
+    """" TAG\n" for every tag, made once per tag."""
+
+    def __missing__(self, tag: str) -> str:
+        self[tag] = value = f" {tag}\n"
+        return value
+
+
+_TAG_LINE_END = _TagLineEnds()
 
 
 class JsonWriter(SentenceWriter):
