@@ -22,7 +22,7 @@ from winner.core.blas import gemm
 from winner.core.fastmath import FAST, cast_like
 from winner.core.layers import acts_offset, forward_input, hidden_layer, weight_offset
 from winner.core.steps import layer_step, stage_batch, unit_grads
-from winner.core.updates import OPT_SGD, adam_constants, update_tables
+from winner.core.updates import OPT_SGD, adam_constants, adam_moments, update_tables
 
 
 class ClassLayout(NamedTuple):
@@ -265,7 +265,6 @@ def update_columns(T, G, M, V, s, e, bias_row, hyper, k):
     """Columns s:e of T (r, m) from their gradient G (r, e - s) plus weight decay (every row but the bias's):
     SGD, or lazy Adam with moments M, V and k = adam_constants at this step, in one sweep of each row's stretch."""
     lo, hi = np.uint64(s), np.uint64(e)
-    step, b1, b2, a1, a2, eps = k
     lr, l2, zero = cast_like(hyper.lr, T), cast_like(hyper.l2, T), cast_like(0.0, T)
     for i in range(np.uint64(T.shape[0])):
         decay = l2 if i != np.uint64(bias_row) else zero
@@ -274,12 +273,8 @@ def update_columns(T, G, M, V, s, e, bias_row, hyper, k):
                 T[i, j] -= lr * (G[i, j - lo] + decay * T[i, j])
         else:
             for j in range(lo, hi):
-                g = G[i, j - lo] + decay * T[i, j]
-                mi = b1 * M[i, j] + a1 * g
-                vi = b2 * V[i, j] + a2 * g * g
-                M[i, j] = mi
-                V[i, j] = vi
-                T[i, j] -= step * mi / (np.sqrt(vi) + eps)
+                M[i, j], V[i, j], change = adam_moments(G[i, j - lo] + decay * T[i, j], M[i, j], V[i, j], k)
+                T[i, j] -= change
 
 
 @njit(cache=True)

@@ -149,32 +149,34 @@ def adam_constants(lr, beta1, beta2, eps, t, like):
     return step, b1, b2, a1, a2, cast_like(eps, like)
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def adam_moments(g, m, v, k):
+    """One element's Adam update for gradient g: its new moments and the change to subtract from the weight.
+    k: adam_constants. (Inlined, so it takes the fast-math flags of the loop it is in.)"""
+    step, b1, b2, a1, a2, eps = k
+    mi = b1 * m + a1 * g
+    vi = b2 * v + a2 * g * g
+    return mi, vi, step * mi / (np.sqrt(vi) + eps)
+
+
 @njit(cache=True, fastmath=FAST, error_model="numpy")
 def adam_dense(theta, grad, m, v, lr, beta1, beta2, eps, t):
     """One Adam step (Kingma & Ba 2015) on a flat array, with bias correction at step t (1-based)."""
-    step, b1, b2, a1, a2, e = adam_constants(lr, beta1, beta2, eps, t, theta)
+    k = adam_constants(lr, beta1, beta2, eps, t, theta)
     for i in range(theta.shape[0]):
-        g = grad[i]
-        mi = b1 * m[i] + a1 * g
-        vi = b2 * v[i] + a2 * g * g
-        m[i] = mi
-        v[i] = vi
-        theta[i] -= step * mi / (np.sqrt(vi) + e)
+        m[i], v[i], change = adam_moments(grad[i], m[i], v[i], k)
+        theta[i] -= change
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
 def adam_rows(table, rows, G, n_rows, m, v, lr, beta1, beta2, eps, t):
     """Lazy (sparse) Adam: only the rows used in this batch have their moments decayed and updated."""
-    step, b1, b2, a1, a2, e = adam_constants(lr, beta1, beta2, eps, t, table)
-    for k in range(n_rows):
-        r = rows[k]
+    k = adam_constants(lr, beta1, beta2, eps, t, table)
+    for n in range(n_rows):
+        r = rows[n]
         for j in range(table.shape[1]):
-            g = G[k, j]
-            mi = b1 * m[r, j] + a1 * g
-            vi = b2 * v[r, j] + a2 * g * g
-            m[r, j] = mi
-            v[r, j] = vi
-            table[r, j] -= step * mi / (np.sqrt(vi) + e)
+            m[r, j], v[r, j], change = adam_moments(G[n, j], m[r, j], v[r, j], k)
+            table[r, j] -= change
 
 
 @njit(cache=True)
