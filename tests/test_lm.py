@@ -373,8 +373,9 @@ def test_cli_errors_are_one_line(trained, corpus_dir, tmp_path):
     assert r.exit_code == 1 and "expected 'brown' or an existing file" in r.output
     r = runner.invoke(app, ["lm", "perplexity", str(corpus_dir)])
     assert r.exit_code == 1 and "no model here" in r.output
+    # a malformed option value is a usage error: one line, exit 2 (as for every command, see cli/usage.py)
     r = runner.invoke(app, ["lm", "train", "--corpus", str(corpus_dir), "--hidden", "x", "--out", str(tmp_path)])
-    assert r.exit_code == 1 and "--hidden" in r.output
+    assert r.exit_code == 2 and "--hidden" in r.output
 
 
 def test_single_file_corpus_holds_out_valid(tmp_path, corpus_dir):

@@ -88,6 +88,7 @@ train = "{data}/dev.conll"
 dev = "{data}/test.conll"
 embeddings = "none"
 hidden = 8
+char_filters = 0
 epochs = 2
 quiet = true
 """)
