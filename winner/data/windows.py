@@ -46,12 +46,14 @@ def casing(word: str) -> int:
 
 
 def word_ids(sentences: Sequence[Sequence[str]], vocab: Vocab) -> list[np.ndarray]:
-    """Normalised word ids, one int32 array per sentence."""
-    return _per_sentence(flat_word_ids(list(chain.from_iterable(sentences)), vocab), sentences)
+    """Normalised word ids, one int32 array per sentence, token by token: the straightforward path that
+    flat_word_ids (used by featurize) is tested against."""
+    return [vocab.ids([normalise(w) for w in s]) for s in sentences]
 
 
 def casing_ids(sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-    return _per_sentence(flat_casing_ids(list(chain.from_iterable(sentences))), sentences)
+    """casing of every token, one int32 array per sentence, token by token (flat_casing_ids's reference)."""
+    return [np.fromiter((casing(w) for w in s), dtype=np.int32, count=len(s)) for s in sentences]
 
 
 def flat_word_ids(tokens: Sequence[str], vocab: Vocab) -> np.ndarray:
@@ -71,10 +73,6 @@ def flat_casing_ids(tokens: Sequence[str]) -> np.ndarray:
     if out is None:  # an empty token: token by token
         return np.fromiter((casing(w) for w in tokens), dtype=np.int32, count=len(tokens))
     return out
-
-
-def _per_sentence(flat: np.ndarray, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-    return np.split(flat, np.cumsum([len(s) for s in sentences])[:-1]) if len(sentences) else []
 
 
 def make_windows(per_sentence: Sequence[np.ndarray], half_width: int, pad_id: int) -> np.ndarray:
