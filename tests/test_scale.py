@@ -41,16 +41,23 @@ def _tag(tagger: Path, corpus: Path, out: Path, *extra: str) -> subprocess.Compl
     return r
 
 
+def _chunks_per_node(stderr: str) -> dict[str, int]:
+    line = next(x for x in stderr.splitlines() if x.startswith("chunks per node: "))
+    return {node: int(k) for node, k in (item.rsplit(" ", 1) for item in line.split(": ", 1)[1].split(", "))}
+
+
 def test_two_workers_resume_and_match_one_process(tiny_tagger, corpus, tmp_path):
     """Half the chunks are already finished (as a killed run leaves them): the Ray run tags only the rest, on
-    two workers, and the joined output equals the single-process output byte for byte."""
+    two workers, and the joined output equals the single-process output byte for byte. The first run lets the
+    driver tag while Ray starts (every chunk is counted once, by the driver or a node); the resumed one does not
+    (every chunk on a Ray worker)."""
     single = tmp_path / "single.json"
     _tag(tiny_tagger, corpus, single)
     out = tmp_path / "ray.json"
     first = _tag(tiny_tagger, corpus, out, "--workers", "2", "--chunk-mb", CHUNK_MB)
     assert out.read_bytes() == single.read_bytes()
     n_chunks = int(first.stderr.split(" chunks,")[0].split()[-1])
-    assert n_chunks >= 6 and "chunks per Ray node" in first.stderr
+    assert n_chunks >= 6 and sum(_chunks_per_node(first.stderr).values()) == n_chunks
 
     # Leave the parts a killed run would: the manifest and every other chunk, as that run wrote them.
     from winner.scale.tagging import _body_path, _done_path, _manifest, _prepare_parts, parts_dir
@@ -67,9 +74,11 @@ def test_two_workers_resume_and_match_one_process(tiny_tagger, corpus, tmp_path)
         counts = tag_chunk(tagger, read_chunk(sources[c.source], c), sources[c.source], body, "json", c.start == 0)
         _body_path(parts, c.index, WRITERS["json"].suffix).write_text(body.getvalue(), encoding="utf-8")
         _done_path(parts, c.index).write_text(json.dumps({"sentences": counts.sentences, "tokens": counts.tokens}))
-    resumed = _tag(tiny_tagger, corpus, out, "--workers", "2", "--chunk-mb", CHUNK_MB)
+    resumed = _tag(tiny_tagger, corpus, out, "--workers", "2", "--chunk-mb", CHUNK_MB, "--no-driver-tags")
     done = len(chunks[::2])
     assert f"{n_chunks} chunks, {done} already done, {n_chunks - done} to tag" in resumed.stderr
+    per_node = _chunks_per_node(resumed.stderr)
+    assert "driver" not in per_node and sum(per_node.values()) == n_chunks - done
     assert out.read_bytes() == single.read_bytes()
     assert not parts.exists()
 
@@ -108,3 +117,15 @@ quiet = true
     assert again.returncode == 0, again.stderr
     assert "resuming the sweep" in again.stderr
     assert json.loads((out / "results.json").read_text()) == rows
+
+
+def test_a_malformed_chunk_on_a_ray_worker_is_one_line(tiny_tagger, tmp_path):
+    """The error a worker raises reaches the driver as itself (DataFormatError pickles with its fields), so the
+    command prints the file, line and what was expected, not Ray's 'failed to deserialize' traceback."""
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine line\n\xff\xfe broken\n")
+    r = subprocess.run([WINNER, "ner", "tag", str(tiny_tagger), str(bad), "-o", str(tmp_path / "o"), "--workers", "2",
+                        "--no-driver-tags"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == f"error: {bad}:2: expected UTF-8 text, found byte 0xff"
+    assert "Traceback" not in r.stderr

@@ -34,6 +34,10 @@ class DataFormatError(WinnerError):
         self.detail = message
         super().__init__(f"{path}:{line}: {message}")
 
+    def __reduce__(self):
+        """Picklable with its three fields (a Ray worker's error must reach the driver as itself)."""
+        return type(self), (self.path, self.line, self.detail)
+
 
 class ModelFormatError(WinnerError):
     """A model directory that is missing files, has the wrong kind, or has mismatched shapes."""

@@ -77,6 +77,8 @@ def tag_cmd(
                                                      "start Ray on this machine.")] = None,
     chunk_mb: Annotated[float, typer.Option(min=0.001, help="With --workers: input bytes per chunk, in MB.")
                         ] = 2.0,
+    driver_tags: Annotated[bool, typer.Option(help="With --workers and a local Ray: this process tags chunks "
+                                                   "while Ray and its workers start.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress or summary on stderr.")] = False,
 ) -> None:
     """Tag text or CoNLL files of any size, streaming: the output is written in input order as it is tagged."""
@@ -85,7 +87,7 @@ def tag_cmd(
         from winner.scale.tagging import tag_on_ray
 
         counts = tag_on_ray(run_dir, sources, out, output_format.value, workers or None, address,
-                            int(chunk_mb * 1e6), quiet)
+                            int(chunk_mb * 1e6), quiet, driver_tags=driver_tags)
     else:
         from winner.heads.tagging import tag_files
 

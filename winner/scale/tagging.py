@@ -3,6 +3,8 @@
 The driver cuts the input into chunks on sentence boundaries (winner.data.stream.plan_chunks), ships each
 chunk's bytes and the model's files through Ray's object store (so workers need neither the input nor the model
 on their disk), and writes every chunk's tagged body atomically into OUT's parts directory as it comes back.
+While a local Ray starts (seconds in which no worker can tag), the driver tags chunks from the front of the
+queue itself, on one thread, and stops taking new ones once every worker has loaded the model.
 A re-run with the same inputs, model and format keeps the finished chunks and tags only the others. When all
 are done their bodies are joined in input order into OUT, which is then byte for byte what one process writes.
 """
@@ -14,12 +16,14 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import asdict
 from pathlib import Path
 
 from winner.core.atomic import open_atomic, write_text_atomic
+from winner.core import runtime
 from winner.core.console import console, progress_bar
 from winner.data.stream import STDIN, Chunk, Source, plan_chunks, read_chunk
 from winner.errors import WinnerError
@@ -29,6 +33,7 @@ from winner.heads.tagging import TagCounts, tag_chunk, writer_class
 from winner.scale.cluster import connect, import_ray, threads_per_worker
 
 IN_FLIGHT_PER_WORKER = 2
+DRIVER = "driver"  # the node name the driver's own chunks are counted under
 
 
 class TagWorker:
@@ -41,13 +46,63 @@ class TagWorker:
                 Path(d, name).write_bytes(data)
             self.tagger = Tagger.load(d)
 
+    def ready(self) -> bool:
+        """Returns once the constructor (the model's load) has run."""
+        return True
+
     def tag(self, index: int, data: bytes, source: Source, output_format: str, file_start: bool) -> dict:
         import ray
 
-        out = io.StringIO()
-        counts = tag_chunk(self.tagger, data, source, out, output_format, file_start)
-        return {"index": index, "body": out.getvalue(), "sentences": counts.sentences, "tokens": counts.tokens,
-                "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        return _tag_one(self.tagger, index, data, source, output_format, file_start,
+                        ray.get_runtime_context().get_node_id())
+
+
+def _tag_one(tagger: Tagger, index: int, data: bytes, source: Source, output_format: str, file_start: bool,
+             node: str) -> dict:
+    out = io.StringIO()
+    counts = tag_chunk(tagger, data, source, out, output_format, file_start)
+    return {"index": index, "body": out.getvalue(), "sentences": counts.sentences, "tokens": counts.tokens,
+            "node": node, "pid": os.getpid()}
+
+
+def _save(parts: Path, suffix: str, result: dict) -> None:
+    """A chunk's body, then its done-file: a chunk counts as finished only once both are on disk."""
+    write_text_atomic(_body_path(parts, result["index"], suffix), result["body"])
+    write_text_atomic(_done_path(parts, result["index"]),
+                      json.dumps({k: result[k] for k in ("sentences", "tokens", "node", "pid")}))
+
+
+class DriverTagging(threading.Thread):
+    """Tags chunks from the front of the shared queue in the driver until stop() (the workers are ready)."""
+
+    def __init__(self, model: Path, sources: list[Source], queue: deque, lock: threading.Lock, parts: Path,
+                 output_format: str):
+        super().__init__(name="winner-driver-tagging", daemon=True)
+        self.model, self.sources, self.queue, self.lock = model, sources, queue, lock
+        self.parts, self.output_format = parts, output_format
+        self.done = 0
+        self.error: BaseException | None = None
+        self._stop_taking = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_taking.set()
+
+    def run(self) -> None:
+        try:
+            runtime.set_threads(1)  # numba's thread count is per thread: one core while the workers start
+            tagger = Tagger.load(self.model)
+            suffix = writer_class(self.output_format).suffix
+            while not self._stop_taking.is_set():
+                with self.lock:
+                    if not self.queue:
+                        return
+                    c = self.queue.popleft()
+                s = self.sources[c.source]
+                result = _tag_one(tagger, c.index, read_chunk(s, c), s, self.output_format, c.start == 0, DRIVER)
+                _save(self.parts, suffix, result)
+                self.done += 1
+        except BaseException as e:  # noqa: BLE001 — handed to the main thread, which raises it
+            self.error = e
 
 
 def parts_dir(out: str) -> Path:
@@ -84,8 +139,9 @@ def _body_path(parts: Path, index: int, suffix: str) -> Path:
 
 
 def tag_on_ray(model_dir: str | Path, sources: list[Source], out: str, output_format: str, workers: int | None,
-               address: str | None, chunk_bytes: int, quiet: bool = False) -> TagCounts:
-    """Tag `sources` into `out` on Ray workers; returns the counts of the whole output."""
+               address: str | None, chunk_bytes: int, quiet: bool = False, driver_tags: bool = True) -> TagCounts:
+    """Tag `sources` into `out` on Ray workers (and in this process while a local Ray starts, if driver_tags);
+    returns the counts of the whole output."""
     t0 = time.perf_counter()
     if out == STDIN:
         raise WinnerError("--workers needs --out FILE: finished chunks are kept beside it so that a re-run resumes")
@@ -100,14 +156,15 @@ def tag_on_ray(model_dir: str | Path, sources: list[Source], out: str, output_fo
         console.print(f"{len(chunks)} chunks, {len(chunks) - len(todo)} already done, {len(todo)} to tag")
     nodes: Counter[str] = Counter()
     if todo:
-        nodes = _run_chunks(model, sources, todo, parts, output_format, workers, address, quiet)
+        nodes = _run_chunks(model, sources, todo, parts, output_format, workers, address, quiet,
+                            driver_tags and address is None)
     counts = TagCounts()
     with open_atomic(out) as f:
         writer.join(_bodies(parts, chunks, writer.suffix, counts), f)
     shutil.rmtree(parts)
     counts.seconds = time.perf_counter() - t0
     if not quiet and nodes:
-        console.print("chunks per Ray node: " + ", ".join(f"{n[:12]} {k}" for n, k in sorted(nodes.items())))
+        console.print("chunks per node: " + ", ".join(f"{n[:12]} {k}" for n, k in sorted(nodes.items())))
     return counts
 
 
@@ -119,40 +176,70 @@ def _bodies(parts: Path, chunks: list[Chunk], suffix: str, counts: TagCounts):
 
 
 def _run_chunks(model: Path, sources: list[Source], todo: list[Chunk], parts: Path, output_format: str,
-                workers: int | None, address: str | None, quiet: bool) -> Counter[str]:
-    """Tag the chunks in `todo` on Ray actors, saving each as it arrives; returns chunks done per node."""
+                workers: int | None, address: str | None, quiet: bool, driver_tags: bool) -> Counter[str]:
+    """Tag the chunks in `todo` on Ray actors (and, if driver_tags, in the driver until the actors are ready),
+    saving each as it arrives; returns chunks done per node."""
+    queue, lock = deque(todo), threading.Lock()
+    driver = DriverTagging(model, sources, queue, lock, parts, output_format) if driver_tags else None
+    if driver is not None:
+        driver.start()
+    try:
+        nodes = _run_on_workers(model, sources, queue, lock, driver, parts, output_format, workers, address, quiet)
+    finally:
+        if driver is not None:
+            driver.stop()
+            driver.join()
+    if driver is not None:
+        if driver.error is not None:
+            raise driver.error
+        if driver.done:
+            nodes[DRIVER] += driver.done
+    return nodes
+
+
+def _run_on_workers(model: Path, sources: list[Source], queue: deque, lock: threading.Lock,
+                    driver: DriverTagging | None, parts: Path, output_format: str, workers: int | None,
+                    address: str | None, quiet: bool) -> Counter[str]:
     ray, cpus = connect(address, workers)
-    n_workers = min(workers or cpus, len(todo))
+    with lock:
+        left = len(queue)
+    if left == 0:  # the driver took every chunk while Ray started
+        return Counter()
+    n_workers = min(workers or cpus, left)
     threads = threads_per_worker(cpus, n_workers)
     files = ray.put({f.name: f.read_bytes() for f in model.iterdir() if f.is_file()})
     actor = ray.remote(TagWorker).options(num_cpus=threads)
     pool = [actor.remote(files, threads) for _ in range(n_workers)]
-    queue = deque(todo)
+    ray.get([w.ready.remote() for w in pool])
+    if driver is not None:
+        driver.stop()
+        if driver.error is not None:
+            raise driver.error
     pending: dict = {}
     suffix = writer_class(output_format).suffix
     nodes: Counter[str] = Counter()
 
     def submit(worker) -> None:
-        c = queue.popleft()
+        with lock:
+            if not queue:
+                return
+            c = queue.popleft()
         s = sources[c.source]
         pending[worker.tag.remote(c.index, read_chunk(s, c), s, output_format, c.start == 0)] = worker
 
     for worker in pool:
         for _ in range(IN_FLIGHT_PER_WORKER):
-            if queue:
-                submit(worker)
-    with progress_bar(f"tagging on {n_workers} Ray workers x {threads} threads (chunks)", len(todo), quiet) as step:
+            submit(worker)
+    label = f"tagging on {n_workers} Ray workers x {threads} threads (chunks)"
+    with progress_bar(label, len(pending) + len(queue), quiet) as step:
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             worker = pending.pop(ref)
             result = _result(ray, ref)
-            write_text_atomic(_body_path(parts, result["index"], suffix), result["body"])
-            write_text_atomic(_done_path(parts, result["index"]),
-                              json.dumps({k: result[k] for k in ("sentences", "tokens", "node", "pid")}))
+            _save(parts, suffix, result)
             nodes[result["node"]] += 1
             step(1)
-            if queue:
-                submit(worker)
+            submit(worker)
     return nodes
 
 
