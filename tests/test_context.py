@@ -135,3 +135,33 @@ def test_context_codes_need_the_word_level_loss():
     r = subprocess.run([WINNER, "ner", "train", "--context-code", "sentence", "--loss", "sentence", "--out", "x"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "context_code" in r.stderr.replace("-", "_") and len(r.stderr.splitlines()) == 1
+
+
+def test_a_tagger_saved_before_context_codes_loads_and_tags_as_before(tmp_path):
+    """A config.json without the "context" key (every model before it) is a window-only tagger, tagging the same
+    through the lookup and the matrix-product paths; a malformed context is refused in one line."""
+    from winner.core.mlp import MLPConfig, WindowMLP
+    from winner.data.vocab import Vocab
+    from winner.data.windows import CASINGS
+    from winner.errors import ModelFormatError
+    from winner.heads.tagger import Tagger, TaggerSpec
+
+    words = Vocab(["<pad>", "<unk>", "john", "lives", "in", "paris"])
+    cfg = MLPConfig(n_positions=3, vocab_size=len(words), embed_dim=4, n_out=3, hidden=(6,), n_features=len(CASINGS),
+                    feature_dim=2)
+    tagger = Tagger(WindowMLP(cfg, seed=2), words, TaggerSpec(1, ["O", "S-LOC", "S-PER"], "iobes", "iob2"))
+    sents = [["John", "lives", "in", "Paris"], ["paris"]] * 50
+    before = tagger.log_proba(sents, method="lookup")
+    tagger.save(tmp_path / "m")
+    config_path = tmp_path / "m" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["tagger"]["context"]
+    config_path.write_text(json.dumps(config))
+    loaded = Tagger.load(tmp_path / "m")
+    assert loaded.context is None
+    assert np.array_equal(loaded.log_proba(sents, method="lookup"), before)
+    assert loaded.predict(sents, method="gemm") == tagger.predict(sents, method="lookup")
+    config["tagger"]["context"] = {"mode": "document", "forget": 0.5}
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="context"):
+        Tagger.load(tmp_path / "m")
