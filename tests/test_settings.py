@@ -48,7 +48,8 @@ OLD_DEFAULTS = {
 }
 OLD_HIDDEN_SIZES = {NERSettings: (300,), ScoreSettings: (300,), LMSettings: (200,)}
 # Settings added since then: the tagger's character windows.
-OLD_DEFAULTS[NERSettings].update({"char_filters": 50, "char_dim": 25, "char_width": 3, "loss": "word"})
+OLD_DEFAULTS[NERSettings].update({"char_filters": 50, "char_dim": 25, "char_width": 3, "loss": "word",
+                                  "context_code": "none", "forget": 0.7})
 
 # What each train command's --help showed before its options were generated from the settings: option names,
 # the default shown and the range. --hidden was `int, min 1` for the tagger and scorer; its sizes are now text
@@ -103,7 +104,8 @@ OLD_OPTIONS = {
         "keep_checkpoint": ("--keep-checkpoint --no-keep-checkpoint", False, ""), "quiet": ("--quiet -q", False, "")},
 }
 OLD_OPTIONS["ner"].update({"char_filters": ("--char-filters", 50, "0.."), "char_dim": ("--char-dim", 25, "1.."),
-                           "char_width": ("--char-width", 3, "1.."), "loss": ("--loss", "word", "")})
+                           "char_width": ("--char-width", 3, "1.."), "loss": ("--loss", "word", ""),
+                           "context_code": ("--context-code", "none", ""), "forget": ("--forget", 0.7, "0.0..1.0")})
 TRAINERS = {"ner": ("winner.heads.ner", "train_tagger"), "score": ("winner.heads.scorer", "train_scorer"),
             "lm": ("winner.heads.lm", "train_lm")}
 

@@ -396,7 +396,8 @@ class CharWindowMLP(WindowMLP):
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
         lookup.first_layer_tables(table, self.F, self._views["W0"], np.arange(n, dtype=np.int32), n,
                                   T[first : first + n], C, np.empty((n, c.embed_dim), self.dtype))
-        lookup.lookup_logits(local, feats, T, C, self.theta, WT, self.sizes, ACTIVATIONS[c.activation], True, out)
+        lookup.lookup_logits(local, feats, T, C, self.theta, WT, self.sizes, ACTIVATIONS[c.activation], True, out,
+                             lookup.NO_EXTRA)
 
     def _lookup_extended(self, ids: np.ndarray, feats: np.ndarray, extra: np.ndarray, vocab, out: np.ndarray):
         """The lookup path of windows whose ids >= V name rows of `extra`: the whole vocabulary's table (kept,

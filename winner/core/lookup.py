@@ -12,6 +12,8 @@ from winner.core.fastmath import FAST_ENTRY, activate_row, activation
 from winner.core.layers import log_softmax_row, weight_offset
 from winner.core.updates import number_row
 
+NO_EXTRA = np.zeros((0, 0), np.float32)  # lookup_logits' G when the first layer has nothing beyond the table
+
 
 @njit(cache=True)
 def compact_rows(ids, start, slot, uniq, max_unique):
@@ -69,10 +71,12 @@ def first_layer_tables(E, F, W0, uniq, U, T, C, Eu):
 
 # Parallel and cached: safe to load in any process once winner.core.runtime.init() has run (see runtime.py).
 @njit(cache=True, parallel=True, fastmath=FAST_ENTRY, error_model="numpy")
-def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out):
+def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out, G):
     """Logits (or log-probabilities) of windows whose first layer is a sum of table rows.
 
-    local: (N, P) int32 indices into T's first axis; feats: (N, P) int32; T: (U, P, H0); C: (P, Vf, H0);
+    local: (N, P) int32 indices into T's first axis; feats: (N, P) int32; T: (U, P', H0) with P' >= P (positions
+    from P on are the caller's, added in G); C: (P', Vf, H0); G: (N, H0) more of each window's first layer (the
+    context codes' share, winner.core.context), or (0, 0) for none;
     WT: theta with every layer above the first stored transposed (so each output is a contiguous dot
     product); out: (N, n_out). Windows are independent, so threads split them with no shared sums: the
     result does not depend on the thread count.
@@ -93,6 +97,9 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out):
         for t in range(c * chunk, min(N, (c + 1) * chunk)):
             for j in range(H0):
                 h[j] = bias0[j]
+            if G.shape[0] > 0:
+                for j in range(H0):
+                    h[j] += G[t, j]
             for p in range(P):
                 u = local[t, p]
                 for j in range(H0):

@@ -367,7 +367,8 @@ class WindowMLP:
         out = np.empty((N, c.n_out), self.dtype)
         table = self._vocabulary_table(N * P)
         if table is not None:
-            lookup.lookup_logits(ids, feats, table.T, table.C, self.theta, table.WT, self.sizes, act, log_proba, out)
+            lookup.lookup_logits(ids, feats, table.T, table.C, self.theta, table.WT, self.sizes, act, log_proba, out,
+                                 lookup.NO_EXTRA)
             return out
         H0 = c.hidden[0]
         W0 = self._views["W0"]
@@ -385,7 +386,7 @@ class WindowMLP:
             lookup.local_ids(ids, start, stop, self.slot_E, uniq, U, local)
             lookup.first_layer_tables(self.E, self.F, W0, uniq, U, T, C, Eu)
             lookup.lookup_logits(local[: stop - start], feats[start:stop], T, C, self.theta, WT, self.sizes, act,
-                                 log_proba, out[start:stop])
+                                 log_proba, out[start:stop], lookup.NO_EXTRA)
             start = stop
         return out
 

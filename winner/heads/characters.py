@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
 from winner.core.chars import CHAR_PAD, CHAR_UNKNOWN, MAX_WORD_CHARS, CharConfig, CharWindowMLP
 from winner.core.gradcheck import check
 from winner.core.mlp import MLPConfig
-from winner.data.vocab import PAD, Vocab
 from winner.data.vectorised import lookup_ids, normalised_forms
+from winner.data.vocab import PAD, Vocab
 from winner.data.windows import CASING_VOCAB, flat_casing_ids, flat_windows, normalise
 
 
@@ -69,9 +69,16 @@ def attach_words(model: CharWindowMLP, spec: CharSpec, words: Vocab) -> None:
 
 def char_log_proba(model: CharWindowMLP, spec: CharSpec, words: Vocab, sentences: Sequence[Sequence[str]],
                    half_width: int, method: str = "auto") -> np.ndarray:
-    """Log-probabilities of every token's tags. A word the vocabulary lacks reads as `<unk>`'s word vector
-    beside its own character vector, computed here; every other word's is already in E, and the windows
-    holding none of the former take `method` (as in WindowMLP.predict_logits)."""
+    """Log-probabilities of every token's tags (windows from char_windows); the windows holding no word the
+    vocabulary lacks take `method` (as in WindowMLP.predict_logits)."""
+    ids, feats, rows = char_windows(model, spec, words, sentences, half_width)
+    return model.predict_log_proba_extra(ids, feats, rows, method=method)
+
+
+def char_windows(model: CharWindowMLP, spec: CharSpec, words: Vocab, sentences: Sequence[Sequence[str]],
+                 half_width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, feats, rows): every token's window, ids >= V naming rows[id - V]. A word the vocabulary lacks reads as
+    `<unk>`'s word vector beside its own character vector, computed here; every other word's is already in E."""
     tokens = list(chain.from_iterable(sentences))
     lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
     forms = normalised_forms(tokens)
@@ -89,7 +96,7 @@ def char_log_proba(model: CharWindowMLP, spec: CharSpec, words: Vocab, sentences
         unk = words.unk_id if words.unk_id is not None else 0
         rows[:, : model.word_dim] = model.E[unk, : model.word_dim]
         rows[:, model.word_dim :] = model.word_vectors(*spec.encode(list(extra)))
-    return model.predict_log_proba_extra(ids, feats, rows, method=method)
+    return ids, feats, rows
 
 
 # ---------------------------------------------------------------- gradient checks

@@ -17,6 +17,7 @@ from winner.core.attribution import Attribution, attribute, log_probability_of, 
 from winner.data.conll import convert_tags
 from winner.data.corpus import tokenize as lm_tokenize
 from winner.data.vocab import PAD
+from winner.errors import WinnerError
 from winner.heads.lm import LanguageModel
 from winner.heads.scorer import Scorer
 from winner.heads.tagger import Tagger
@@ -60,6 +61,9 @@ def _explanations(a: Attribution, where: list[tuple[int, int, list[str]]], token
 def explain_tagger(tagger: Tagger, sentences: Sequence[Sequence[str]]) -> tuple[list[list[str]],
                                                                                list[WindowExplanation]]:
     """(tags in the output scheme, one explanation per token of the tag the model chose for it)."""
+    if tagger.context is not None:
+        raise WinnerError("explaining a tagger with context codes (--context-code) is not supported yet: its "
+                          "attributions would leave out the codes")
     model_tags = tagger.predict(sentences, scheme=tagger.spec.scheme)
     flat = [t for tags in model_tags for t in tags]
     if not flat:

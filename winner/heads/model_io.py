@@ -108,9 +108,10 @@ def load_window_head(path: str | Path, kind: str, spec_type: type) -> tuple[Wind
         spec = spec_type(**head)
     except (TypeError, ValueError) as e:
         raise ModelFormatError(f"{path}/config.json: {e}") from None
-    if not isinstance(spec.window, int) or 2 * spec.window + 1 != model.config.n_positions:
+    if not isinstance(spec.window, int) or getattr(spec, "positions", 2 * spec.window + 1) != model.config.n_positions:
         raise ModelFormatError(f"{path}/config.json: {kind} window {spec.window!r} does not fit the "
-                               f"network's {model.config.n_positions} positions (2 x window + 1)")
+                               f"network's {model.config.n_positions} positions (2 x window + 1, and 2 more with "
+                               "context codes)")
     for name in ("scheme", "output_scheme"):
         if name in head and head[name] not in SCHEMES:
             raise ModelFormatError(f"{path}/config.json: {kind} {name} must be one of {', '.join(SCHEMES)}, "

@@ -15,6 +15,7 @@ import numpy as np
 from winner.core.atomic import save_figure, write_text_atomic
 from winner.core.chars import CharOptimizer, CharWindowMLP
 from winner.core.console import console
+from winner.core.context import CODE_POSITIONS
 from winner.core.loop import FitResult, LoopSettings, LoopState, Metric, TrainData, WindowTraining, fit, write_json
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
@@ -33,6 +34,8 @@ from winner.data.windows import CASINGS
 from winner.errors import WinnerError
 from winner.heads.characters import CharSpec, attach_words, build_alphabet
 from winner.heads.characters import gradcheck_cases as char_gradcheck_cases
+from winner.heads.context_training import ContextTraining
+from winner.heads.context_training import gradcheck_cases as context_gradcheck_cases
 from winner.heads.crf import Transitions
 from winner.heads.metrics import entity_counts, entity_scores, token_accuracy
 from winner.heads.model_io import resolve_model_dir
@@ -58,7 +61,8 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
     chars = CharSpec(build_alphabet([s.tokens for s in train]), settings.char_dim, settings.char_filters,
                      settings.char_width) if settings.char_filters else None
     config = MLPConfig(
-        n_positions=2 * settings.window + 1, vocab_size=len(words), embed_dim=word_dim + settings.char_filters,
+        n_positions=2 * settings.window + 1 + (CODE_POSITIONS if settings.context_code != "none" else 0),
+        vocab_size=len(words), embed_dim=word_dim + settings.char_filters,
         n_out=len(tags),
         hidden=settings.hidden_sizes(), n_features=len(CASINGS), feature_dim=settings.casing_dim,
         activation=settings.activation, loss="softmax", dropout_input=settings.dropout,
@@ -69,6 +73,8 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
         model = CharWindowMLP.with_word_table(config, chars.config(), settings.seed, table)
     spec = TaggerSpec(settings.window, tags, settings.scheme, source_scheme, settings.decode,
                       asdict(chars) if chars else None)
+    if settings.context_code != "none":
+        spec.context = {"mode": settings.context_code, "forget": settings.forget}
     if settings.loss == "sentence":
         crf = Transitions.zeros(len(tags))
         spec.transitions, spec.start = crf.A.tolist(), crf.start.tolist()
@@ -79,8 +85,8 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
 
 
 def gradcheck_cases() -> list:
-    """The tagger's own parameters beyond the core's: the character CNN, the sentence-level loss."""
-    return char_gradcheck_cases() + sentence_gradcheck_cases()
+    """The tagger's own parameters beyond the core's: the character CNN, the sentence-level loss, context codes."""
+    return char_gradcheck_cases() + sentence_gradcheck_cases() + context_gradcheck_cases()
 
 
 def train_tagger(settings: NERSettings) -> dict:
@@ -115,10 +121,14 @@ def train_tagger(settings: NERSettings) -> dict:
     console.print(f"model: window {2 * settings.window + 1}, {len(tagger.words):,} words x "
                   f"{tagger.model.config.embed_dim}, hidden {tagger.model.config.hidden}, "
                   f"{len(tagger.spec.tags)} tags ({settings.scheme}), {tagger.model.n_parameters():,} parameters, "
-                  f"{settings.loss}-level loss")
+                  f"{settings.loss}-level loss" + (f", {settings.context_code} context codes (forget "
+                                                   f"{settings.forget})" if tagger.context else ""))
     loop = LoopSettings.of(settings)
-    if tagger.crf is not None:
-        lengths = np.fromiter((len(s.tokens) for s in train), np.int64, count=len(train))
+    lengths = np.fromiter((len(s.tokens) for s in train), np.int64, count=len(train))
+    if tagger.context is not None:
+        trainee = ContextTraining(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best,
+                                  settings.batch_size, settings.seed, lengths=lengths, codes=tagger.context)
+    elif tagger.crf is not None:
         trainee = SentenceTraining(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best,
                                    settings.batch_size, settings.seed, lengths=lengths, crf=tagger.crf)
     else:

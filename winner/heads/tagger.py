@@ -16,12 +16,13 @@ import numpy as np
 
 from winner.core.chars import CharWindowMLP, read_arrays
 from winner.core.console import compiling_notice
+from winner.core.context import CODE_POSITIONS, ContextCodes, coded_log_proba, model_word_dim
 from winner.core.mlp import WindowMLP
 from winner.data.conll import convert_tags
-from winner.data.vocab import Vocab
-from winner.data.windows import featurize
+from winner.data.vocab import PAD, Vocab
+from winner.data.windows import CASING_VOCAB, featurize
 from winner.errors import ModelFormatError
-from winner.heads.characters import CharSpec, char_log_proba
+from winner.heads.characters import CharSpec, char_log_proba, char_windows
 from winner.heads.crf import Transitions
 from winner.heads.decode import conversion_table, decode_batch, tag_strings
 from winner.heads.model_io import load_window_head, save_mlp_model
@@ -72,11 +73,18 @@ class TaggerSpec:
     # a sentence-level model's learned scores (crf.py), or None: a word-level (softmax) model
     transitions: list[list[float]] | None = None
     start: list[float] | None = None
+    # context codes beyond the window (winner.core.context): {"mode": "sentence", "forget": a}, or None
+    context: dict | None = None
 
     def to_json(self) -> dict:
         return {"window": self.window, "tags": self.tags, "scheme": self.scheme,
                 "output_scheme": self.output_scheme, "decode": self.decode, "chars": self.chars,
-                "transitions": self.transitions, "start": self.start}
+                "transitions": self.transitions, "start": self.start, "context": self.context}
+
+    @property
+    def positions(self) -> int:
+        """The network's input positions: the window's, and the two context codes' if the model has them."""
+        return 2 * self.window + 1 + (CODE_POSITIONS if self.context else 0)
 
 
 class Tagger:
@@ -94,6 +102,15 @@ class Tagger:
         self.tag_vocab = Vocab(spec.tags)
         self._constraints = allowed_transitions(spec.tags, spec.scheme)
         self._tables: dict[str, np.ndarray] = {}  # output scheme -> conversion_table, made when first asked
+        self.context = None
+        if spec.context:
+            is_dict = isinstance(spec.context, dict)
+            forget = spec.context.get("forget") if is_dict else None
+            if (not is_dict or spec.context.get("mode") != "sentence" or isinstance(forget, bool)
+                    or not isinstance(forget, int | float) or not 0.0 <= forget <= 1.0):
+                raise ModelFormatError(f"tagger context must be {{\"mode\": \"sentence\", \"forget\": a number in "
+                                       f"[0, 1]}}, got {spec.context!r}")
+            self.context = ContextCodes(spec.window, float(forget), model_word_dim(model), CASING_VOCAB.stoi[PAD])
         self.crf = None
         if spec.transitions is not None:
             try:
@@ -167,6 +184,14 @@ class Tagger:
     def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096, method: str = "auto") -> np.ndarray:
         """(N_tokens, n_tags) log-probabilities of every token's tags; `method` as in predict (with character
         windows: for windows of vocabulary words only, matrix products for windows holding an unseen word)."""
+        if self.context is not None:
+            lengths = np.fromiter(map(len, sentences), np.int64, count=len(sentences))
+            if self.chars is not None:
+                ids, feats, extra = char_windows(self.model, self.chars, self.words, sentences, self.spec.window)
+            else:
+                ids, feats = self.featurize(sentences)
+                extra = np.zeros((0, self.model.config.embed_dim), self.model.dtype)
+            return coded_log_proba(self.model, self.context, ids, feats, lengths, extra, method, batch)
         if self.chars is not None:
             return char_log_proba(self.model, self.chars, self.words, sentences, self.spec.window, method)
         ids, feats = self.featurize(sentences)

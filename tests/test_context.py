@@ -1,0 +1,167 @@
+"""Context codes beyond the window (FOFE, winner.core.context): the codes against their definition, the gradients
+against finite differences, tagging's recurrence over projected rows against the codes concatenated and multiplied
+(and a numpy forward pass), and the installed `winner ner train --context-code sentence` in fresh processes (same
+seed, same bits; resume; save and load)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from winner.core.chars import CharConfig
+from winner.core.context import ContextCodes, coded_log_proba, sentence_bounds
+from winner.heads.context_training import gradcheck_cases, tiny_context_model, tiny_sentences
+
+WINNER = str(Path(sys.executable).with_name("winner"))
+SAMPLE = str(Path(__file__).parent / "fixtures" / "wikigold_sample.txt")
+
+
+def _definition(E: np.ndarray, words, lengths, half: int, forget: float, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """L_t and R_t of every token written out: sum over the sentence's words beyond the window of forget^(k-1) e."""
+    N, lo = len(words), 0
+    left, right = np.zeros((N, E.shape[1])), np.zeros((N, E.shape[1]))
+    for n in lengths:
+        for t in range(lo, lo + n):
+            for k, j in enumerate(range(t - half - 1, lo - 1, -1)):
+                left[t, :width] += forget**k * E[words[j], :width]
+            for k, j in enumerate(range(t + half + 1, lo + n)):
+                right[t, :width] += forget**k * E[words[j], :width]
+        lo += n
+    return left, right
+
+
+def test_codes_equal_their_definition():
+    model = tiny_context_model(0)
+    words, lengths, ids, feats = tiny_sentences(np.random.default_rng(3))
+    codes = ContextCodes(1, 0.6, 3, 0)
+    lo, hi = sentence_bounds(lengths)
+    idx = np.array([9, 0, 17, 6, 10, 12], np.int64)  # any windows, in any order
+    batch = codes.batch(model.E, model.E[:0], ids[idx], feats[idx], idx, words, lo, hi)
+    left, right = _definition(model.E, words, lengths, 1, 0.6, 3)
+    U, B = len(batch.rows), len(idx)
+    np.testing.assert_allclose(batch.table[U : U + B], left[idx], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(batch.table[U + B :], right[idx], rtol=1e-14, atol=1e-15)
+    assert np.array_equal(batch.rows[batch.ids[:, :3]], ids[idx])  # the window positions read their words' rows
+    assert (batch.ids[:, 3] == U + np.arange(B)).all() and (batch.ids[:, 4] == U + B + np.arange(B)).all()
+
+
+@pytest.mark.parametrize("case", gradcheck_cases(), ids=lambda r: r.name)
+def test_context_gradients_match_finite_differences(case):
+    assert case.ok, [(p.name, p.worst, p.analytic, p.numeric) for p in case.params]
+
+
+def _numpy_log_proba(model, ids, feats, left, right, feature: int) -> np.ndarray:
+    """The straightforward forward pass in numpy: concatenate every block, multiply, tanh, softmax."""
+    p = model.params
+    blocks = []
+    for k in range(ids.shape[1]):
+        blocks += [model.E[ids[:, k]], model.F[feats[:, k]]]
+    code_f = np.repeat(model.F[feature][None], len(ids), axis=0)
+    X = np.concatenate([*blocks, left, code_f, right, code_f], axis=1)
+    Z = np.tanh(X @ p["W0"] + p["b0"]) @ p["W1"] + p["b1"]
+    return Z - np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1, keepdims=True)) - Z.max(1, keepdims=True)
+
+
+@pytest.mark.parametrize("chars", [False, True], ids=["words", "with character columns"])
+def test_tagging_recurrence_equals_codes_concatenated_and_multiplied(chars):
+    """The fast path (projected rows, the recurrence, the lookup kernel) equals the codes built and run through the
+    ordinary kernels, and both equal numpy's forward pass; an id >= V (a word the vocabulary lacks) reads extra."""
+    model = tiny_context_model(4, chars=CharConfig(8, 3, 2, 3) if chars else None)
+    d = model.config.embed_dim
+    words, lengths, ids, feats = tiny_sentences(np.random.default_rng(5), (7, 1, 2, 9, 4))
+    ids[ids == words[3]] = 12  # an unseen word, read from extra
+    words = np.where(words == words[3], 12, words).astype(np.int32)
+    extra = np.random.default_rng(6).normal(size=(1, d))
+    codes = ContextCodes(1, 0.7, 3, 0)
+    fast = coded_log_proba(model, codes, ids, feats, lengths, extra, "lookup", batch=8)
+    plain = coded_log_proba(model, codes, ids, feats, lengths, extra, "gemm", batch=8)
+    np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
+    table = np.concatenate([model.E, extra])
+    left, right = _definition(table, words, lengths, 1, 0.7, 3)
+    reference = _numpy_log_proba(type("M", (), {"E": table, "F": model.F, "params": model.params}), ids, feats,
+                                 left, right, 0)
+    np.testing.assert_allclose(plain, reference, rtol=1e-10, atol=1e-10)
+
+
+def _train(out: Path, epochs: int, *extra: str) -> None:
+    args = [WINNER, "ner", "train", "--train", SAMPLE, "--dev", SAMPLE, "--embeddings", "none", "--hidden", "16",
+            "--batch-size", "16", "--context-code", "sentence", "--forget", "0.6", "--epochs", str(epochs),
+            "--patience", "9", "--seed", "3", "--quiet", "--out", str(out), *extra]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+
+
+def _params(run: Path) -> dict[str, np.ndarray]:
+    with np.load(run / "model" / "params.npz", allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_context_training_same_seed_same_bits_and_tags_after_loading(tmp_path):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        _train(run, 2, "--char-filters", "6")
+    a, b = _params(runs[0]), _params(runs[1])
+    assert "char_W" in a and all(np.array_equal(a[k], b[k]) for k in a)
+    config = json.loads((runs[0] / "model" / "config.json").read_text())
+    assert config["tagger"]["context"] == {"mode": "sentence", "forget": 0.6}
+    assert config["mlp"]["n_positions"] == 7  # window 5, then the left and the right code
+    r = subprocess.run([WINNER, "ner", "evaluate", str(runs[0]), "--data", SAMPLE, "--json"], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert 0.0 <= json.loads(r.stdout)["f1"] <= 1.0
+    from winner.data.conll import read_conll
+    from winner.heads.tagger import Tagger
+
+    tagger = Tagger.load(runs[0] / "model")
+    sents = [s.tokens for s in read_conll(SAMPLE)] + [["Zyxwv", "visited", "Qwerty", "Land", "."]]
+    assert tagger.predict(sents, method="lookup") == tagger.predict(sents, method="gemm")
+
+
+def test_context_training_resume_equals_an_uninterrupted_run(tmp_path):
+    """3 epochs in one go, and 2 then a --resume to 3 (each its own process): the same bits."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    for out, epochs, extra in ((straight, 3, ()), (resumed, 2, ("--keep-checkpoint",)), (resumed, 3, ("--resume",))):
+        _train(out, epochs, *extra)
+    a, b = _params(straight), _params(resumed)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_context_codes_need_the_word_level_loss():
+    r = subprocess.run([WINNER, "ner", "train", "--context-code", "sentence", "--loss", "sentence", "--out", "x"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "context_code" in r.stderr.replace("-", "_") and len(r.stderr.splitlines()) == 1
+
+
+def test_a_tagger_saved_before_context_codes_loads_and_tags_as_before(tmp_path):
+    """A config.json without the "context" key (every model before it) is a window-only tagger, tagging the same
+    through the lookup and the matrix-product paths; a malformed context is refused in one line."""
+    from winner.core.mlp import MLPConfig, WindowMLP
+    from winner.data.vocab import Vocab
+    from winner.data.windows import CASINGS
+    from winner.errors import ModelFormatError
+    from winner.heads.tagger import Tagger, TaggerSpec
+
+    words = Vocab(["<pad>", "<unk>", "john", "lives", "in", "paris"])
+    cfg = MLPConfig(n_positions=3, vocab_size=len(words), embed_dim=4, n_out=3, hidden=(6,), n_features=len(CASINGS),
+                    feature_dim=2)
+    tagger = Tagger(WindowMLP(cfg, seed=2), words, TaggerSpec(1, ["O", "S-LOC", "S-PER"], "iobes", "iob2"))
+    sents = [["John", "lives", "in", "Paris"], ["paris"]] * 50
+    before = tagger.log_proba(sents, method="lookup")
+    tagger.save(tmp_path / "m")
+    config_path = tmp_path / "m" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["tagger"]["context"]
+    config_path.write_text(json.dumps(config))
+    loaded = Tagger.load(tmp_path / "m")
+    assert loaded.context is None
+    assert np.array_equal(loaded.log_proba(sents, method="lookup"), before)
+    assert loaded.predict(sents, method="gemm") == tagger.predict(sents, method="lookup")
+    config["tagger"]["context"] = {"mode": "document", "forget": 0.5}
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="context"):
+        Tagger.load(tmp_path / "m")

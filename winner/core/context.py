@@ -1,0 +1,292 @@
+"""Context beyond the window: fixed-size ordinally-forgetting encodings (FOFE, Xu et al. 2017, "A Local Detection
+Approach for Named Entity Recognition and Mention Detection", https://aclanthology.org/P17-1114/) of the words left
+and right of each window, as two more input blocks of the window MLP's first layer.
+
+For the token at t of a sentence and window half-width w, the left code is L_t = sum_(k>=1) a^(k-1) e(x_(t-w-k))
+over the sentence's words left of the window, and the right code R_t = sum_(k>=1) a^(k-1) e(x_(t+w+k)); a is the
+forgetting factor and e(x) a row's first `word_dim` columns (the word vector; a character vector is left out, so a
+code is a function of the word table alone). The window already reads its own 2w+1 words position by position, so
+the codes start beyond it. A model with codes has n_positions = 2w+3: the window's, then L, then R.
+
+Training and the straightforward path build, for a batch of windows, a table of the rows the batch reads followed
+by its codes' rows, and run the ordinary kernels on it (window ids pointing at the words' rows, the two code
+positions at the codes'); the codes' gradient then flows, a^(k-1)-scaled, into every row they sum. Tagging's fast
+path uses that the first layer is linear: W_L L_t = a (W_L L_(t-1)) + W_L e(x_(t-w-1)), a recurrence over rows
+projected once per distinct word, O(hidden) per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from winner.core import layers, lookup, updates
+from winner.core.mlp import ACTIVATIONS, SparseGrads, WindowMLP
+
+CODE_POSITIONS = 2  # the left and the right code, after the window's positions
+
+
+# ---------------------------------------------------------------- kernels
+
+
+@njit(cache=True)
+def code_terms(idx, lo, hi, half, forget, rows, toks, weights):
+    """The terms of the codes of windows idx: code b (left of the window of token idx[b]) and code B + b (right of
+    it) are the sums of weights[k] * e(token toks[k]) over the k with rows[k] = b or B + b. lo, hi: (N,) int64 the
+    bounds of each token's sentence. Returns the number of terms (rows, toks, weights sized by n_terms)."""
+    B = idx.shape[0]
+    n = 0
+    for b in range(B):
+        t = idx[b]
+        w = 1.0
+        for j in range(t - half - 1, lo[t] - 1, -1):
+            n = add_term(rows, toks, weights, n, b, j, w)
+            w *= forget
+        w = 1.0
+        for j in range(t + half + 1, hi[t]):
+            n = add_term(rows, toks, weights, n, B + b, j, w)
+            w *= forget
+    return n
+
+
+@njit(cache=True, inline="always")
+def add_term(rows, toks, weights, n, row, tok, weight):
+    """Write term n of code_terms; returns n + 1."""
+    rows[n] = row
+    toks[n] = tok
+    weights[n] = weight
+    return n + 1
+
+
+@njit(cache=True)
+def add_codes(rows, words, weights, n, table, width, codes):
+    """codes[rows[k], :width] += weights[k] * table[words[k], :width] for k < n."""
+    for k in range(n):
+        r, u, a = rows[k], words[k], weights[k]
+        for j in range(width):
+            codes[r, j] += a * table[u, j]
+
+
+@njit(cache=True)
+def add_code_grads(rows, words, weights, n, dcodes, width, G):
+    """The codes' backward: G[words[k], :width] += weights[k] * dcodes[rows[k], :width] for k < n (a word summed
+    into several codes, or twice into one, gets every contribution)."""
+    for k in range(n):
+        r, u, a = rows[k], words[k], weights[k]
+        for j in range(width):
+            G[u, j] += a * dcodes[r, j]
+
+
+@njit(cache=True)
+def add_table_grads(ids, dX, stride, d, G):
+    """G[ids[b, p]] += dX[b, p*stride : p*stride + d]: each position's row gradient, into a local table's rows."""
+    B, P = ids.shape
+    for b in range(B):
+        for p in range(P):
+            r = ids[b, p]
+            o = p * stride
+            for j in range(d):
+                G[r, j] += dX[b, o + j]
+
+
+@njit(cache=True)
+def context_first_layer(words, lo, hi, half, forget, PL, PR, const, G):
+    """G[t] = const + W_L L_t + W_R R_t for every token, by the recurrences over projected rows. words: (N,) int32
+    each token's row in PL, PR (U, H0) = e(row) @ W_L, e(row) @ W_R; lo, hi: sentence bounds of each token, the
+    tokens being whole sentences laid end to end; G: (N, H0)."""
+    N, H = G.shape
+    acc = np.zeros(H, G.dtype)
+    t = 0
+    while t < N:
+        a, b = lo[t], hi[t]
+        acc[:] = 0.0
+        for i in range(a, b):
+            j = i - half - 1
+            if j >= a:
+                for h in range(H):
+                    acc[h] = forget * acc[h] + PL[words[j], h]
+            for h in range(H):
+                G[i, h] = const[h] + acc[h]
+        acc[:] = 0.0
+        for i in range(b - 1, a - 1, -1):
+            j = i + half + 1
+            if j < b:
+                for h in range(H):
+                    acc[h] = forget * acc[h] + PR[words[j], h]
+            for h in range(H):
+                G[i, h] += acc[h]
+        t = b
+
+
+# ---------------------------------------------------------------- batches
+
+
+def sentence_bounds(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi): the first token and one past the last of each token's sentence, sentences laid end to end."""
+    lengths = np.asarray(lengths, np.int64)
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    return np.repeat(offsets[:-1], lengths), np.repeat(offsets[1:], lengths)
+
+
+class CodedBatch(NamedTuple):
+    """Windows with their codes, ready for the ordinary kernels: `table` holds the rows the windows and codes read
+    (U of them, then the 2B codes), `ids`/`feats` (B, 2w+3) index it."""
+
+    table: np.ndarray  # (U + 2B, embed_dim)
+    ids: np.ndarray  # (B, 2w+3) int32 local rows
+    feats: np.ndarray  # (B, 2w+3) int32
+    rows: np.ndarray  # the E rows (ids >= V: extra rows) of table[:U]
+    terms: tuple  # (rows, words, weights, n) of code_terms, words as local rows
+
+
+@dataclass(frozen=True)
+class ContextCodes:
+    """The codes of a model: window half-width, forgetting factor, the columns of a row summed, the feature id the
+    code positions read."""
+
+    half: int
+    forget: float
+    word_dim: int
+    feature: int
+
+    def batch(self, E: np.ndarray, extra: np.ndarray, ids: np.ndarray, feats: np.ndarray, idx: np.ndarray,
+              words: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> CodedBatch:
+        """The windows ids/feats (B, 2w+1) of tokens idx, whose sentences' tokens have rows `words` (N,) and bounds
+        lo, hi; a row id >= len(E) names extra[id - len(E)] (a word the vocabulary lacks)."""
+        B = ids.shape[0]
+        left = np.maximum(idx - self.half - lo[idx], 0)
+        right = np.maximum(hi[idx] - idx - self.half - 1, 0)
+        cap = int(left.sum() + right.sum())
+        t_rows, toks, weights = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float64)
+        n = code_terms(np.ascontiguousarray(idx, np.int64), lo, hi, self.half, self.forget, t_rows, toks, weights)
+        uniq, inverse = np.unique(np.concatenate([ids.ravel(), words[toks]]), return_inverse=True)
+        U = len(uniq)
+        table = np.zeros((U + 2 * B, E.shape[1]), E.dtype)
+        table[:U] = table_rows(E, extra, uniq)
+        local_words = np.ascontiguousarray(inverse[ids.size :], np.int64)
+        add_codes(t_rows, local_words, weights, n, table[:U], self.word_dim, table[U:])
+        code_ids = U + np.arange(2 * B, dtype=np.int32).reshape(2, B).T
+        local = np.concatenate([inverse[: ids.size].reshape(ids.shape), code_ids], axis=1).astype(np.int32)
+        code_feats = np.full((B, CODE_POSITIONS), self.feature, np.int32)
+        return CodedBatch(table, local, np.concatenate([feats, code_feats], axis=1).astype(np.int32), uniq,
+                          (t_rows, local_words, weights, n))
+
+
+def table_rows(E: np.ndarray, extra: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """E's rows `rows`, where an id >= len(E) names extra[id - len(E)]."""
+    V = E.shape[0]
+    if not len(extra):
+        return E[rows]
+    return np.concatenate([E[rows[rows < V]], extra[rows[rows >= V] - V]])
+
+
+# ---------------------------------------------------------------- training
+
+
+def coded_forward(model: WindowMLP, batch: CodedBatch, train: bool, seed: int, step: int) -> tuple[np.ndarray, object]:
+    """The logits (B, n_out) of a coded batch, and backprop(dZ) -> SparseGrads of every parameter (the word rows'
+    gradient includes the codes': every row they sum gets its a^(k-1)-scaled share)."""
+    B = batch.ids.shape[0]
+    scratch = model.scratch(B)
+    params = layers.Params(batch.table, model.F, model.theta, model.sizes, model.weight_mask)
+    net = model.kernel_net(train)
+    layers.forward(batch.ids, batch.feats, params, net, seed, step, scratch)
+
+    def backprop(dZ: np.ndarray) -> SparseGrads:
+        c = model.config
+        model.grad[:] = 0.0
+        layers.backward(params, net, scratch, np.ascontiguousarray(dZ, model.dtype))
+        dX = scratch.dacts[: B * c.n_in].reshape(B, c.n_in)
+        stride = c.embed_dim + c.feature_dim
+        G = np.zeros_like(batch.table)
+        add_table_grads(batch.ids, dX, stride, c.embed_dim, G)
+        U = len(batch.rows)
+        t_rows, words, weights, n = batch.terms
+        add_code_grads(t_rows, words, weights, n, G[U:], model_word_dim(model), G[:U])
+        buf = model.buffers(B)
+        nF = updates.scatter_rows(batch.feats, dX, c.embed_dim, c.feature_dim, stride, model.slot_F, buf["rows_F"],
+                                  buf["G_F"], 0)
+        updates.clear_slots(model.slot_F, buf["rows_F"], nF)
+        return SparseGrads(model.grad, batch.rows.astype(np.int32), G[:U], buf["rows_F"][:nF], buf["G_F"][:nF])
+
+    return scratch.Z[:B].copy(), backprop
+
+
+def coded_loss(model: WindowMLP, batch: CodedBatch, targets: np.ndarray, train: bool, seed: int,
+               step: int) -> tuple[float, SparseGrads]:
+    """The mean softmax cross-entropy of a coded batch against targets (B,), and its gradients."""
+    Z, backprop = coded_forward(model, batch, train, seed, step)
+    dZ = np.empty_like(Z)
+    scratch = model.scratch(len(Z))
+    targets = np.ascontiguousarray(targets, np.int64)
+    loss = layers.loss_grad(Z, targets, 1.0 / len(Z), dZ, model.kernel_net(train).loss_kind, scratch.lanes)
+    return float(loss), backprop(dZ)
+
+
+def model_word_dim(model: WindowMLP) -> int:
+    """The columns of E a code sums: the word vector, without a character vector."""
+    return int(getattr(model, "word_dim", model.config.embed_dim))
+
+
+# ---------------------------------------------------------------- inference
+
+
+def coded_log_proba(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: np.ndarray, lengths: np.ndarray,
+                    extra: np.ndarray, method: str = "lookup", batch: int = 4096) -> np.ndarray:
+    """(N, n_out) log-probabilities of every token of whole sentences (lengths), windows ids/feats (N, 2w+1), ids
+    >= V naming rows of extra. method "gemm": the codes built and multiplied (the straightforward path); anything
+    else: the first layer by lookup, the codes' share by the recurrence (context_first_layer)."""
+    lengths = np.asarray(lengths, np.int64)
+    out = np.empty((ids.shape[0], model.config.n_out), model.dtype)
+    ends = np.cumsum(lengths)
+    start, s = 0, 0
+    while s < len(lengths):  # whole sentences, about `batch` tokens at a time
+        e = max(s + 1, int(np.searchsorted(ends, ends[s] - lengths[s] + batch, side="right")))
+        stop = int(ends[e - 1])
+        part = (np.ascontiguousarray(ids[start:stop], np.int32), np.ascontiguousarray(feats[start:stop], np.int32),
+                lengths[s:e])
+        if stop == start:  # empty sentences only
+            pass
+        elif method == "gemm" or not model.lookup_supported:
+            _gemm_part(model, codes, *part, extra, out[start:stop])
+        else:
+            _lookup_part(model, codes, *part, extra, out[start:stop])
+        start, s = stop, e
+    return out
+
+
+def _gemm_part(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: np.ndarray, lengths: np.ndarray,
+               extra: np.ndarray, out: np.ndarray) -> None:
+    lo, hi = sentence_bounds(lengths)
+    n = ids.shape[0]
+    coded = codes.batch(model.E, extra, ids, feats, np.arange(n), ids[:, codes.half], lo, hi)
+    params = layers.Params(coded.table, model.F, model.theta, model.sizes, model.weight_mask)
+    scratch = model.scratch(min(n, 1024))
+    layers.predict_batches(coded.ids, coded.feats, params, model.kernel_net(False), min(n, 1024), scratch, out)
+    layers.log_softmax_rows(out, out)
+
+
+def _lookup_part(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: np.ndarray, lengths: np.ndarray,
+                 extra: np.ndarray, out: np.ndarray) -> None:
+    c = model.config
+    P, H0, d, df = 2 * codes.half + 1, c.hidden[0], c.embed_dim, c.feature_dim
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    local = inverse.reshape(ids.shape).astype(np.int32)
+    rows = np.ascontiguousarray(table_rows(model.E, extra, uniq), model.dtype)
+    U = len(uniq)
+    W0 = model.params["W0"]
+    T = np.empty((U, P, H0), model.dtype)
+    C = np.empty((P, c.n_features, H0 if df else 0), model.dtype)
+    lookup.first_layer_tables(rows, model.F, W0, np.arange(U, dtype=np.int32), U, T, C, np.empty_like(rows))
+    wd, stride = codes.word_dim, d + df
+    left, right = W0[P * stride : P * stride + stride], W0[(P + 1) * stride : (P + 2) * stride]
+    const = (model.F[codes.feature] @ left[d:] + model.F[codes.feature] @ right[d:]).astype(model.dtype)
+    lo, hi = sentence_bounds(lengths)
+    G = np.empty((ids.shape[0], H0), model.dtype)
+    context_first_layer(np.ascontiguousarray(local[:, codes.half]), lo, hi, codes.half, model.dtype.type(codes.forget),
+                        rows[:, :wd] @ left[:wd], rows[:, :wd] @ right[:wd], const, G)
+    lookup.lookup_logits(local, feats, T, C, model.theta, model._transposed_theta(), model.sizes,
+                         ACTIVATIONS[c.activation], True, out, G)
