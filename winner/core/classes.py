@@ -21,14 +21,13 @@ from numba import njit
 from winner.core.blas import gemm
 from winner.core.fastmath import FAST, cast_like
 from winner.core.layers import acts_offset, forward_input, hidden_layer, weight_offset
-from winner.core.prefetch import LINE_BYTES, prefetch_block
+from winner.core.prefetch import LINE_BYTES, prefetch, prefetch_block
 from winner.core.steps import layer_step, stage_batch, unit_grads
 from winner.core.updates import OPT_SGD, adam_constants, adam_moments, update_tables
 
-# A class block's rows are asked for (prefetch) this many cache lines ahead of their use, whatever their length:
-# short rows are worked through fast, so they are asked for more rows ahead.
-AHEAD_LINES = 48
-CHUNK_ROWS = 16  # rows of a class block per kernel call in its backward and update (calls cost reference counts)
+# Rows of a class block per kernel call in its backward and update (each call costs reference counts); the next
+# chunk's rows are asked for (prefetch) while one chunk is updated.
+CHUNK_ROWS = 16
 
 
 class ClassLayout(NamedTuple):
@@ -199,13 +198,6 @@ def stage_top_inputs(acts, sizes, has_direct, B, U):
             U[b, n + 1 :] = acts[b * n_in : (b + 1) * n_in]
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def rows_ahead(itemsize, lo, hi):
-    """How many rows ahead to prefetch a block of columns lo:hi: AHEAD_LINES lines ahead, 4 to 32 rows."""
-    lines = (hi - lo) * itemsize // LINE_BYTES + 1
-    return max(4, min(32, AHEAD_LINES // lines))
-
-
 @njit(cache=True)
 def prefetch_rows(T, M, V, i0, i1, lo, hi):
     """Ask for rows i0:i1's columns lo:hi of T and of Adam's moments M, V."""
@@ -226,16 +218,17 @@ def class_scores(U, T, s, e, members, Zw):
         for j in range(lo, hi):
             Zw[b, j - lo] = 0.0
     r = T.shape[0]
-    ahead = rows_ahead(T.itemsize, s, e)
-    prefetch_block(T, 0, ahead, s, e)
-    for i0 in range(0, r, CHUNK_ROWS):
-        prefetch_block(T, i0 + ahead, i0 + CHUNK_ROWS + ahead, s, e)
-        for i in range(np.uint64(i0), np.uint64(min(r, i0 + CHUNK_ROWS))):
-            for q in range(members.shape[0]):
-                b = np.uint64(members[q])
-                ui = U[b, i]
-                for j in range(lo, hi):
-                    Zw[b, j - lo] += ui * T[i, j]
+    prefetch_block(T, 0, min(r, CHUNK_ROWS), s, e)
+    step = np.uint64(LINE_BYTES // T.itemsize)
+    for i in range(np.uint64(r)):
+        ahead = min(i + np.uint64(CHUNK_ROWS), np.uint64(r - 1))
+        for j in range(lo, hi, step):
+            prefetch(T, ahead, j)
+        for q in range(members.shape[0]):
+            b = np.uint64(members[q])
+            ui = U[b, i]
+            for j in range(lo, hi):
+                Zw[b, j - lo] += ui * T[i, j]
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
@@ -335,12 +328,19 @@ def top_forward(targets, T, layout, cs, B, n_classes, scale):
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
-def update_rows(T, G, M, V, i0, i1, s, e, bias_row, hyper, k):
+def update_rows(T, G, M, V, i0, i1, s, e, bias_row, hyper, k, ahead):
     """Rows i0:i1, columns s:e of T from their gradient G[i - i0, :e-s] plus weight decay (every row but the
-    bias's): SGD, or lazy Adam with moments M, V and k = adam_constants at this step, one sweep per row."""
+    bias's): SGD, or lazy Adam with moments M, V and k = adam_constants at this step, one sweep per row. While
+    row i is updated, row i + ahead of T, M and V is asked for (prefetch; ahead 0: none)."""
     lo, hi = np.uint64(s), np.uint64(e)
     lr, l2, zero = cast_like(hyper.lr, T), cast_like(hyper.l2, T), cast_like(0.0, T)
+    step, last = np.uint64(LINE_BYTES // T.itemsize), np.uint64(T.shape[0] - 1)
     for i in range(np.uint64(i0), np.uint64(i1)):
+        if ahead > 0 and i + np.uint64(ahead) <= last:
+            for j in range(lo, hi, step):
+                prefetch(T, i + np.uint64(ahead), j)
+                prefetch(M, i + np.uint64(ahead), j)
+                prefetch(V, i + np.uint64(ahead), j)
         decay = l2 if i != np.uint64(bias_row) else zero
         gi = i - np.uint64(i0)
         if hyper.opt == OPT_SGD:
@@ -361,14 +361,12 @@ def block_rows_step(T, M, V, cs, members, s, e, bias_row, hyper, k):
     while in cache; the rows ahead are asked for (prefetch)."""
     r = T.shape[0]
     G = cs.GB[: CHUNK_ROWS * (e - s)].reshape(CHUNK_ROWS, e - s)
-    ahead = rows_ahead(T.itemsize, s, e)
-    prefetch_rows(T, M, V, 0, ahead, s, e)
+    prefetch_rows(T, M, V, 0, min(r, CHUNK_ROWS), s, e)
     for i0 in range(0, r, CHUNK_ROWS):
         i1 = min(r, i0 + CHUNK_ROWS)
-        prefetch_rows(T, M, V, i0 + ahead, i1 + ahead, s, e)
         chunk_dots(T, cs.Zw, cs.dU, members, i0, i1, s, e)
         chunk_grads(cs.U, cs.Zw, members, G, i0, i1, e - s)
-        update_rows(T, G, M, V, i0, i1, s, e, bias_row, hyper, k)
+        update_rows(T, G, M, V, i0, i1, s, e, bias_row, hyper, k, CHUNK_ROWS)
 
 
 @njit(cache=True)
@@ -400,7 +398,7 @@ def class_top(targets, params, net, layout, scratch, cs, B, hyper, t, adam):
         c = cs.order[i]
         block_rows_step(T, M, V, cs, class_members(cs, c), layout.starts[c], layout.starts[c + 1], n, hyper, k)
     clear_counts(cs, n_classes)
-    update_rows(T, cs.GC, M, V, 0, T.shape[0], 0, C, n, hyper, k)
+    update_rows(T, cs.GC, M, V, 0, T.shape[0], 0, C, n, hyper, k, 0)
     ao = acts_offset(sizes, L, B)
     scratch.dacts[ao : ao + B * n].reshape(B, n)[:] = dU[:, :n]
     return loss
