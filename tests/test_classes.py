@@ -63,8 +63,11 @@ def reference_step(model, layout, X, y, lr, seed, step):
     return loss, theta, E
 
 
+# hidden 37 with direct connections: a top matrix of 50 rows, several chunks of class_step's row loop (CHUNK_ROWS)
+# and a last group of rows shorter than its four-row sweep
 @pytest.mark.parametrize("hidden,direct,opt", [((5,), True, "sgd"), ((5,), False, "sgd"), ((), False, "sgd"),
-                                               ((6, 4), True, "sgd"), ((5,), True, "adam")])
+                                               ((6, 4), True, "sgd"), ((5,), True, "adam"), ((37,), True, "sgd"),
+                                               ((37,), True, "adam")])
 def test_fast_step_equals_the_reference(hidden, direct, opt):
     layout, model = layout_and_model(hidden, direct, dropout=0.2)
     X, y = batch()
@@ -134,7 +137,7 @@ def lazy_adam_reference(model, layout, batches, lr, l2, seed):
     return theta, E
 
 
-@pytest.mark.parametrize("hidden,direct", [((5,), True), ((6, 4), False)])
+@pytest.mark.parametrize("hidden,direct", [((5,), True), ((6, 4), False), ((37,), True)])
 def test_lazy_adam_with_weight_decay_equals_the_reference_over_several_steps(hidden, direct):
     layout, model = layout_and_model(hidden, direct, dropout=0.2)
     batches = [batch(seed=s, B=9) for s in (1, 2, 3)]

@@ -21,8 +21,13 @@ from numba import njit
 from winner.core.blas import gemm
 from winner.core.fastmath import FAST, cast_like
 from winner.core.layers import acts_offset, forward_input, hidden_layer, weight_offset
+from winner.core.prefetch import LINE_BYTES, prefetch, prefetch_block
 from winner.core.steps import layer_step, stage_batch, unit_grads
 from winner.core.updates import OPT_SGD, adam_constants, adam_moments, update_tables
+
+# Rows of a class block per kernel call in its backward and update (each call costs reference counts); the next
+# chunk's rows are asked for (prefetch) while one chunk is updated.
+CHUNK_ROWS = 16
 
 
 class ClassLayout(NamedTuple):
@@ -43,7 +48,7 @@ class ClassScratch(NamedTuple):
     Zw: np.ndarray  # (cap, max class size) the target class's word scores, then dL/dscores
     nll: np.ndarray  # (cap,) float64 -log P(target) of each window
     GC: np.ndarray  # (r, C) the class columns' gradient
-    GB: np.ndarray  # (r * max class size,) one class block's gradient, (r, size) row-major
+    GB: np.ndarray  # (CHUNK_ROWS * max class size,) the gradient of CHUNK_ROWS rows of a class block
     count: np.ndarray  # (C,) int32: windows of each class in this batch; 0 between steps
     order: np.ndarray  # (C,) int32: the classes of this batch, in order of first use
     first: np.ndarray  # (C,) int32: where a class's windows start in `members`
@@ -89,7 +94,7 @@ def class_scratch(layout: ClassLayout, cap: int, rows: int, dtype: np.dtype) -> 
     widest = int(np.diff(layout.starts).max())
     return ClassScratch(np.zeros((cap, rows), dtype), np.zeros((cap, rows), dtype), np.zeros((cap, C), dtype),
                         np.zeros((cap, widest), dtype), np.zeros(cap, np.float64), np.zeros((rows, C), dtype),
-                        np.zeros(rows * widest, dtype), np.zeros(C, np.int32), np.zeros(C, np.int32),
+                        np.zeros(CHUNK_ROWS * widest, dtype), np.zeros(C, np.int32), np.zeros(C, np.int32),
                         np.zeros(C, np.int32), np.zeros(cap, np.int32))
 
 
@@ -193,47 +198,98 @@ def stage_top_inputs(acts, sizes, has_direct, B, U):
             U[b, n + 1 :] = acts[b * n_in : (b + 1) * n_in]
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
-def block_scores(u, T, s, e, z):
-    """z[:e-s] = u @ T[:, s:e]. Indices are unsigned so that numba drops its negative-index checks and the
-    column sweeps vectorise (see blas._rows_times_block)."""
-    lo, hi = np.uint64(s), np.uint64(e)
-    for j in range(lo, hi):
-        z[j - lo] = 0.0
-    for i in range(np.uint64(u.shape[0])):
-        ui = u[i]
-        for j in range(lo, hi):
-            z[j - lo] += ui * T[i, j]
-
-
-@njit(cache=True, fastmath=FAST, error_model="numpy")
-def block_backward(u, dz, T, G, s, e, du):
-    """du += T[:, s:e] @ dz (T as it is), G[:, :e-s] += outer(u, dz): one window's share of a class block."""
-    lo, hi = np.uint64(s), np.uint64(e)
-    for i in range(np.uint64(u.shape[0])):
-        acc = cast_like(0.0, du)
-        ui = u[i]
-        for j in range(lo, hi):
-            acc += T[i, j] * dz[j - lo]
-            G[i, j - lo] += ui * dz[j - lo]
-        du[i] += acc
-
-
 @njit(cache=True)
-def top_forward(targets, T, layout, cs, B, scale):
-    """Class scores and each window's class-block scores from cs.U; cs.nll[b] = -log P(targets[b]); Zc and Zw
-    then hold scale * dL/dscores (scale 0: zeros)."""
-    C = cs.Zc.shape[1]
-    Zc = cs.Zc[:B]
-    gemm(False, False, 1.0, cs.U[:B], T[:, :C], 0.0, Zc)
-    for b in range(B):
-        w = targets[b]
-        c = layout.word_class[w]
-        s, e = layout.starts[c], layout.starts[c + 1]
-        z = cs.Zw[b]
-        block_scores(cs.U[b], T, s, e, z)
-        cs.nll[b] = softmax_range(Zc[b], 0, C, c, scale, Zc[b]) + softmax_range(z, 0, e - s, layout.word_col[w] - s,
-                                                                                  scale, z)
+def prefetch_rows(T, M, V, i0, i1, lo, hi):
+    """Ask for rows i0:i1's columns lo:hi of T and of Adam's moments M, V."""
+    prefetch_block(T, i0, i1, lo, hi)
+    prefetch_block(M, i0, i1, lo, hi)
+    prefetch_block(V, i0, i1, lo, hi)
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def class_scores(U, T, s, e, members, Zw):
+    """Zw[b, :e-s] = U[b] @ T[:, s:e] for the windows b in `members` (one class's): T's rows in order, each read
+    once for all of them; every score adds its terms in row order, as one window at a time would. Indices are
+    unsigned so that numba drops its negative-index checks and the column sweeps vectorise (see
+    blas._rows_times_block)."""
+    lo, hi = np.uint64(s), np.uint64(e)
+    for q in range(members.shape[0]):
+        b = np.uint64(members[q])
+        for j in range(lo, hi):
+            Zw[b, j - lo] = 0.0
+    r = T.shape[0]
+    prefetch_block(T, 0, min(r, CHUNK_ROWS), s, e)
+    step = np.uint64(LINE_BYTES // T.itemsize)
+    for i in range(np.uint64(r)):
+        ahead = min(i + np.uint64(CHUNK_ROWS), np.uint64(r - 1))
+        for j in range(lo, hi, step):
+            prefetch(T, ahead, j)
+        for q in range(members.shape[0]):
+            b = np.uint64(members[q])
+            ui = U[b, i]
+            for j in range(lo, hi):
+                Zw[b, j - lo] += ui * T[i, j]
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def chunk_dots(T, Zw, dU, members, i0, i1, s, e):
+    """dU[b, i] += T[i, s:e] . Zw[b, :e-s] for rows i0:i1 and the windows b in members: each dot in column order
+    from 0, as a plain loop sums it, but four rows in one sweep so that their sums overlap."""
+    lo, hi = np.uint64(s), np.uint64(e)
+    for q in range(members.shape[0]):
+        b = np.uint64(members[q])
+        for i in range(i0, i1, 4):
+            last = min(i + 3, i1 - 1)
+            r0, r1, r2, r3 = np.uint64(i), np.uint64(min(i + 1, last)), np.uint64(min(i + 2, last)), np.uint64(last)
+            a0 = a1 = a2 = a3 = cast_like(0.0, dU)
+            for j in range(lo, hi):
+                d = Zw[b, j - lo]
+                a0 += T[r0, j] * d
+                a1 += T[r1, j] * d
+                a2 += T[r2, j] * d
+                a3 += T[r3, j] * d
+            dU[b, r0] += a0
+            if i + 1 <= last:
+                dU[b, r1] += a1
+            if i + 2 <= last:
+                dU[b, r2] += a2
+            if i + 3 <= last:
+                dU[b, r3] += a3
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def chunk_grads(U, Zw, members, G, i0, i1, width):
+    """G[i - i0, :width] = the sum over the windows b in members, in their order from 0, of U[b, i] * Zw[b, :width].
+    With several windows, eight columns at a time in eight running sums held in registers over the windows (a sum
+    kept in G would go through memory at every window); with one, a column sweep (it vectorises)."""
+    if members.shape[0] == 1:
+        b = np.uint64(members[0])
+        for i in range(i0, i1):
+            gi, ui = np.uint64(i - i0), U[b, np.uint64(i)]
+            for j in range(np.uint64(width)):
+                G[gi, j] = 0.0
+                G[gi, j] += ui * Zw[b, j]
+        return
+    n8 = np.uint64(width - width % 8)
+    for i in range(i0, i1):
+        gi, ii = np.uint64(i - i0), np.uint64(i)
+        for j in range(np.uint64(0), n8, np.uint64(8)):
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = cast_like(0.0, G)
+            for q in range(members.shape[0]):
+                b = np.uint64(members[q])
+                ui = U[b, ii]
+                a0, a1, a2, a3 = a0 + ui * Zw[b, j], a1 + ui * Zw[b, j + 1], a2 + ui * Zw[b, j + 2], \
+                    a3 + ui * Zw[b, j + 3]
+                a4, a5, a6, a7 = a4 + ui * Zw[b, j + 4], a5 + ui * Zw[b, j + 5], a6 + ui * Zw[b, j + 6], \
+                    a7 + ui * Zw[b, j + 7]
+            G[gi, j], G[gi, j + 1], G[gi, j + 2], G[gi, j + 3] = a0, a1, a2, a3
+            G[gi, j + 4], G[gi, j + 5], G[gi, j + 6], G[gi, j + 7] = a4, a5, a6, a7
+        for j in range(n8, np.uint64(width)):
+            a = cast_like(0.0, G)
+            for q in range(members.shape[0]):
+                b = np.uint64(members[q])
+                a += U[b, ii] * Zw[b, j]
+            G[gi, j] = a
 
 
 @njit(cache=True)
@@ -260,35 +316,78 @@ def group_by_class(targets, layout, cs, B):
     return k
 
 
+@njit(cache=True)
+def class_members(cs, c):
+    """The windows of class c in this batch (group_by_class), in batch order."""
+    return cs.members[cs.first[c] : cs.first[c] + cs.count[c]]
+
+
+@njit(cache=True)
+def clear_counts(cs, n_classes):
+    """cs.count back to 0 for the batch's n_classes classes (group_by_class's count), as between steps."""
+    for i in range(n_classes):
+        cs.count[cs.order[i]] = 0
+
+
+@njit(cache=True)
+def top_forward(targets, T, layout, cs, B, n_classes, scale):
+    """Class scores and each window's class-block scores from cs.U, a class's windows together (group_by_class
+    has run); cs.nll[b] = -log P(targets[b]); Zc and Zw then hold scale * dL/dscores (scale 0: zeros)."""
+    C = cs.Zc.shape[1]
+    Zc = cs.Zc[:B]
+    gemm(False, False, 1.0, cs.U[:B], T[:, :C], 0.0, Zc)
+    for i in range(n_classes):
+        c = cs.order[i]
+        class_scores(cs.U, T, layout.starts[c], layout.starts[c + 1], class_members(cs, c), cs.Zw)
+    for b in range(B):
+        w = targets[b]
+        c = layout.word_class[w]
+        s, e = layout.starts[c], layout.starts[c + 1]
+        z = cs.Zw[b]
+        cs.nll[b] = softmax_range(Zc[b], 0, C, c, scale, Zc[b]) + softmax_range(z, 0, e - s, layout.word_col[w] - s,
+                                                                                  scale, z)
+
+
 @njit(cache=True, fastmath=FAST, error_model="numpy")
-def update_columns(T, G, M, V, s, e, bias_row, hyper, k):
-    """Columns s:e of T (r, m) from their gradient G (r, e - s) plus weight decay (every row but the bias's):
-    SGD, or lazy Adam with moments M, V and k = adam_constants at this step, in one sweep of each row's stretch."""
+def update_rows(T, G, M, V, i0, i1, s, e, bias_row, hyper, k, ahead):
+    """Rows i0:i1, columns s:e of T from their gradient G[i - i0, :e-s] plus weight decay (every row but the
+    bias's): SGD, or lazy Adam with moments M, V and k = adam_constants at this step, one sweep per row. While
+    row i is updated, row i + ahead of T, M and V is asked for (prefetch; ahead 0: none)."""
     lo, hi = np.uint64(s), np.uint64(e)
     lr, l2, zero = cast_like(hyper.lr, T), cast_like(hyper.l2, T), cast_like(0.0, T)
-    for i in range(np.uint64(T.shape[0])):
+    step, last = np.uint64(LINE_BYTES // T.itemsize), np.uint64(T.shape[0] - 1)
+    for i in range(np.uint64(i0), np.uint64(i1)):
+        if ahead > 0 and i + np.uint64(ahead) <= last:
+            for j in range(lo, hi, step):
+                prefetch(T, i + np.uint64(ahead), j)
+                prefetch(M, i + np.uint64(ahead), j)
+                prefetch(V, i + np.uint64(ahead), j)
         decay = l2 if i != np.uint64(bias_row) else zero
+        gi = i - np.uint64(i0)
         if hyper.opt == OPT_SGD:
             for j in range(lo, hi):
-                T[i, j] -= lr * (G[i, j - lo] + decay * T[i, j])
+                T[i, j] -= lr * (G[gi, j - lo] + decay * T[i, j])
         else:
             for j in range(lo, hi):
-                M[i, j], V[i, j], change = adam_moments(G[i, j - lo] + decay * T[i, j], M[i, j], V[i, j], k)
+                M[i, j], V[i, j], change = adam_moments(G[gi, j - lo] + decay * T[i, j], M[i, j], V[i, j], k)
                 T[i, j] -= change
 
 
 @njit(cache=True)
-def class_block_step(T, M, V, cs, layout, c, bias_row, hyper, k):
-    """Backward through class c's block for its windows of the batch (dU rows, the block's gradient in cs.GB),
-    then the block's update while it is in cache; resets cs.count[c] to 0."""
-    s, e = layout.starts[c], layout.starts[c + 1]
-    G = cs.GB[: T.shape[0] * (e - s)].reshape(T.shape[0], e - s)
-    G[:] = 0.0
-    for i in range(cs.count[c]):
-        b = cs.members[cs.first[c] + i]
-        block_backward(cs.U[b], cs.Zw[b], T, G, s, e, cs.dU[b])
-    cs.count[c] = 0
-    update_columns(T, G, M, V, s, e, bias_row, hyper, k)
+def block_rows_step(T, M, V, cs, members, s, e, bias_row, hyper, k):
+    """Backward and update of the block T[:, s:e] for the windows `members`, CHUNK_ROWS rows at a time: with the old
+    rows, each window's dU[b] += rows . dZw[b] (chunk_dots), then the rows' gradient (the windows' outer products
+    added in window order, chunk_grads) and their update (update_rows). Every sum adds its terms in the order of a
+    backward pass over the whole block followed by one update, so the results are the same, but each row is read
+    while in cache; the rows ahead are asked for (prefetch)."""
+    r = T.shape[0]
+    G = cs.GB[: CHUNK_ROWS * (e - s)].reshape(CHUNK_ROWS, e - s)
+    prefetch_rows(T, M, V, 0, min(r, CHUNK_ROWS), s, e)
+    for i0 in range(0, r, CHUNK_ROWS):
+        i1 = min(r, i0 + CHUNK_ROWS)
+        chunk_dots(T, cs.Zw, cs.dU, members, i0, i1, s, e)
+        chunk_grads(cs.U, cs.Zw, members, G, i0, i1, e - s)
+        update_rows(T, G, M, V, i0, i1, s, e, bias_row, hyper, k, CHUNK_ROWS)
 
 
 @njit(cache=True)
@@ -301,12 +400,14 @@ def class_top(targets, params, net, layout, scratch, cs, B, hyper, t, adam):
     T = top_matrix(params.theta, sizes, net.has_direct)
     U, dU, Zc = cs.U[:B], cs.dU[:B], cs.Zc[:B]
     stage_top_inputs(scratch.acts, sizes, net.has_direct, B, U)
-    top_forward(targets, T, layout, cs, B, 1.0 / B)
+    n_classes = group_by_class(targets, layout, cs, B)
+    top_forward(targets, T, layout, cs, B, n_classes, 1.0 / B)
     loss = 0.0
     for b in range(B):
         loss += cs.nll[b]
     loss /= B
     if not np.isfinite(loss):
+        clear_counts(cs, n_classes)
         return loss
     gemm(False, True, 1.0, Zc, T[:, :C], 0.0, dU)
     gemm(True, False, 1.0, U, Zc, 0.0, cs.GC)
@@ -314,9 +415,11 @@ def class_top(targets, params, net, layout, scratch, cs, B, hyper, t, adam):
     M = T if sgd else top_matrix(adam.m, sizes, net.has_direct)
     V = T if sgd else top_matrix(adam.v, sizes, net.has_direct)
     k = adam_constants(hyper.lr, hyper.beta1, hyper.beta2, hyper.eps, t, T)
-    for i in range(group_by_class(targets, layout, cs, B)):
-        class_block_step(T, M, V, cs, layout, cs.order[i], n, hyper, k)
-    update_columns(T, cs.GC, M, V, 0, C, n, hyper, k)
+    for i in range(n_classes):
+        c = cs.order[i]
+        block_rows_step(T, M, V, cs, class_members(cs, c), layout.starts[c], layout.starts[c + 1], n, hyper, k)
+    clear_counts(cs, n_classes)
+    update_rows(T, cs.GC, M, V, 0, T.shape[0], 0, C, n, hyper, k, 0)
     ao = acts_offset(sizes, L, B)
     scratch.dacts[ao : ao + B * n].reshape(B, n)[:] = dU[:, :n]
     return loss
@@ -365,7 +468,9 @@ def batch_nll(ids, feats, targets, params, net, scratch, cs, layout, out):
     for l in range(sizes.shape[0] - 2):
         hidden_layer(params, net, 0, 0, scratch, B, l, False)
     stage_top_inputs(scratch.acts, sizes, net.has_direct, B, cs.U[:B])
-    top_forward(targets, top_matrix(params.theta, sizes, net.has_direct), layout, cs, B, 0.0)
+    n_classes = group_by_class(targets, layout, cs, B)
+    top_forward(targets, top_matrix(params.theta, sizes, net.has_direct), layout, cs, B, n_classes, 0.0)
+    clear_counts(cs, n_classes)
     out[:] = cs.nll[:B]
 
 
