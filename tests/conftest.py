@@ -14,6 +14,17 @@ from filelock import FileLock
 
 from winner.core import runtime
 
+# The modules that take longest (cold numba cache), in that order; pytest-xdist hands whole modules to its two
+# workers in collection order, so these go first and the short ones fill in at the end.
+LONGEST_FIRST = ("test_cross_process.py", "test_hostile.py", "test_api.py", "test_resume.py", "test_chars.py",
+                 "test_scale.py", "test_sentence_loss.py", "test_embeddings.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run LONGEST_FIRST's modules first; every other module, and every module's own tests, keep their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def core_ready() -> None:
@@ -49,12 +60,6 @@ def _train_small_tagger(out: Path) -> None:
                                       "--epochs", "4", "--batch-size", "16", "--seed", "0", "--quiet", "--out",
                                       str(out)])
     assert result.exit_code == 0, result.output
-
-
-@pytest.fixture(scope="session")
-def build_once(tmp_path_factory) -> Callable[[str, Callable[[Path], None]], Path]:
-    """`built_once` for the tests' own module fixtures: build_once(name, build) -> the built directory."""
-    return lambda name, build: built_once(tmp_path_factory, name, build)
 
 
 @pytest.fixture(scope="session")

@@ -136,10 +136,6 @@ def test_save_and_load_keep_the_character_model(tmp_path):
         assert {"char_E", "char_W", "char_b"} <= set(f.files)
 
 
-# one pytest-xdist worker runs the tests that read char_run, so it is trained once
-SHARES_CHAR_RUN = pytest.mark.xdist_group("chars_run")
-
-
 @pytest.fixture(scope="module")
 def char_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("charrun")
@@ -151,7 +147,6 @@ def char_run(tmp_path_factory) -> Path:
     return out
 
 
-@SHARES_CHAR_RUN
 def test_installed_command_trains_and_tags_with_characters_in_fresh_processes(char_run):
     config = json.loads((char_run / "model" / "config.json").read_text())
     assert config["tagger"]["chars"]["filters"] == 8
@@ -165,7 +160,6 @@ def test_installed_command_trains_and_tags_with_characters_in_fresh_processes(ch
     assert [line.split()[0] for line in outputs[0].split("\n") if line] == ["Zorblax", "visited", "Paris", "."]
 
 
-@SHARES_CHAR_RUN
 def test_parallel_character_kernel_loads_from_an_empty_cache_and_then_from_it(char_run, tmp_path):
     """fill_all_rows is parallel and cached: with a private numba cache, the first process compiles it and the
     next two load it in fresh processes; each computes the same vocabulary table."""

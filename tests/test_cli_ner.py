@@ -12,9 +12,6 @@ from typer.testing import CliRunner
 from winner.cli.app import app
 from winner.data.resources import wikigold_path
 
-# one pytest-xdist worker runs these tests: they share the module's trained run
-pytestmark = pytest.mark.xdist_group("cli_ner")
-
 FIXTURES = Path(__file__).parent / "fixtures"
 runner = CliRunner()
 

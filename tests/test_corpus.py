@@ -12,9 +12,6 @@ from winner.data.corpus import brown_sentences, brown_streams, brown_vocab, read
 from winner.data.vocab import UNK
 from winner.errors import DataFormatError, WinnerError
 
-# one pytest-xdist worker runs these tests: they share the loaded Brown streams
-pytestmark = pytest.mark.xdist_group("corpus")
-
 
 def test_read_token_stream_ignores_line_breaks(tmp_path):
     path = tmp_path / "s.txt"

@@ -146,17 +146,12 @@ def _assert_twice_same(name: str, args: list[str], stdin: str | None, env: dict[
         assert result.stdout == first, f"{name}: output differs between processes or thread settings"
 
 
-# The tests that read `models` run in one pytest-xdist worker, so it is trained once.
-SHARES_MODELS = pytest.mark.xdist_group("cross_process_models")
-
-
 @pytest.fixture(scope="module")
 def reference() -> dict[str, str]:
     """Each command's output, shared by every thread setting and cache order: they must all agree."""
     return {}
 
 
-@SHARES_MODELS
 @pytest.mark.parametrize("threads", [None, "1", "2"], ids=["threads-unset", "threads-1", "threads-2"])
 def test_inference_from_a_cache_filled_by_training(models, reference, threads):
     env = _env(models["cache"], models["root"], threads)
@@ -164,7 +159,6 @@ def test_inference_from_a_cache_filled_by_training(models, reference, threads):
         _assert_twice_same(name, args, stdin, env, reference)
 
 
-@SHARES_MODELS
 def test_inference_from_a_cache_filled_by_inference(models, reference, tmp_path):
     """The other order: on an empty cache a `tag` process compiles first, then every command runs twice over
     what it left. Outputs as from the training-filled cache."""

@@ -12,9 +12,6 @@ from pathlib import Path
 
 import pytest
 
-# one pytest-xdist worker runs the cases: no worker then waits while another builds the tiny runs
-pytestmark = pytest.mark.xdist_group("hostile")
-
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("hostile_drill", ROOT / "scripts" / "hostile_drill.py")
 drill = importlib.util.module_from_spec(_spec)
@@ -26,9 +23,10 @@ QUICK = [c for c in drill.CASES
 
 
 @pytest.fixture(scope="module")
-def runs(build_once) -> drill.Runs:
-    """The tiny trained runs, built once per session whatever the workers (cases copy them or only read them)."""
-    return drill.Runs(build_once("hostile_runs", lambda root: drill.Runs(root).build()))
+def runs(tmp_path_factory) -> drill.Runs:
+    runs = drill.Runs(tmp_path_factory.mktemp("hostile_runs"))
+    runs.build()
+    return runs
 
 
 def test_the_drill_covers_every_command_and_family():

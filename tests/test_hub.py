@@ -21,9 +21,6 @@ from winner.data.labelled import resolve_data
 from winner.data.resources import wikigold_path
 from winner.errors import WinnerError
 
-# one pytest-xdist worker runs these tests: they share the module's saved datasets
-pytestmark = pytest.mark.xdist_group("hub")
-
 runner = CliRunner()
 TINY = ["--embeddings", "none", "--hidden", "8", "--epochs", "1", "--batch-size", "16", "--quiet", "--seed", "4"]
 OFFLINE_HUB = {"HF_ENDPOINT": "https://hub.invalid"}  # never resolves, online or not

@@ -31,9 +31,6 @@ from winner.heads.lm import (
 )
 from winner.heads.settings import parse_hidden
 
-# one pytest-xdist worker runs these tests: they share the module's corpus and trained run
-pytestmark = pytest.mark.xdist_group("lm")
-
 WORDS = [UNK, "the", "cat", "sat", "on", "mat", ".", "a", "dog", "<text>"]
 
 

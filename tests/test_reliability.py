@@ -19,9 +19,6 @@ import pytest
 from winner.data.conll import scheme_violations
 from winner.data.resources import wikigold_path
 
-# one pytest-xdist worker runs these tests: they share the module's trained run
-pytestmark = pytest.mark.xdist_group("reliability")
-
 WINNER = str(Path(sys.executable).with_name("winner"))
 TINY = ["--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")), "--embeddings", "none",
         "--hidden", "16", "--batch-size", "16", "--quiet"]

@@ -19,8 +19,7 @@ from winner.heads.tagging import tag_chunk
 from winner.heads.writers import WRITERS
 
 pytest.importorskip("ray", reason='Ray is not installed: pip install -e ".[ray]" (the dev extra includes it)')
-# one pytest-xdist worker runs these tests: two local Ray clusters never start at once
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scale")]
+pytestmark = pytest.mark.slow
 
 WINNER = str(Path(sys.executable).with_name("winner"))
 runner = CliRunner()

@@ -32,9 +32,6 @@ from winner.heads.scorer import (
     train_scorer,
 )
 
-# one pytest-xdist worker runs these tests: they share the module's trained run
-pytestmark = pytest.mark.xdist_group("scorer")
-
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parents[1]
 runner = CliRunner()

@@ -16,9 +16,6 @@ import pytest
 
 from winner.cli.serve import MAX_BODY, MAX_EXPLAIN_TOKENS
 
-# one pytest-xdist worker runs these tests: they share one running server
-pytestmark = pytest.mark.xdist_group("serve")
-
 STARTUP_SECONDS = 300  # a fresh process may compile kernels on a loaded machine
 
 

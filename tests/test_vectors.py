@@ -15,9 +15,6 @@ from winner.data.embeddings import align_vectors, load_keyed_vectors
 from winner.data.resources import wikigold_path
 from winner.errors import WinnerError
 
-# one pytest-xdist worker runs these tests: they share the module's trained run and fastText model
-pytestmark = pytest.mark.xdist_group("vectors")
-
 runner = CliRunner()
 
 
