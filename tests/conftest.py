@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from winner.core import runtime
+
+# The modules that take longest (cold numba cache); pytest-xdist hands whole modules to its two workers in
+# collection order, so these go first and the short ones fill in at the end. test_hostile's tiny runs train in
+# subprocesses with a timeout, so it comes after modules that compile the training kernels into the cache.
+LONGEST_FIRST = ("test_cross_process.py", "test_api.py", "test_resume.py", "test_hostile.py", "test_chars.py",
+                 "test_scale.py", "test_sentence_loss.py", "test_embeddings.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run LONGEST_FIRST's modules first; every other module, and every module's own tests, keep their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -18,22 +33,41 @@ def core_ready() -> None:
     runtime.init()
 
 
-@pytest.fixture(scope="session")
-def small_tagger(tmp_path_factory):
-    """A tagger trained briefly on the shipped WikiGold training split (random embeddings): small, but it finds
-    names like John Smith. Trained in-process once per session for the explain, page and server tests."""
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The directory `name`, filled by `build` once per test session even when pytest-xdist runs the tests in
+    several worker processes: the first worker to need it builds it under a file lock, the others wait for it
+    and reuse it. Only for what tests read and never change (a trained run, shared inputs)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's directory, above each worker's own
+    out, done = root / name, root / f"{name}.built"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            shutil.rmtree(out, ignore_errors=True)  # a build that failed half-way is redone
+            out.mkdir()
+            build(out)
+            done.touch()
+    return out
+
+
+def _train_small_tagger(out: Path) -> None:
     from typer.testing import CliRunner
 
     from winner.cli.app import app
     from winner.data.resources import wikigold_path
 
-    out = tmp_path_factory.mktemp("small_tagger")
     result = CliRunner().invoke(app, ["ner", "train", "--train", str(wikigold_path("train")), "--dev",
                                       str(wikigold_path("dev")), "--embeddings", "none", "--hidden", "32",
                                       "--epochs", "4", "--batch-size", "16", "--seed", "0", "--quiet", "--out",
                                       str(out)])
     assert result.exit_code == 0, result.output
-    return out
+
+
+@pytest.fixture(scope="session")
+def small_tagger(tmp_path_factory):
+    """A tagger trained briefly on the shipped WikiGold training split (random embeddings): small, but it finds
+    names like John Smith. Trained in-process once per session for the explain, page, server and API tests."""
+    return built_once(tmp_path_factory, "small_tagger", _train_small_tagger)
 
 
 @contextmanager

@@ -19,7 +19,6 @@ from winner.heads.docs import pretokenized
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-TINY = ["--embeddings", "none", "--hidden", "16", "--epochs", "2", "--batch-size", "16", "--quiet"]
 # A WikiGold paragraph (test split, first document) as running text.
 PARAGRAPH = ("A Dutch-Australian is an inhabitant of Australia with full or partial Dutch ancestry, the majority of "
              "these people were part of the Dutch diaspora. The history of the Dutch and Australia began in 1605 "
@@ -28,12 +27,9 @@ PARAGRAPH = ("A Dutch-Australian is an inhabitant of Australia with full or part
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("api") / "run"
-    result = runner.invoke(app, ["ner", "train", "--train", str(wikigold_path("train")), "--dev",
-                                 str(wikigold_path("dev")), "--out", str(out), *TINY])
-    assert result.exit_code == 0, result.output
-    return out
+def run_dir(small_tagger) -> Path:
+    """The session's small tagger (trained on WikiGold train): these tests only read it."""
+    return small_tagger
 
 
 @pytest.fixture(scope="module")

@@ -85,10 +85,14 @@ def _tiny_inputs(root: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    return _tiny_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, inputs) -> dict[str, Path]:
     """Tiny tagger, scorer and LM trained in ONE subprocess that fills a private numba cache."""
-    root = tmp_path_factory.mktemp("cross")
-    paths = _tiny_inputs(root)
+    root, paths = tmp_path_factory.mktemp("cross"), inputs
     # The whole dev split is large enough for the tagger's evaluation to take the first-layer lookup path, so
     # the plain forward kernels are first compiled by an inference process, over parallel kernels that
     # training compiled: the order in which the cache first crashed.
@@ -108,14 +112,20 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {**runs, **paths, "root": root, "cache": root / "numba-cache"}
 
 
-def _inference_commands(m: dict[str, Path]) -> dict[str, tuple[list[str], str | None]]:
-    text_file = m["root"] / "sentences.txt"
+def _tagger_commands(tagger: str, small: Path, work: Path) -> dict[str, tuple[list[str], str | None]]:
+    text_file = work / "sentences.txt"
     text_file.write_text(SENTENCE, encoding="utf-8")
-    tagger, scorer, lm = str(m["tagger"]), str(m["scorer"]), str(m["lm"])
     return {
         "ner tag text stdin": ([WINNER, "ner", "tag", tagger, "-"], SENTENCE),
         "ner tag json file": ([WINNER, "ner", "tag", tagger, str(text_file), "--format", "json"], None),
-        "ner evaluate": ([WINNER, "ner", "evaluate", tagger, "--data", str(m["small"]), "--json"], None),
+        "ner evaluate": ([WINNER, "ner", "evaluate", tagger, "--data", str(small), "--json"], None),
+    }
+
+
+def _inference_commands(m: dict[str, Path]) -> dict[str, tuple[list[str], str | None]]:
+    tagger, scorer, lm = str(m["tagger"]), str(m["scorer"]), str(m["lm"])
+    return {
+        **_tagger_commands(tagger, m["small"], m["root"]),
         "score windows": ([WINNER, "score", "windows", scorer, "Not all museums in Paris are amazing"], None),
         "score evaluate": ([WINNER, "score", "evaluate", scorer, "--data", str(m["small"]), "--json"], None),
         "lm generate": ([WINNER, "lm", "generate", lm, "--prompt", "the jury said", "-n", "12", "--seed", "1"], None),
@@ -163,19 +173,19 @@ def test_inference_from_a_cache_filled_by_inference(models, reference, tmp_path)
         assert fresh[name] == reference[name], f"{name}: output differs with a cache filled by inference"
 
 
-def test_readme_path_train_then_tag_twice(models, tmp_path):
+def test_readme_path_train_then_tag_twice(inputs, tmp_path):
     """The README's path on its own cache: `ner train` in one process, then `ner tag` in two more. Training
     compiles the parallel kernels; the first `tag` compiles the plain forward pass over them; the second
     loads that from the cache (the run that crashed)."""
     env = _env(tmp_path / "numba-cache", tmp_path, None)
     run = tmp_path / "tagger"
     train = _run([WINNER, "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("dev")),
-                  "--embeddings", str(models["vectors"]), "--epochs", "1", "--quiet", "--out", str(run)], env)
+                  "--embeddings", str(inputs["vectors"]), "--epochs", "1", "--quiet", "--out", str(run)], env)
     assert train.returncode == 0, train.stderr[-3000:]
     outputs: dict[str, str] = {}
+    commands = _tagger_commands(str(run), inputs["small"], tmp_path)
     for name in ("ner tag text stdin", "ner evaluate"):
-        args, stdin = _inference_commands(models)[name]
-        args = [str(run) if a == str(models["tagger"]) else a for a in args]
+        args, stdin = commands[name]
         _assert_twice_same(name, args, stdin, env, outputs)
 
 
