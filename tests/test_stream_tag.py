@@ -65,6 +65,24 @@ def test_chunks_cut_on_sentence_boundaries(corpus, chunk_bytes):
     assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
+def test_the_input_tail_is_cut_into_smaller_chunks(tmp_path):
+    """A chunk starting within the last tail_bytes of all the input (across files) is TAIL_SPLIT times smaller;
+    every byte is in exactly one chunk, in order."""
+    line = b"one two three four five six seven eight nine\n"  # 46 bytes
+    for name, lines in (("a.txt", 100), ("b.txt", 60)):
+        (tmp_path / name).write_bytes(line * lines)
+    sources = resolve_sources([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], "text")
+    chunks = plan_chunks(sources, 20 * len(line), tail_bytes=50 * len(line))
+    sizes = [(c.source, (c.end - c.start) // len(line)) for c in chunks]
+    assert sizes == [(0, 20)] * 5 + [(1, 20)] + [(1, 5)] * 8
+    for k, source in enumerate(sources):
+        mine = [c for c in chunks if c.source == k]
+        assert mine[0].start == 0 and mine[-1].end == Path(source.path).stat().st_size
+        assert all(a.end == b.start for a, b in zip(mine, mine[1:], strict=False))
+    assert plan_chunks(sources, 20 * len(line)) == plan_chunks(sources, 20 * len(line), tail_bytes=0)
+    assert len(plan_chunks(sources, 20 * len(line))) == 5 + 3
+
+
 def test_conll_boundary_is_after_a_blank_line():
     data = b"A O\nB O\n\nC O\n\n\nD O\n"
     f = io.BytesIO(data)
@@ -134,10 +152,16 @@ def test_tag_errors_are_one_line(tiny_tagger, tmp_path):
 
 
 def test_without_ray_workers_name_the_extra(tiny_tagger, tmp_path):
-    fake = tmp_path / "noray" / "ray"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('ray is not installed')\n")
-    env = {**os.environ, "PYTHONPATH": str(fake.parent)}
+    hide = tmp_path / "noray"  # an import hook that makes Ray unfindable, as in an environment without it
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class NoRay:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'ray':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoRay())\n")
+    env = {**os.environ, "PYTHONPATH": str(hide)}
     src = tmp_path / "s.txt"
     src.write_text(TEXT)
     r = subprocess.run([WINNER, "ner", "tag", str(tiny_tagger), str(src), "--workers", "2", "-o", str(tmp_path / "o")],

@@ -235,9 +235,16 @@ def boundary(f: BinaryIO, target: int, fmt: str) -> int:
             return start
 
 
-def plan_chunks(sources: list[Source], chunk_bytes: int) -> list[Chunk]:
-    """Cut every input into pieces of about `chunk_bytes`, on sentence boundaries, in input order."""
+TAIL_SPLIT = 4  # the input's tail is cut into pieces this many times smaller
+
+
+def plan_chunks(sources: list[Source], chunk_bytes: int, tail_bytes: int = 0) -> list[Chunk]:
+    """Cut every input into pieces of about `chunk_bytes`, on sentence boundaries, in input order; the last
+    `tail_bytes` of all the (uncompressed) input into pieces TAIL_SPLIT times smaller, so that workers taking
+    chunks from a queue run out of work at nearly the same moment."""
     chunks: list[Chunk] = []
+    plain = [os.path.getsize(s.path) for s in sources if s.path != STDIN and Path(s.path).is_file() and not s.gzipped]
+    total, offset = sum(plain), 0
     for k, source in enumerate(sources):
         if source.path == STDIN or not Path(source.path).is_file():
             raise WinnerError(f"{source.path}: standard input or a pipe cannot be split into chunks: pass files")
@@ -245,11 +252,23 @@ def plan_chunks(sources: list[Source], chunk_bytes: int) -> list[Chunk]:
             chunks.append(Chunk(len(chunks), k, 0, -1))
             continue
         size = os.path.getsize(source.path)
+        targets = _chunk_targets(size, total - offset, chunk_bytes, tail_bytes)
         with open(source.path, "rb") as f:
-            cuts = sorted({0, size, *(boundary(f, t, source.format) for t in range(chunk_bytes, size, chunk_bytes))})
+            cuts = sorted({0, size, *(boundary(f, t, source.format) for t in targets)})
         base = len(chunks)
         chunks.extend(Chunk(base + i, k, a, b) for i, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False)))
+        offset += size
     return chunks
+
+
+def _chunk_targets(size: int, left: int, chunk_bytes: int, tail_bytes: int) -> Iterator[int]:
+    """Byte offsets to cut a file of `size` bytes at, `left` bytes of input remaining from its start."""
+    t = 0
+    while True:
+        t += chunk_bytes if left - t > tail_bytes else max(1, chunk_bytes // TAIL_SPLIT)
+        if t >= size:
+            return
+        yield t
 
 
 def read_chunk(source: Source, chunk: Chunk) -> bytes:

@@ -29,7 +29,7 @@ from winner.core.atomic import open_atomic, write_text_atomic
 from winner.core.console import console
 from winner.errors import WinnerError
 from winner.heads.settings import settings_fields
-from winner.scale.cluster import connect, import_ray, threads_per_worker
+from winner.scale.cluster import connect, require_ray, threads_per_worker
 
 # The dev metric each head's training loop writes to metrics.jsonl, and which way is better.
 HEAD_METRICS = {"ner": ("dev F1", "max"), "score": ("dev F1", "max"), "lm": ("valid perplexity", "min")}
@@ -149,12 +149,12 @@ def search_space(grid: dict[str, list[str]], ranges: dict[str, RandomRange]) -> 
 def run_sweep(pipeline: Path, grid: dict[str, list[str]], ranges: dict[str, RandomRange], samples: int,
               workers: int | None, address: str | None, out: Path, seed: int = 0) -> list[dict]:
     """Run (or resume) the sweep; write the table and best.toml; return the rows, best first."""
-    import_ray()
+    require_ray()
     if not grid and not ranges:
         raise WinnerError("nothing to sweep: give --grid KEY=V1,V2 or --random KEY=LO:HI")
     load_pipeline(pipeline, {k: v[0] for k, v in grid.items()} | {k: as_text(r.lo) for k, r in ranges.items()})
     metric, mode = HEAD_METRICS[train_head(pipeline)]
-    ray, cpus = connect(address, workers)
+    ray, cpus, _ = connect(address, workers)
     n_parallel = workers or cpus
     threads = threads_per_worker(cpus, n_parallel)
     out = out.resolve()

@@ -19,20 +19,23 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
+from types import ModuleType
 
-from winner.core.atomic import open_atomic, write_text_atomic
 from winner.core import runtime
+from winner.core.atomic import open_atomic, write_text_atomic
 from winner.core.console import console, progress_bar
 from winner.data.stream import STDIN, Chunk, Source, plan_chunks, read_chunk
 from winner.errors import WinnerError
 from winner.heads.model_io import resolve_model_dir
 from winner.heads.tagger import Tagger
 from winner.heads.tagging import TagCounts, tag_chunk, writer_class
-from winner.scale.cluster import connect, import_ray, threads_per_worker
+from winner.scale.cluster import connect, require_ray, threads_per_worker
 
 IN_FLIGHT_PER_WORKER = 2
+TAIL_CHUNKS = 2  # the input's last TAIL_CHUNKS chunks' worth of bytes is cut smaller (plan_chunks' tail)
 DRIVER = "driver"  # the node name the driver's own chunks are counted under
 
 
@@ -105,6 +108,11 @@ class DriverTagging(threading.Thread):
             self.error = e
 
 
+def plan(sources: list[Source], chunk_bytes: int) -> list[Chunk]:
+    """The chunks of a run: `chunk_bytes` pieces, the last TAIL_CHUNKS pieces' worth cut smaller."""
+    return plan_chunks(sources, chunk_bytes, tail_bytes=TAIL_CHUNKS * chunk_bytes)
+
+
 def parts_dir(out: str) -> Path:
     p = Path(out)
     return p.with_name(f".{p.name}.parts")
@@ -145,26 +153,37 @@ def tag_on_ray(model_dir: str | Path, sources: list[Source], out: str, output_fo
     t0 = time.perf_counter()
     if out == STDIN:
         raise WinnerError("--workers needs --out FILE: finished chunks are kept beside it so that a re-run resumes")
-    import_ray()  # before any work: without Ray, a one-line error naming the extra
+    require_ray()  # before any work: without Ray, a one-line error naming the extra
     writer = writer_class(output_format)
     model = resolve_model_dir(model_dir)
-    chunks = plan_chunks(sources, chunk_bytes)
+    chunks = plan(sources, chunk_bytes)
     parts = parts_dir(out)
     _prepare_parts(parts, _manifest(model, sources, chunks, output_format))
     todo = [c for c in chunks if not _done_path(parts, c.index).is_file()]
     if not quiet:
         console.print(f"{len(chunks)} chunks, {len(chunks) - len(todo)} already done, {len(todo)} to tag")
     nodes: Counter[str] = Counter()
+    ray_started: ModuleType | None = None
     if todo:
-        nodes = _run_chunks(model, sources, todo, parts, output_format, workers, address, quiet,
-                            driver_tags and address is None)
-    counts = TagCounts()
-    with open_atomic(out) as f:
-        writer.join(_bodies(parts, chunks, writer.suffix, counts), f)
+        nodes, ray_started = _run_chunks(model, sources, todo, parts, output_format, workers, address, quiet,
+                                         driver_tags and address is None)
+    with ThreadPoolExecutor(1, thread_name_prefix="winner-join") as pool:
+        joined = pool.submit(_join, out, writer, parts, chunks)
+        if ray_started is not None:
+            ray_started.shutdown()  # while the parts are joined; Ray's exit hook would first sleep half a second
+        counts = joined.result()
     shutil.rmtree(parts)
     counts.seconds = time.perf_counter() - t0
     if not quiet and nodes:
         console.print("chunks per node: " + ", ".join(f"{n[:12]} {k}" for n, k in sorted(nodes.items())))
+    return counts
+
+
+def _join(out: str, writer, parts: Path, chunks: list[Chunk]) -> TagCounts:
+    """Write the chunks' bodies into `out` in input order, atomically; returns the counts of the whole output."""
+    counts = TagCounts()
+    with open_atomic(out) as f:
+        writer.join(_bodies(parts, chunks, writer.suffix, counts), f)
     return counts
 
 
@@ -176,15 +195,17 @@ def _bodies(parts: Path, chunks: list[Chunk], suffix: str, counts: TagCounts):
 
 
 def _run_chunks(model: Path, sources: list[Source], todo: list[Chunk], parts: Path, output_format: str,
-                workers: int | None, address: str | None, quiet: bool, driver_tags: bool) -> Counter[str]:
+                workers: int | None, address: str | None, quiet: bool, driver_tags: bool
+                ) -> tuple[Counter[str], ModuleType | None]:
     """Tag the chunks in `todo` on Ray actors (and, if driver_tags, in the driver until the actors are ready),
-    saving each as it arrives; returns chunks done per node."""
+    saving each as it arrives; returns chunks done per node, and Ray if this call started it (else None)."""
     queue, lock = deque(todo), threading.Lock()
     driver = DriverTagging(model, sources, queue, lock, parts, output_format) if driver_tags else None
     if driver is not None:
         driver.start()
     try:
-        nodes = _run_on_workers(model, sources, queue, lock, driver, parts, output_format, workers, address, quiet)
+        nodes, ray_started = _run_on_workers(model, sources, queue, lock, driver, parts, output_format, workers,
+                                             address, quiet)
     finally:
         if driver is not None:
             driver.stop()
@@ -194,17 +215,18 @@ def _run_chunks(model: Path, sources: list[Source], todo: list[Chunk], parts: Pa
             raise driver.error
         if driver.done:
             nodes[DRIVER] += driver.done
-    return nodes
+    return nodes, ray_started
 
 
 def _run_on_workers(model: Path, sources: list[Source], queue: deque, lock: threading.Lock,
                     driver: DriverTagging | None, parts: Path, output_format: str, workers: int | None,
-                    address: str | None, quiet: bool) -> Counter[str]:
-    ray, cpus = connect(address, workers)
+                    address: str | None, quiet: bool) -> tuple[Counter[str], ModuleType | None]:
+    ray, cpus, started = connect(address, workers)
+    ray_started = ray if started else None
     with lock:
         left = len(queue)
     if left == 0:  # the driver took every chunk while Ray started
-        return Counter()
+        return Counter(), ray_started
     n_workers = min(workers or cpus, left)
     threads = threads_per_worker(cpus, n_workers)
     files = ray.put({f.name: f.read_bytes() for f in model.iterdir() if f.is_file()})
@@ -240,7 +262,7 @@ def _run_on_workers(model: Path, sources: list[Source], queue: deque, lock: thre
             nodes[result["node"]] += 1
             step(1)
             submit(worker)
-    return nodes
+    return nodes, ray_started
 
 
 def _result(ray, ref) -> dict:
