@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from winner.cli.app import app
 from winner.core import bench_classes, classes
+from winner.heads.settings import LMSettings
 
 runner = CliRunner()
 
@@ -53,3 +54,10 @@ def test_bench_reports_factored_rows_and_the_epoch_time_ratio(tmp_path):
     assert all(r["winner"] > 0 for r in report["rows"])
     ratio = report["checks"]["lm epoch time, full softmax / factored output (batch 128, 1 thread)"]
     assert ratio.endswith("x") and float(ratio[:-1]) > 1.0
+
+
+def test_the_bench_model_is_the_default_lm():
+    """The factored rows time `winner lm train`'s default network, so the bench follows the defaults."""
+    d, s = bench_classes.DEFAULT, LMSettings()
+    assert (d["positions"], d["embed"], (d["hidden"],), d["classes"], d["batch"]) == \
+        (s.context, s.embed_dim, s.hidden, s.classes, s.batch_size)

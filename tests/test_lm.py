@@ -454,6 +454,6 @@ def test_brown_pipeline_file_parses():
     name, out, steps = load_pipeline(path, {"seed": "3"})
     assert [k for k, _ in steps] == ["lm train", "lm train", "lm ngram", "lm perplexity", "lm perplexity",
                                      "lm perplexity", "lm generate"]
-    assert steps[0][1]["seed"] == steps[1][1]["seed"] == 3 and steps[1][1]["into"] == "context4"
-    assert steps[5][1]["models"] == [".", "context4", "ngram"]
+    assert steps[0][1]["seed"] == steps[1][1]["seed"] == 3 and steps[1][1]["into"] == "context8"
+    assert steps[5][1]["models"] == [".", "context8", "ngram"]
     assert out.name == "brown_lm_seed3"

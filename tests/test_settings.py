@@ -47,7 +47,9 @@ OLD_DEFAULTS = {
         "quiet": False, "overwrite": False, "keep_checkpoint": False},
 }
 OLD_HIDDEN_SIZES = {NERSettings: (300,), ScoreSettings: (300,), LMSettings: (200,)}
-# Settings added since then: the tagger's character windows.
+# Settings added or retuned since then: the tagger's character windows; the LM's context and epochs (issue 14,
+# chosen on valid perplexity).
+OLD_DEFAULTS[LMSettings].update({"context": 16, "epochs": 8})
 OLD_DEFAULTS[NERSettings].update({"char_filters": 50, "char_dim": 25, "char_width": 3, "loss": "word",
                                   "context_code": "none", "forget": 0.7})
 
@@ -103,6 +105,7 @@ OLD_OPTIONS = {
         "overwrite": ("--overwrite --no-overwrite", False, ""),
         "keep_checkpoint": ("--keep-checkpoint --no-keep-checkpoint", False, ""), "quiet": ("--quiet -q", False, "")},
 }
+OLD_OPTIONS["lm"].update({"context": ("--context", 16, "1.."), "epochs": ("--epochs", 8, "1..")})
 OLD_OPTIONS["ner"].update({"char_filters": ("--char-filters", 50, "0.."), "char_dim": ("--char-dim", 25, "1.."),
                            "char_width": ("--char-width", 3, "1.."), "loss": ("--loss", "word", ""),
                            "context_code": ("--context-code", "none", ""), "forget": ("--forget", 0.7, "0.0..1.0")})
@@ -269,7 +272,7 @@ def test_set_applies_to_every_train_step_that_has_the_setting():
                                   {"seed": "5", "hidden": "400,100", "word_noise": "0.1"})
     options = dict(steps[:1] + steps[2:])
     assert options["lm train"] == {"corpus": "brown", "seed": 5, "hidden": (400, 100), "word_noise": 0.1}
-    assert steps[1][1] == {**options["lm train"], "context": 4, "into": "context4"}
+    assert steps[1][1] == {**options["lm train"], "context": 8, "into": "context8"}
     assert options["lm generate"]["seed"] == "1"  # not a train step: its own seed
     assert out.name == "brown_lm_seed5"  # and the variable
 

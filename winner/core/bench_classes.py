@@ -1,6 +1,6 @@
 """Benchmark rows of the class-factored LM output (core/classes.py) against a PyTorch reference of the same model.
 
-The model is `winner lm train --output classes` at its default sizes (|V| 16,493, context 5, embed 100, hidden
+The model is `winner lm train --output classes` at its default sizes (|V| 16,493, context 16, embed 100, hidden
 200 tanh, no direct connections, frequency-binned classes), trained with lazy Adam on Zipf-distributed ids. The
 PyTorch reference computes the same factored loss the usual way (nn.AdaptiveLogSoftmaxWithLoss's way: one
 product per class present in the batch) with the word output rows in sparse embeddings, so SparseAdam updates
@@ -20,7 +20,7 @@ from winner.core.bench_common import Report, Row, median_rate, set_all_threads, 
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
 
-DEFAULT = dict(vocab=16_493, embed=100, positions=5, hidden=200, classes=512, batch=128)  # `winner lm train`'s
+DEFAULT = dict(vocab=16_493, embed=100, positions=16, hidden=200, classes=512, batch=128)  # `winner lm train`'s
 ADAM_LR = 1e-3
 
 

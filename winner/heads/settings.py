@@ -199,7 +199,7 @@ class LMSettings(Settings):
                                           "rest is <unk>.", group="io", min=1, shown_default="2")
     max_vocab: int | None = setting(None, "Plain-text corpora: at most this many words (with <unk>).", group="io",
                                     min=2, shown_default="no limit")
-    context: int = setting(5, "Words of history, n-1.", group="model", min=1)
+    context: int = setting(16, "Words of history, n-1.", group="model", min=1)
     embed_dim: int = setting(100, "Word embedding size m.", group="model", min=1)
     hidden: tuple[int, ...] = setting((200,), "Hidden layer size h, or sizes like 400,100; 0 = no hidden layer (the "
                                               "output then reads the embeddings directly).", group="model", min=1,
@@ -211,7 +211,7 @@ class LMSettings(Settings):
                                      "times cheaper).", group="model", choices=("full", "classes"))
     classes: int = setting(512, "With --output classes: the number of frequency bins asked for (empty bins are "
                                 "dropped: Brown gets 312 classes for 512); 0 = round(sqrt|V|).", group="model", min=0)
-    epochs: int = like(Settings, "epochs", default=6)
+    epochs: int = like(Settings, "epochs", default=8)
     patience: int = like(Settings, "patience", default=3, help="Stop after this many epochs without a better valid "
                                                                 "perplexity.")
     batch_size: int = like(Settings, "batch_size", default=128, help="Windows (predicted tokens) per update.")
