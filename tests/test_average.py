@@ -15,7 +15,7 @@ from winner.core.chars import CharOptimizer, CharWindowMLP
 from winner.core.gradcheck import tiny_windows
 from winner.core.loop import CHUNK, LoopSettings, Metric, TrainData, WindowTraining, fit, train_windows_epoch
 from winner.core.mlp import MLPConfig
-from winner.core.optim import AVERAGE_SNAPSHOTS, Optimizer
+from winner.core.optim import Optimizer
 from winner.data.resources import wikigold_path
 from winner.data.vocab import Vocab
 from winner.heads.characters import CharSpec, attach_words
