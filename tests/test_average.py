@@ -1,22 +1,19 @@
 """A moving average of the weights (`--average`, every head): at 0 it changes nothing; on, the average is what
 is evaluated and kept; the stretches it splits training into change no step; its counter for steps taken outside
-the fused loop; and a tagger run with it resumes to the same bits."""
+the fused loop. (A tagger run with it resumes to the same bits: tests/test_chars.py.)"""
 
 from __future__ import annotations
 
 import copy
 import math
-import subprocess
 
 import numpy as np
-import pytest
 
 from winner.core.chars import CharOptimizer, CharWindowMLP
 from winner.core.gradcheck import tiny_windows
 from winner.core.loop import CHUNK, LoopSettings, Metric, TrainData, WindowTraining, fit, train_windows_epoch
 from winner.core.mlp import MLPConfig
 from winner.core.optim import Optimizer
-from winner.data.resources import wikigold_path
 from winner.data.vocab import Vocab
 from winner.heads.characters import CharSpec, attach_words
 
@@ -129,25 +126,3 @@ def test_steps_outside_the_fused_loop_move_the_average_every_eighth_time_constan
             np.testing.assert_allclose(opt.averaged()["theta"], (1 - rate) * before["theta"] + rate * model.theta,
                                        rtol=1e-12)
     assert set(opt.averaged()) == {"theta", "E", "F", "char_theta"}
-
-
-@pytest.mark.parametrize("loss", ["word", "sentence"])
-def test_an_averaged_tagger_resumed_after_epoch_1_ends_with_the_same_bits(loss, tmp_path):
-    """The checkpoint holds the average (and its counter, for the sentence-level loss's steps)."""
-    args = ["winner", "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
-            "--embeddings", "none", "--hidden", "16", "--char-filters", "8", "--char-dim", "5", "--quiet",
-            "--keep-checkpoint", "--average", "0.3", "--loss", loss]
-    runs = {"whole": [["--epochs", "2"]], "resumed": [["--epochs", "1"], ["--epochs", "2", "--resume"]]}
-    for name, steps in runs.items():
-        for extra in steps:
-            result = subprocess.run([*args, *extra, "--out", str(tmp_path / name)], capture_output=True, text=True,
-                                    timeout=1800)
-            assert result.returncode == 0, result.stderr
-    for file in ("checkpoint/params.npz", "checkpoint/optimizer.npz", "model/params.npz"):
-        with np.load(tmp_path / "whole" / file, allow_pickle=False) as a, \
-                np.load(tmp_path / "resumed" / file, allow_pickle=False) as b:
-            assert set(a.files) == set(b.files)
-            if file.endswith("optimizer.npz"):
-                assert {"avg_theta", "avg_E", "avg_F", "avg_char_theta"} <= set(a.files)
-            for name in a.files:
-                assert np.array_equal(a[name], b[name]), (file, name)
