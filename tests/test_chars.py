@@ -174,20 +174,27 @@ def test_parallel_character_kernel_loads_from_an_empty_cache_and_then_from_it(ch
     assert any((tmp_path / "numba-cache").rglob("chars.fill_all_rows*.nbi"))
 
 
-def test_resume_with_characters_gives_the_same_bits(tmp_path):
+@pytest.mark.parametrize("options", [(), ("--average", "0.3"), ("--average", "0.3", "--loss", "sentence")],
+                         ids=["plain", "averaged", "averaged-sentence"])
+def test_resume_with_characters_gives_the_same_bits(options, tmp_path):
     """A run stopped after epoch 1 and resumed ends where an unbroken run does, character parameters and their
-    Adam moments included (the checkpoint holds them as the model's arrays and the optimiser's state)."""
+    Adam moments included (the checkpoint holds them as the model's arrays and the optimiser's state), and with
+    --average the average of every parameter (and, for steps outside the fused loop, its window counter)."""
     args = ["winner", "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
             "--embeddings", "none", "--hidden", "16", "--char-filters", "8", "--char-dim", "5", "--quiet",
-            "--keep-checkpoint"]
+            "--keep-checkpoint", *options]
     runs = {"whole": [["--epochs", "2"]], "resumed": [["--epochs", "1"], ["--epochs", "2", "--resume"]]}
     for name, steps in runs.items():
         for extra in steps:
             result = subprocess.run([*args, *extra, "--out", str(tmp_path / name)], capture_output=True, text=True,
                                     timeout=1800)
             assert result.returncode == 0, result.stderr
-    with np.load(tmp_path / "whole" / "checkpoint" / "params.npz", allow_pickle=False) as a, \
-            np.load(tmp_path / "resumed" / "checkpoint" / "params.npz", allow_pickle=False) as b:
-        assert {"char_E", "char_W", "char_b"} <= set(a.files)
-        for name in a.files:
-            assert np.array_equal(a[name], b[name]), name
+    for file in ("checkpoint/params.npz", "checkpoint/optimizer.npz", "model/params.npz"):
+        with np.load(tmp_path / "whole" / file, allow_pickle=False) as a, \
+                np.load(tmp_path / "resumed" / file, allow_pickle=False) as b:
+            assert set(a.files) == set(b.files)
+            expected = {"params": {"char_E", "char_W", "char_b"},
+                        "optimizer": {"avg_theta", "avg_E", "avg_F", "avg_char_theta"} if options else {"char_m"}}
+            assert expected[Path(file).stem] <= set(a.files)
+            for name in a.files:
+                assert np.array_equal(a[name], b[name]), (file, name)

@@ -262,6 +262,18 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert epochs == [1, 2] and summary["epochs_run"] == 2
 
 
+def test_with_average_the_kept_scorer_is_the_averaged_weights(tmp_path):
+    """--average: the model kept after epoch 1 is the optimiser's average (the checkpoint's), not the last
+    iterate; the average moved every eighth of its time constant (count_windows), so it differs from it."""
+    train_scorer(_settings(tmp_path, epochs=1, keep_checkpoint=True, average=0.5))
+    model = Scorer.load(tmp_path / "model").model
+    with np.load(tmp_path / "checkpoint" / "optimizer.npz") as opt, \
+            np.load(tmp_path / "checkpoint" / "params.npz") as raw:
+        np.testing.assert_array_equal(model.theta, opt["avg_theta"])
+        np.testing.assert_array_equal(model.E, opt["avg_E"])
+        assert not np.array_equal(model.E, raw["E"])
+
+
 # ---------------------------------------------------------------- command line and pipeline
 
 

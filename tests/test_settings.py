@@ -109,6 +109,9 @@ OLD_OPTIONS["lm"].update({"context": ("--context", 16, "1.."), "epochs": ("--epo
 OLD_OPTIONS["ner"].update({"char_filters": ("--char-filters", 50, "0.."), "char_dim": ("--char-dim", 25, "1.."),
                            "char_width": ("--char-width", 3, "1.."), "loss": ("--loss", "word", ""),
                            "context_code": ("--context-code", "none", ""), "forget": ("--forget", 0.7, "0.0..1.0")})
+# Settings added since then: the weight average, the LM's before, now shared (off by default for the others).
+OLD_DEFAULTS[NERSettings]["average"] = OLD_DEFAULTS[ScoreSettings]["average"] = 0.0
+OLD_OPTIONS["ner"]["average"] = OLD_OPTIONS["score"]["average"] = ("--average", 0.0, "0.0..")
 TRAINERS = {"ner": ("winner.heads.ner", "train_tagger"), "score": ("winner.heads.scorer", "train_scorer"),
             "lm": ("winner.heads.lm", "train_lm")}
 

@@ -304,6 +304,9 @@ class CharWindowMLP(WindowMLP):
     def params(self) -> dict[str, np.ndarray]:
         return {**super().params, **self._char_views}
 
+    def flat_params(self) -> dict[str, np.ndarray]:
+        return {**super().flat_params(), "char_theta": self.char_theta}
+
     def set_params(self, arrays: dict[str, np.ndarray]) -> None:
         super().set_params(arrays)
         self.set_char_params(arrays)

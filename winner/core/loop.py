@@ -11,11 +11,12 @@ all of it and cuts `metrics.jsonl` back to the checkpoint's epochs, so every epo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -150,9 +151,10 @@ def train_windows_epoch(model: WindowMLP, optimizer: Optimizer, data: TrainData,
     batch = min(batch, n)  # a batch larger than the data is the data: the same updates, no outsized buffers
     order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
     total = 0.0
+    chunk = optimizer.average_stride(batch, CHUNK)
     with progress_bar(f"epoch {epoch}", n, quiet) as advance:
-        for s in range(0, n, CHUNK):
-            e = min(s + CHUNK, n)
+        for s in range(0, n, chunk):
+            e = min(s + chunk, n)
             total += optimizer.train_batches(model, data.ids, data.feats, data.targets, order, s, e, batch, seed)
             if not math.isfinite(total):
                 break
@@ -168,6 +170,25 @@ def warm_up_windows(model: WindowMLP, optimizer: Optimizer, data: TrainData, bat
                       min(batch, k), 0)
 
 
+class KeptWeights:
+    """The weights a trainee evaluates, the optimiser's average if it keeps one (else the model's own), and
+    saves when they scored best: evaluate inside `evaluating`, save inside `saving`."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    @contextlib.contextmanager
+    def evaluating(self, model: WindowMLP, optimizer: Optimizer) -> Iterator[None]:
+        averaged = optimizer.averaged()
+        with model.use_params(averaged):
+            yield
+            # as evaluation left them (a head may refresh derived columns, e.g. the words' character vectors)
+            self.arrays = {k: a.copy() for k, a in model.flat_params().items()} if averaged else {}
+
+    def saving(self, model: WindowMLP) -> contextlib.AbstractContextManager:
+        return model.use_params(self.arrays)
+
+
 @dataclass
 class WindowTraining:
     """The plain Trainee: shuffled windows with one target each, a dev score from a callback."""
@@ -180,6 +201,7 @@ class WindowTraining:
     save_best_fn: Callable[[LoopState], None]
     batch_size: int = 32
     seed: int = 0
+    kept: KeptWeights = field(default_factory=KeptWeights)
 
     @property
     def chance_loss(self) -> float | None:
@@ -193,13 +215,15 @@ class WindowTraining:
         return train_windows_epoch(self.model, self.optimizer, self.data, self.batch_size, self.seed, epoch, quiet)
 
     def evaluate(self) -> tuple[float, dict]:
-        return self.evaluate_fn(), {}
+        with self.kept.evaluating(self.model, self.optimizer):
+            return self.evaluate_fn(), {}
 
     def after_evaluation(self, epoch: int, improved: bool) -> None:
         pass
 
     def save_best(self, state: LoopState) -> None:
-        self.save_best_fn(state)
+        with self.kept.saving(self.model):
+            self.save_best_fn(state)
 
     def state_dict(self) -> dict:
         return {}

@@ -215,6 +215,11 @@ class WindowMLP:
         """Name -> array (views: writing into them changes the model)."""
         return {"E": self.E, "F": self.F, **self._views}
 
+    def flat_params(self) -> dict[str, np.ndarray]:
+        """Every parameter once, as the model's own contiguous arrays (`params` are views into them): what an
+        average of the weights keeps and `use_params` swaps."""
+        return {"theta": self.theta, "E": self.E, "F": self.F}
+
     def set_params(self, arrays: dict[str, np.ndarray]) -> None:
         """Copy named arrays into the model, checking every shape against the config."""
         for name in self.config.param_shapes():
@@ -502,9 +507,9 @@ class WindowMLP:
 
     @contextlib.contextmanager
     def use_params(self, arrays: dict[str, np.ndarray]) -> Iterator[None]:
-        """Inside: `arrays` ("theta", "E", "F": any of them) in place of the model's own (e.g. an average),
-        copied in and the originals put back after."""
-        own = {"theta": self.theta, "E": self.E, "F": self.F}
+        """Inside: `arrays` (any of flat_params' names) in place of the model's own (e.g. an average), copied in
+        and the originals put back after."""
+        own = self.flat_params()
         saved = {name: own[name].copy() for name in arrays}
         for name, value in arrays.items():
             own[name][...] = value

@@ -21,6 +21,7 @@ OPTIMIZERS = {"sgd": updates.OPT_SGD, "adam": updates.OPT_ADAM}
 # 128 on, not at 32), and a split stalls badly when the other core is busy. A language model's 5.6M weights pass
 # it from batch 4 on. Results do not depend on it (BLAS splits output blocks, never a sum).
 SPLIT_WORK = 128 * 150_000
+AVERAGE_SNAPSHOTS = 8  # the weight average moves at least this often per time constant
 
 
 @dataclass
@@ -36,9 +37,11 @@ class Optimizer:
     beta2: float = 0.999
     eps: float = 1e-8
     update_embeddings: bool = True
-    # Polyak averaging (EMA form): the time constant, in windows, of a moving average of theta and E kept in
-    # `state` (so checkpoints hold it); 0 = none. Adam at a useful rate leaves the weights jittering around a
-    # good point; the average of recent iterates sits closer to it. Evaluate with model.use_params(averaged()).
+    # Polyak averaging (EMA form): the time constant, in windows, of a moving average of the weights (every
+    # array of model.flat_params()) kept in `state` (so checkpoints hold it); 0 = none. Adam at a useful rate
+    # leaves the weights jittering around a good point; the average of recent iterates sits closer to it.
+    # Evaluate with model.use_params(averaged()). It moves after each stretch of train_batches, or (via
+    # count_windows) every so many windows of steps taken outside it.
     average_windows: float = 0.0
     steps: int = 0
     state: dict[str, np.ndarray] = field(default_factory=dict)
@@ -51,15 +54,15 @@ class Optimizer:
 
     def _state(self, model: WindowMLP) -> dict[str, np.ndarray]:
         """Adam's moments (allocated on first use); tiny placeholders for SGD."""
-        if not self.state:
+        if "m" not in self.state:  # the state may already hold the average's counter
             if self.name == "adam":
-                self.state = {k: np.zeros_like(a) for k, a in
-                              (("m", model.theta), ("v", model.theta), ("mE", model.E), ("vE", model.E),
-                               ("mF", model.F), ("vF", model.F))}
+                self.state |= {k: np.zeros_like(a) for k, a in
+                               (("m", model.theta), ("v", model.theta), ("mE", model.E), ("vE", model.E),
+                                ("mF", model.F), ("vF", model.F))}
             else:
                 z1 = np.zeros(1, model.dtype)
                 z2 = np.zeros((1, 1), model.dtype)
-                self.state = {"m": z1, "v": z1, "mE": z2, "vE": z2, "mF": z2, "vF": z2}
+                self.state |= {"m": z1, "v": z1, "mE": z2, "vE": z2, "mF": z2, "vF": z2}
         return self.state
 
     def step(self, model: WindowMLP, grads: SparseGrads) -> None:
@@ -98,19 +101,40 @@ class Optimizer:
             self._update_average(model, stop - start)
         return float(total)
 
+    def count_windows(self, model: WindowMLP, windows: int) -> None:
+        """After a step taken outside train_batches (model.forward, then step): `windows` more were trained on.
+        The average moves once AVERAGE_SNAPSHOTS-th of its time constant has passed (moving it costs a pass
+        over every weight, too much for every minibatch)."""
+        if self.average_windows <= 0:
+            return
+        pending = self.state.setdefault("avg_pending", np.zeros((), np.int64))  # in state: checkpoints keep it
+        pending += windows
+        if pending >= self.average_windows / AVERAGE_SNAPSHOTS:
+            self._update_average(model, int(pending))
+            pending[...] = 0
+
     def _update_average(self, model: WindowMLP, windows: int) -> None:
         rate = 1.0 - math.exp(-windows / self.average_windows)
-        for key, current in (("avg_theta", model.theta), ("avg_E", model.E)):
-            avg = self.state.get(key)
+        for name, current in model.flat_params().items():
+            avg = self.state.get("avg_" + name)
             if avg is None:
-                self.state[key] = current.copy()
-            else:  # avg += rate * (current - avg), without temporaries
+                self.state["avg_" + name] = current.copy()
+            else:  # avg += rate * (current - avg)
                 avg *= 1.0 - rate
                 avg += rate * current
 
     def averaged(self) -> dict[str, np.ndarray]:
-        """The averaged parameters ({"theta": ..., "E": ...}), or {} before any training or without averaging."""
-        return {name: self.state[key] for name, key in (("theta", "avg_theta"), ("E", "avg_E")) if key in self.state}
+        """The averaged parameters (named as WindowMLP.flat_params), or {} before any training or without
+        averaging."""
+        return {key[4:]: a for key, a in self.state.items() if key.startswith("avg_") and key != "avg_pending"}
+
+    def average_stride(self, batch: int, longest: int) -> int:
+        """Windows per stretch of train_batches, at most `longest`: the average moves after each stretch, so
+        with averaging at most AVERAGE_SNAPSHOTS-th of its time constant (whole minibatches). Splitting a
+        stretch at a minibatch boundary changes no step."""
+        if self.average_windows <= 0:
+            return longest
+        return min(longest, max(batch, int(self.average_windows / AVERAGE_SNAPSHOTS) // batch * batch))
 
     def _train_batches(self, model: WindowMLP, scratch: layers.Scratch, adam: updates.AdamState, ids: np.ndarray,
                        feats: np.ndarray, targets: np.ndarray, order: np.ndarray, start: int, stop: int, batch: int,

@@ -69,6 +69,7 @@ class ContextTraining(WindowTraining):
         opt.step(model, grads)
         if chars:
             opt.finish_words(model, _with_code_columns(model, ids, batch), n_words)
+        opt.count_windows(model, len(idx))
         return loss
 
 

@@ -103,7 +103,7 @@ def train_tagger(settings: NERSettings) -> dict:
     data = TrainData(ids, feats, tagger.target_ids([s.tags for s in train], source_scheme))
     optimizer_type = CharOptimizer if tagger.chars else Optimizer
     optimizer = optimizer_type(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale,
-                               l2=settings.l2, l1=settings.l1)
+                               l2=settings.l2, l1=settings.l1, average_windows=settings.average * len(data.targets))
     dev_tokens = [s.tokens for s in dev]
     dev_gold = [convert_tags(s.tags, detect_scheme([s.tags for s in dev]), "iob2") for s in dev]
 

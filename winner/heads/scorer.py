@@ -20,7 +20,7 @@ import numpy as np
 from winner.core import gradcheck
 from winner.core.console import console, progress_bar
 from winner.core.gradcheck import CaseReport
-from winner.core.loop import Epoch, LoopSettings, LoopState, Metric, fit, write_json
+from winner.core.loop import Epoch, KeptWeights, LoopSettings, LoopState, Metric, fit, write_json
 from winner.core.mlp import MLPConfig, SparseGrads, WindowMLP
 from winner.core.optim import Optimizer
 from winner.data.conll import Sentence
@@ -253,7 +253,8 @@ def train_scorer(settings: ScoreSettings) -> dict:
     ids = replace_rare_with_unk(ids, scorer.words, has_vector, settings.unk_replace,
                                 np.random.default_rng([settings.seed, 1]))
     dev_ids, dev_feats = scorer.featurize([s.tokens for s in dev])
-    optimizer = Optimizer(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale, l2=settings.l2)
+    optimizer = Optimizer(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale, l2=settings.l2,
+                          average_windows=settings.average * int(is_true.sum()))  # an epoch: every true window
     console.print(f"model: window {2 * settings.window + 1}, {len(scorer.words):,} words x {model.config.embed_dim}, "
                   f"hidden {model.config.hidden}, {model.n_parameters():,} parameters; {settings.corrupt_per_true} "
                   f"corrupt windows per true window, margin {settings.margin}")
@@ -292,6 +293,7 @@ class ScorerTraining:
         self.metric = Metric("dev F1")
         self.chance_loss = settings.corrupt_per_true * settings.margin  # every pair violated by its margin
         self.last: dict = {}  # the last evaluation: threshold and scores
+        self.kept = KeptWeights()
 
     def warm_up(self) -> None:
         """Compile (or load from numba's cache) the kernels on throwaway copies."""
@@ -320,13 +322,15 @@ class ScorerTraining:
                 if not np.isfinite(loss):
                     return Epoch(loss, n * (K + 1))
                 self.optimizer.step(self.model, grads)
+                self.optimizer.count_windows(self.model, b)
                 total += loss * b
                 violated += n_active
                 advance(b)
         return Epoch(total / n, n * (K + 1), {"violated_pairs": violated / (n * K)})
 
     def evaluate(self) -> tuple[float, dict]:
-        dev_scores = self.scorer.score_windows(self.dev_ids, self.dev_feats)
+        with self.kept.evaluating(self.model, self.optimizer):
+            dev_scores = self.scorer.score_windows(self.dev_ids, self.dev_feats)
         threshold, prf = best_threshold(dev_scores, self.dev_gold)
         ranking = ranking_scores(dev_scores, self.dev_gold)
         self.last = {"threshold": threshold, "dev": {**prf, **ranking}}
@@ -339,7 +343,8 @@ class ScorerTraining:
 
     def save_best(self, state: LoopState) -> None:
         self.scorer.spec.threshold = self.last["threshold"]
-        self.save(state, self.last["dev"])
+        with self.kept.saving(self.model):
+            self.save(state, self.last["dev"])
 
     def state_dict(self) -> dict:
         return {}

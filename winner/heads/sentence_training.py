@@ -84,6 +84,7 @@ class SentenceTraining(WindowTraining):
         opt.step(model, backprop(dZ))
         if chars:
             opt.finish_words(model, ids, n_words)
+        opt.count_windows(model, len(windows))
         self._step_transitions(grad)
         return loss
 

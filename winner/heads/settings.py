@@ -82,6 +82,8 @@ class Settings:
     dropout: float = setting(0.5, "Dropout on the input embeddings.", group="regularisation", min=0.0, max=0.99)
     hidden_dropout: float = setting(0.0, "Dropout on hidden units.", group="regularisation", min=0.0, max=0.99)
     l2: float = setting(0.0, "L2 penalty on weights (not biases).", group="regularisation", min=0.0)
+    average: float = setting(0.0, "Evaluate and keep a moving average of the weights with this time constant in "
+                                  "epochs (0 = the raw weights).", group="training", min=0.0)
     seed: int = setting(0, "Random seed: the same seed gives the same model.", group="run", min=0, max=2**32 - 1)
     resume: bool = setting(False, "Continue the run in OUT from its checkpoint.", group="run")
     overwrite: bool = setting(False, "Replace the run already in OUT (only the files winner wrote).", group="run")
@@ -220,8 +222,7 @@ class LMSettings(Settings):
                                     "train keep their small initial probability.", group="training", min=0.0)
     lr_decay: float = setting(0.5, "Multiply the learning rate by this after an epoch that does not improve valid "
                                    "perplexity (1 = constant).", group="training", min=0.0, max=1.0)
-    average: float = setting(0.25, "Evaluate and keep a moving average of the weights with this time constant in "
-                                   "epochs (0 = the raw weights).", group="training", min=0.0)
+    average: float = like(Settings, "average", default=0.25)
     word_noise: float = setting(0.0, "Each epoch, read every training context word as <unk> with this probability.",
                                 group="training", min=0.0, max=0.99)
     dropout: float = like(Settings, "dropout", default=0.25)
