@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from filelock import FileLock
 
 from winner.core import runtime
+
+WINNER = str(Path(sys.executable).with_name("winner"))  # the installed command, without PATH
 
 # The modules that take longest (cold numba cache); pytest-xdist hands whole modules to its two workers in
 # collection order, so these go first and the short ones fill in at the end. test_hostile's tiny runs train in
@@ -73,7 +76,7 @@ def small_tagger(tmp_path_factory):
 @contextmanager
 def running_server(run_dir: Path) -> Iterator[tuple[subprocess.Popen, int]]:
     """`winner serve RUN --port 0` in a new process, as users start it; yields it and the port it printed."""
-    proc = subprocess.Popen(["winner", "serve", str(run_dir), "--port", "0"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([WINNER, "serve", str(run_dir), "--port", "0"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # blocks until the server is listening (or has died)

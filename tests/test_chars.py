@@ -22,6 +22,8 @@ from winner.data.windows import featurize, make_windows, normalise
 from winner.heads.characters import CharSpec, attach_words, gradcheck_cases
 from winner.heads.tagger import Tagger, TaggerSpec
 
+WINNER = str(Path(sys.executable).with_name("winner"))  # the installed command, without PATH
+
 WORDS = ["<pad>", "<unk>", "paris", "a", "london", "ab0", "zz-top", "the", "of", "unused"]
 TAGS = ["O", "S-LOC", "B-LOC", "E-LOC"]
 
@@ -139,7 +141,7 @@ def test_save_and_load_keep_the_character_model(tmp_path):
 @pytest.fixture(scope="module")
 def char_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("charrun")
-    cmd = ["winner", "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
+    cmd = [WINNER, "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
            "--embeddings", "none", "--hidden", "16", "--epochs", "1", "--char-filters", "8", "--char-dim", "5",
            "--quiet", "--out", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -152,7 +154,7 @@ def test_installed_command_trains_and_tags_with_characters_in_fresh_processes(ch
     assert config["tagger"]["chars"]["filters"] == 8
     outputs = []
     for _ in range(2):
-        result = subprocess.run(["winner", "ner", "tag", str(char_run), "-"], input="Zorblax visited Paris .\n",
+        result = subprocess.run([WINNER, "ner", "tag", str(char_run), "-"], input="Zorblax visited Paris .\n",
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
         outputs.append(result.stdout)
@@ -180,7 +182,7 @@ def test_resume_with_characters_gives_the_same_bits(options, tmp_path):
     """A run stopped after epoch 1 and resumed ends where an unbroken run does, character parameters and their
     Adam moments included (the checkpoint holds them as the model's arrays and the optimiser's state), and with
     --average the average of every parameter (and, for steps outside the fused loop, its window counter)."""
-    args = ["winner", "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
+    args = [WINNER, "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
             "--embeddings", "none", "--hidden", "16", "--char-filters", "8", "--char-dim", "5", "--quiet",
             "--keep-checkpoint", *options]
     runs = {"whole": [["--epochs", "2"]], "resumed": [["--epochs", "1"], ["--epochs", "2", "--resume"]]}

@@ -17,11 +17,13 @@ from winner.cli.app import app
 from winner.core import console as console_module
 from winner.data.resources import wikigold_path
 
+WINNER = str(Path(sys.executable).with_name("winner"))  # the installed command, without PATH
+
 runner = CliRunner()
 
 
 def test_version_from_the_command_and_python_m():
-    for args in (["winner", "--version"], [sys.executable, "-m", "winner", "--version"], ["winner", "-V"]):
+    for args in ([WINNER, "--version"], [sys.executable, "-m", "winner", "--version"], [WINNER, "-V"]):
         out = subprocess.run(args, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and out.stdout.strip() == f"winner {winner.__version__}", (args, out.stderr)
 
@@ -34,7 +36,7 @@ def test_short_help_everywhere_and_completion():
 
 
 def test_piped_help_is_plain_and_keeps_every_default_on_its_line():
-    out = subprocess.run(["winner", "ner", "train", "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([WINNER, "ner", "train", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert "╭" not in out.stdout  # no rich panels cut to 80 columns
     lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip().startswith("--")}
@@ -44,7 +46,7 @@ def test_piped_help_is_plain_and_keeps_every_default_on_its_line():
 
 
 def test_piped_training_log_lines_are_not_wrapped(tmp_path):
-    args = ["winner", "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
+    args = [WINNER, "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")),
             "--out", str(tmp_path / "a-long-run-directory-name-to-push-the-summary-line-past-eighty-columns"),
             "--embeddings", "none", "--hidden", "8", "--epochs", "1", "--quiet"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=600)

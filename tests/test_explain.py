@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,8 @@ from winner.heads.lm import LanguageModel
 from winner.heads.render import TaggedSentence, render_page
 from winner.heads.scorer import Scorer, ScorerSpec
 from winner.heads.tagger import Tagger, TaggerSpec
+
+WINNER = str(Path(sys.executable).with_name("winner"))  # the installed command, without PATH
 
 runner = CliRunner()
 SENTENCE = "Jim bought 300 shares of Acme Corp. in 2006 ."
@@ -103,7 +107,7 @@ def test_ner_tag_html_in_fresh_processes(small_tagger, tmp_path):
     """As users run it: the installed command, twice, in new processes, same page both times."""
     text = tmp_path / "in.txt"
     text.write_text("John Smith lives in New York .\n" + HOSTILE + "\n", encoding="utf-8")
-    pages = [subprocess.run(["winner", "ner", "tag", str(small_tagger), str(text), "--format", "html"],
+    pages = [subprocess.run([WINNER, "ner", "tag", str(small_tagger), str(text), "--format", "html"],
                             capture_output=True, text=True, timeout=600) for _ in range(2)]
     for p in pages:
         assert p.returncode == 0, p.stderr
@@ -113,7 +117,7 @@ def test_ner_tag_html_in_fresh_processes(small_tagger, tmp_path):
     assert page.count('<p class="sentence">') == 2
     entities = re.findall(r'<mark class="entity" data-type="(\w+)"[^>]*>([^<]*)<span', page)
     assert entities, page
-    tagged = json.loads(subprocess.run(["winner", "ner", "tag", str(small_tagger), str(text), "--format", "json"],
+    tagged = json.loads(subprocess.run([WINNER, "ner", "tag", str(small_tagger), str(text), "--format", "json"],
                                        capture_output=True, text=True, timeout=600).stdout)
     expected = [(e["label"], e["text"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
                  .replace('"', "&quot;")) for r in tagged for e in r["entities"]]

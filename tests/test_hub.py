@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from winner.data.hub import load_sentences, validation_split
 from winner.data.labelled import resolve_data
 from winner.data.resources import wikigold_path
 from winner.errors import WinnerError
+
+WINNER = str(Path(sys.executable).with_name("winner"))  # the installed command, without PATH
 
 runner = CliRunner()
 TINY = ["--embeddings", "none", "--hidden", "8", "--epochs", "1", "--batch-size", "16", "--quiet", "--seed", "4"]
@@ -93,7 +96,7 @@ def test_hub_name_fails_fast_with_no_network(monkeypatch):
 def test_cli_hub_name_offline_is_one_line(tmp_path):
     env = {**os.environ, **OFFLINE_HUB}
     t = time.perf_counter()
-    out = subprocess.run(["winner", "ner", "train", "--train", "someone/ner-data", "--out", str(tmp_path / "r")],
+    out = subprocess.run([WINNER, "ner", "train", "--train", "someone/ner-data", "--out", str(tmp_path / "r")],
                          capture_output=True, text=True, env=env, timeout=120)
     seconds = time.perf_counter() - t
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
