@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from winner.core.atomic import save_figure
 from winner.data.conll import scheme_violations
 from winner.data.resources import wikigold_path
+from winner.errors import WinnerError
 
 WINNER = str(Path(sys.executable).with_name("winner"))
 TINY = ["--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("test")), "--embeddings", "none",
-        "--hidden", "16", "--batch-size", "16", "--quiet"]
+        "--hidden", "16", "--batch-size", "16", "--average", "0", "--quiet"]  # each epoch a better model
 
 
 def winner(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -247,6 +249,21 @@ def small_disk(tmp_path):
         yield disk
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_picture_that_cannot_be_written_is_one_line_naming_it(tmp_path, monkeypatch):
+    """The learning curve is the last write of a training: a full disk there names the picture too."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    monkeypatch.setattr(fig, "savefig", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    path = tmp_path / "learning_curve.png"
+    with pytest.raises(WinnerError, match=f"^{path}: cannot write it: No space left on device$"):
+        save_figure(fig, path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_full_or_read_only_disk_is_one_line_and_the_run_stays_intact(small_disk):

@@ -163,6 +163,9 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
     try:
         fig.savefig(tmp, dpi=dpi)
         os.replace(tmp, path)
+    except OSError as e:  # a full or read-only disk: one line naming the picture, as every other write does
+        _raise_write_error(path, e)
+        raise
     finally:
         plt.close(fig)
         tmp.unlink(missing_ok=True)
