@@ -98,6 +98,7 @@ dev = "{data}/test.conll"
 embeddings = "none"
 hidden = 8
 char_filters = 0
+average = 0
 epochs = 2
 quiet = true
 """)

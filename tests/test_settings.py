@@ -112,6 +112,9 @@ OLD_OPTIONS["ner"].update({"char_filters": ("--char-filters", 50, "0.."), "char_
 # Settings added since then: the weight average, the LM's before, now shared (off by default for the others).
 OLD_DEFAULTS[NERSettings]["average"] = OLD_DEFAULTS[ScoreSettings]["average"] = 0.0
 OLD_OPTIONS["ner"]["average"] = OLD_OPTIONS["score"]["average"] = ("--average", 0.0, "0.0..")
+# The tagger's average on by default since (2 epochs: CoNLL-2003 dev F1, issue 13).
+OLD_DEFAULTS[NERSettings]["average"] = 2.0
+OLD_OPTIONS["ner"]["average"] = ("--average", 2.0, "0.0..")
 TRAINERS = {"ner": ("winner.heads.ner", "train_tagger"), "score": ("winner.heads.scorer", "train_scorer"),
             "lm": ("winner.heads.lm", "train_lm")}
 

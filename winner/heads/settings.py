@@ -143,6 +143,7 @@ class NERSettings(WindowSettings):
     """Everything `winner ner train` takes; the defaults are the settings tuned on CoNLL-2003 valid."""
 
     out: str = like(Settings, "out", default="runs/ner")
+    average: float = like(Settings, "average", default=2.0)
     l1: float = setting(0.0, "L1 penalty on weights (not biases).", group="regularisation", min=0.0)
     scheme: str = setting("iobes", "Tag scheme the model is trained in.", group="decoding",
                           choices=("iob1", "iob2", "iobes"))
