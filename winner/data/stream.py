@@ -242,22 +242,22 @@ def plan_chunks(sources: list[Source], chunk_bytes: int, tail_bytes: int = 0) ->
     """Cut every input into pieces of about `chunk_bytes`, on sentence boundaries, in input order; the last
     `tail_bytes` of all the (uncompressed) input into pieces TAIL_SPLIT times smaller, so that workers taking
     chunks from a queue run out of work at nearly the same moment."""
-    chunks: list[Chunk] = []
-    plain = [os.path.getsize(s.path) for s in sources if s.path != STDIN and Path(s.path).is_file() and not s.gzipped]
-    total, offset = sum(plain), 0
-    for k, source in enumerate(sources):
+    for source in sources:
         if source.path == STDIN or not Path(source.path).is_file():
             raise WinnerError(f"{source.path}: standard input or a pipe cannot be split into chunks: pass files")
+    sizes = [0 if s.gzipped else os.path.getsize(s.path) for s in sources]
+    chunks: list[Chunk] = []
+    left = sum(sizes)  # bytes from the start of this file to the end of the input
+    for k, (source, size) in enumerate(zip(sources, sizes, strict=True)):
         if source.gzipped:
             chunks.append(Chunk(len(chunks), k, 0, -1))
             continue
-        size = os.path.getsize(source.path)
-        targets = _chunk_targets(size, total - offset, chunk_bytes, tail_bytes)
+        targets = _chunk_targets(size, left, chunk_bytes, tail_bytes)
+        left -= size
         with open(source.path, "rb") as f:
             cuts = sorted({0, size, *(boundary(f, t, source.format) for t in targets)})
         base = len(chunks)
         chunks.extend(Chunk(base + i, k, a, b) for i, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False)))
-        offset += size
     return chunks
 
 
