@@ -50,10 +50,12 @@ def test_bench_reports_factored_rows_and_the_epoch_time_ratio(tmp_path):
     report = json.loads(out.read_text())
     rows = {(r["workload"], r["batch"]) for r in report["rows"]}
     assert {("lm classes train", 64), ("lm classes train", 256), ("lm classes train", 128),
-            ("lm full softmax train", 128)} <= rows
+            ("lm full softmax train", 128), ("lm 2-word output train", 128)} <= rows
     assert all(r["winner"] > 0 for r in report["rows"])
     ratio = report["checks"]["lm epoch time, full softmax / factored output (batch 128, 1 thread)"]
+    ceiling = report["checks"]["lm epoch time, full softmax / 2-word output: the most any output layer can gain"]
     assert ratio.endswith("x") and float(ratio[:-1]) > 1.0
+    assert ceiling.endswith("x") and float(ceiling[:-1]) > 1.0
 
 
 def test_the_bench_model_is_the_default_lm():

@@ -30,9 +30,10 @@ def zipf_counts(vocab: int) -> np.ndarray:
 
 
 def class_model(layout: classes.ClassLayout, output: str) -> WindowMLP:
-    """The default LM network with the factored output (output="classes") or the full softmax ("full")."""
+    """The default LM network with the factored output (output="classes"), the full softmax ("full"), or a
+    softmax over two words ("two": what the input and hidden layers cost, which no output layer removes)."""
     d = DEFAULT
-    n_out = int(layout.starts[-1]) if output == "classes" else d["vocab"]
+    n_out = {"classes": int(layout.starts[-1]), "full": d["vocab"], "two": 2}[output]
     cfg = MLPConfig(n_positions=d["positions"], vocab_size=d["vocab"], embed_dim=d["embed"], n_out=n_out,
                     hidden=(d["hidden"],), loss="none" if output == "classes" else "softmax",
                     dropout_input=0.25, dropout_hidden=0.25)
@@ -41,7 +42,7 @@ def class_model(layout: classes.ClassLayout, output: str) -> WindowMLP:
 
 def winner_rate(layout: classes.ClassLayout, output: str, ctx: np.ndarray, targets: np.ndarray, batch: int, n: int,
                 repeats: int) -> tuple[float, list[float]]:
-    """winner's training tokens/s with (lazy) Adam, factored (output "classes") or full softmax ("full")."""
+    """winner's training tokens/s with (lazy) Adam, with the output of class_model."""
     model = class_model(layout, output)
     opt = Optimizer("adam", lr=ADAM_LR, eps=1e-5, output_classes=layout if output == "classes" else None)
     feats = np.zeros_like(ctx)
@@ -140,6 +141,10 @@ def class_workload(report: Report, rng: np.random.Generator, threads: tuple[int,
     n_full = min(n_tok, 2048 if quick else 4096)
     full, full_runs = winner_rate(layout, "full", ctx, targets, d["batch"], n_full, repeats)
     factored, fac_runs = winner_rate(layout, "classes", ctx, targets, d["batch"], n_tok, repeats)
+    shared, shared_runs = winner_rate(layout, "two", ctx, targets % 2, d["batch"], n_tok, repeats)
     report.rows.append(Row("lm full softmax train", d["batch"], 1, "tokens/s", full, runs=full_runs))
     report.rows.append(Row("lm classes train", d["batch"], 1, "tokens/s", factored, runs=fac_runs))
+    report.rows.append(Row("lm 2-word output train", d["batch"], 1, "tokens/s", shared, runs=shared_runs))
     report.checks["lm epoch time, full softmax / factored output (batch 128, 1 thread)"] = f"{factored / full:.1f}x"
+    report.checks["lm epoch time, full softmax / 2-word output: the most any output layer can gain"] = (
+        f"{shared / full:.1f}x")
