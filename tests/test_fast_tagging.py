@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from winner.core.chars import CharWindowMLP
+from winner.core.mlp import MLPConfig
 from winner.data.conll import append_column, convert_tags
 from winner.data.stream import ConllBlock, Source, chunk_records
 from winner.data.text import model_form, model_forms, split_line, split_sentences, tokenize_with_offsets
 from winner.data.vectorised import casing_classes, normalised_forms
 from winner.data.vocab import PAD, UNK, Vocab
-from winner.core.chars import CharWindowMLP
-from winner.core.mlp import MLPConfig
 from winner.data.windows import CASING_VOCAB, CASINGS, casing, casing_ids, featurize, make_windows, normalise
 from winner.heads import tagging
 from winner.heads.characters import CharSpec, attach_words, char_log_proba

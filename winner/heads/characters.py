@@ -88,7 +88,8 @@ def char_windows(model: CharWindowMLP, spec: CharSpec, words: Vocab, sentences: 
     extra: dict[str, int] = {}
     if None in found:
         V = len(words)
-        found = [k if k is not None else extra.setdefault(w, V + len(extra)) for k, w in zip(found, forms)]
+        found = [k if k is not None else extra.setdefault(w, V + len(extra))
+                 for k, w in zip(found, forms, strict=True)]
     ids = flat_windows(np.asarray(found, dtype=np.int32), lengths, half_width, words.pad_id or 0)
     feats = flat_windows(flat_casing_ids(tokens), lengths, half_width, CASING_VOCAB.stoi[PAD])
     rows = np.zeros((len(extra), model.config.embed_dim), model.dtype)
