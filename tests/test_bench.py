@@ -29,11 +29,12 @@ def test_quick_bench_reports_rates_checks_and_the_gemm_ceiling(tmp_path):
     assert json.loads(result.stdout[result.stdout.index("{"):]) == report
     assert set(report["gemm_gflops"]) == {"1"} and report["gemm_gflops"]["1"] > 0
     rows = {(r["workload"], r["batch"]): r for r in report["rows"]}
-    assert {("tagging", 4096), ("lm train", 64), ("lm generate", 1)} <= set(rows)
+    assert {("tagging", 4096), ("tagging, character windows", 4096), ("lm train", 64), ("lm generate", 1)} <= set(rows)
     for r in report["rows"]:
         assert r["threads"] == 1 and r["winner"] > 0 and r["torch"] is None and r["ratio"] is None
         assert len(r["runs"]) == 3 or r["workload"] == "tagging (straightforward)"
     assert report["checks"]["tagging: tokens whose tag differs, lookup vs straightforward"] == 0
+    assert report["checks"]["tagging with characters: max |log p difference|, lookup vs straightforward"] < 1e-4
     assert "tagging (lookup path)" in report["first_call_seconds"]
 
 
