@@ -461,6 +461,30 @@ def _product(trans_a, trans_b, A, B, C):
     blas.gemm(trans_a, trans_b, 1.0, A, B, 0.0, C)
 
 
+def test_blas_runs_on_one_thread_where_its_threads_would_change_the_bits():
+    """init() probes whether the BLAS gives the same bits on one thread and on several; where it does not (numpy's
+    OpenBLAS with its Haswell kernels on an AMD EPYC), set_threads leaves the BLAS on one thread."""
+    import numba
+    import threadpoolctl
+
+    from winner.core import runtime
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one core: nothing to probe")
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((128, 64)).astype(np.float32), rng.standard_normal((64, 300)).astype(np.float32)
+    try:
+        set_threads(1)
+        one = A @ B
+        set_threads(2)
+        two = A @ B
+        blas = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    finally:
+        set_threads(None)
+    assert np.array_equal(one, two)
+    assert blas and all(n == (2 if runtime.blas_threads_alike() else 1) for n in blas)
+
+
 def test_matrix_products_are_the_same_on_any_thread_count():
     """OpenBLAS's one-thread and threaded drivers split a long sum (k over GEMM_Q) at different points unless k
     is aligned; gemm sums an aligned part first, so every product has the same bits on 1 and 2 threads. The

@@ -22,7 +22,7 @@ from winner.data.vectorised import casing_classes, normalised_forms
 from winner.data.vocab import PAD, UNK, Vocab
 from winner.data.windows import CASING_VOCAB, CASINGS, casing, casing_ids, featurize, make_windows, normalise
 from winner.heads import tagging
-from winner.heads.characters import CharSpec, attach_words, char_log_proba
+from winner.heads.characters import CharSpec, attach_words, char_log_proba, char_windows
 from winner.heads.docs import prepare, tag_prepared
 from winner.heads.tagger import Tagger
 from winner.heads.writers import ConllWriter
@@ -225,3 +225,27 @@ def test_char_lookup_of_windows_with_unseen_words_equals_matrix_products(vocabul
     assert (model._vocab_table is not None) == vocabulary_table
     np.testing.assert_allclose(got, char_log_proba(model, spec, words, sentences, 2, "gemm"), rtol=1e-12,
                                atol=1e-12)
+
+
+def test_windows_with_and_without_unseen_words_go_through_one_extended_table():
+    """With the vocabulary's table, all windows take one lookup pass over it extended by the unseen words' rows:
+    windows of vocabulary words keep the bits of the plain lookup path, and an id past the unseen rows is refused
+    (the kernel does not bounds-check)."""
+    words = Vocab([PAD, UNK, "paris", "a", "london", "ab0", "zz-top"])
+    spec = CharSpec("abdilnoprstz0", 3, 4, 3)
+    config = MLPConfig(n_positions=3, vocab_size=len(words), embed_dim=2 + spec.filters, n_out=5, hidden=(6,),
+                       n_features=len(CASINGS), feature_dim=2)
+    model = CharWindowMLP(config, spec.config(), seed=2)
+    attach_words(model, spec, words)
+    sentences = [["Paris", "unseen", "a", "London", "new", "AB0"] * 20, ["a", "paris"] * 40]
+    ids, feats, rows = char_windows(model, spec, words, sentences, 1)
+    plain = ~(ids >= len(words)).any(axis=1)
+    assert plain.any() and not plain.all()
+    got = model.predict_log_proba_extra(ids, feats, rows, method="lookup")
+    assert model._vocab_table is not None
+    assert np.array_equal(got[plain], model.predict_log_proba(ids[plain], feats[plain], method="lookup"))
+    np.testing.assert_allclose(got, model.predict_log_proba_extra(ids, feats, rows, method="gemm"), atol=1e-5)
+    bad = ids.copy()
+    bad[0, 0] = len(words) + len(rows)
+    with pytest.raises(ValueError, match="word ids must lie in"):
+        model.predict_log_proba_extra(bad, feats, rows, method="lookup")

@@ -359,22 +359,25 @@ class CharWindowMLP(WindowMLP):
     def predict_log_proba_extra(self, ids: np.ndarray, feats: np.ndarray, extra: np.ndarray,
                                 batch: int = 4096, method: str = "auto") -> np.ndarray:
         """predict_log_proba where ids >= V name rows of `extra` (n_extra, embed_dim): words the vocabulary lacks.
-        Windows without one take `method`; the others are computed on a table of just their rows."""
+        With method "lookup" and the whole vocabulary's table, every window in one pass over that table extended
+        by the unseen words' rows; otherwise windows without one take `method` and the others are computed on a
+        table of just their rows."""
         V = self.config.vocab_size
         ids = np.ascontiguousarray(ids, np.int32)
         feats = np.ascontiguousarray(feats, np.int32)
-        touched = (ids >= V).any(axis=1)
         out = np.empty((ids.shape[0], self.config.n_out), self.dtype)
+        touched = (ids >= V).any(axis=1)
+        if touched.any() and method == "lookup":
+            vocab = self._vocabulary_table(ids.size)
+            if vocab is not None:
+                self.check_ids(ids, feats, self.config.vocab_size + len(extra))
+                self._lookup_extended(ids, feats, extra, vocab, out)
+                return out
         plain = ~touched
         if plain.any():
             out[plain] = self.predict_log_proba(ids[plain], feats[plain], batch=batch, method=method)
         if touched.any():
             sub = np.zeros((int(touched.sum()), self.config.n_out), self.dtype)
-            vocab = self._vocabulary_table(ids.size) if method == "lookup" else None
-            if vocab is not None:
-                self._lookup_extended(ids[touched], feats[touched], extra, vocab, sub)
-                out[touched] = sub
-                return out
             rows, local = np.unique(ids[touched], return_inverse=True)
             table = np.concatenate([self.E[rows[rows < V]], extra[rows[rows >= V] - V]]).astype(self.dtype)
             local = np.ascontiguousarray(local.reshape(-1, ids.shape[1]), np.int32)
@@ -397,7 +400,7 @@ class CharWindowMLP(WindowMLP):
         P, H0, n = c.n_positions, c.hidden[0], len(table)
         T = np.empty((n, P, H0), self.dtype) if T is None else T
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
-        lookup.first_layer_tables(table, self.F, self._views["W0"], np.arange(n, dtype=np.int32), n,
+        lookup.fill_tables(table, self.F, self._views["W0"], np.arange(n, dtype=np.int32), n,
                                   T[first : first + n], C, np.empty((n, c.embed_dim), self.dtype))
         lookup.lookup_logits(local, feats, T, C, self.theta, WT, self.sizes, ACTIVATIONS[c.activation], True, out,
                              lookup.NO_EXTRA)

@@ -280,7 +280,7 @@ def _lookup_part(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: 
     W0 = model.params["W0"]
     T = np.empty((U, P, H0), model.dtype)
     C = np.empty((P, c.n_features, H0 if df else 0), model.dtype)
-    lookup.first_layer_tables(rows, model.F, W0, np.arange(U, dtype=np.int32), U, T, C, np.empty_like(rows))
+    lookup.fill_tables(rows, model.F, W0, np.arange(U, dtype=np.int32), U, T, C, np.empty_like(rows))
     wd, stride = codes.word_dim, d + df
     left, right = W0[P * stride : P * stride + stride], W0[(P + 1) * stride : (P + 2) * stride]
     const = (model.F[codes.feature] @ left[d:] + model.F[codes.feature] @ right[d:]).astype(model.dtype)

@@ -10,9 +10,13 @@ from numba import njit, prange
 from winner.core.blas import gemm
 from winner.core.fastmath import FAST_ENTRY, activate_row, activation
 from winner.core.layers import log_softmax_row, weight_offset
+from winner.core.runtime import blas_threads
 from winner.core.updates import number_row
 
 NO_EXTRA = np.zeros((0, 0), np.float32)  # lookup_logits' G when the first layer has nothing beyond the table
+# A table of fewer multiply-adds is built on one BLAS thread: after a threaded product OpenBLAS's idle threads
+# spin for a while, and on the cores the parallel lookup kernel that follows needs.
+TABLE_SPLIT_WORK = 1 << 30
 
 
 @njit(cache=True)
@@ -67,6 +71,13 @@ def first_layer_tables(E, F, W0, uniq, U, T, C, Eu):
         gemm(False, False, 1.0, Eu[:U], W0[p * w : p * w + d], 0.0, T[:U, p])
         if df > 0:
             gemm(False, False, 1.0, F, W0[p * w + d : (p + 1) * w], 0.0, C[p])
+
+
+def fill_tables(E, F, W0, uniq, U, T, C, Eu) -> None:
+    """first_layer_tables, on one BLAS thread when the table is small (TABLE_SPLIT_WORK); same bits either way."""
+    work = U * E.shape[1] * T.shape[1] * T.shape[2]
+    with blas_threads(1 if work < TABLE_SPLIT_WORK else None):
+        first_layer_tables(E, F, W0, uniq, U, T, C, Eu)
 
 
 # Parallel and cached: safe to load in any process once winner.core.runtime.init() has run (see runtime.py).

@@ -48,7 +48,7 @@ class VocabularyTable:
         T = np.empty((V, P, H0), model.dtype)
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), model.dtype)
         Eu = np.empty((V, c.embed_dim), model.dtype)
-        lookup.first_layer_tables(model.E, model.F, model._views["W0"], np.arange(V, dtype=np.int32), V, T, C, Eu)
+        lookup.fill_tables(model.E, model.F, model._views["W0"], np.arange(V, dtype=np.int32), V, T, C, Eu)
         return cls(T, C, model._transposed_theta(), model.theta.copy(), model.E.copy(), model.F.copy())
 
     def matches(self, model: WindowMLP) -> bool:
@@ -309,9 +309,11 @@ class WindowMLP:
         self.check_ids(ids, feats)
         return ids, feats
 
-    def check_ids(self, ids: np.ndarray, feats: np.ndarray) -> None:
-        """Refuse ids outside the tables: the kernels do not bounds-check, so a bad id would read other memory."""
-        for name, a, n in (("word id", ids, self.config.vocab_size), ("feature id", feats, self.config.n_features)):
+    def check_ids(self, ids: np.ndarray, feats: np.ndarray, n_words: int | None = None) -> None:
+        """Refuse ids outside the tables (word ids below n_words, the vocabulary's size unless given): the kernels
+        do not bounds-check, so a bad id would read other memory."""
+        n_words = self.config.vocab_size if n_words is None else n_words
+        for name, a, n in (("word id", ids, n_words), ("feature id", feats, self.config.n_features)):
             if a.size and (int(a.min()) < 0 or int(a.max()) >= n):
                 raise ValueError(f"{name}s must lie in [0, {n}), found {int(a.min())}..{int(a.max())}")
 
@@ -343,16 +345,24 @@ class WindowMLP:
         """The lookup path needs a hidden layer and no direct input->output connections."""
         return bool(self.config.hidden) and not self.config.direct
 
-    def _predict(self, ids: np.ndarray, feats: np.ndarray | None, batch: int, method: str,
-                 log_proba: bool) -> np.ndarray:
+    def resolve_method(self, ids: np.ndarray, method: str) -> str:
+        """The path for these windows, "gemm" or "lookup": "auto" takes the lookup path when it applies and the
+        first 4,096 windows repeat their words (as text does)."""
         if method not in ("gemm", "lookup", "auto"):
             raise ValueError(f"method must be gemm, lookup or auto, got {method!r}")
-        ids, feats = self._check_inputs(ids, feats)
         if method == "lookup" and not self.lookup_supported:
             raise ValueError("the lookup path needs a hidden layer and no direct connections")
         if method == "auto":
             few = ids.shape[0] >= 64 and 2 * len(np.unique(ids[:4096])) < min(4096, ids.shape[0])
             method = "lookup" if self.lookup_supported and few else "gemm"
+        return method
+
+    def _predict(self, ids: np.ndarray, feats: np.ndarray | None, batch: int, method: str,
+                 log_proba: bool) -> np.ndarray:
+        if method not in ("gemm", "lookup", "auto"):
+            raise ValueError(f"method must be gemm, lookup or auto, got {method!r}")
+        ids, feats = self._check_inputs(ids, feats)
+        method = self.resolve_method(ids, method)
         if method == "lookup":
             return self._predict_lookup(ids, feats, log_proba)
         scratch = self.scratch(min(batch, max(1, ids.shape[0])))
@@ -389,7 +399,7 @@ class WindowMLP:
         while start < N:
             stop, U = lookup.compact_rows(ids, start, self.slot_E, uniq, max_unique)
             lookup.local_ids(ids, start, stop, self.slot_E, uniq, U, local)
-            lookup.first_layer_tables(self.E, self.F, W0, uniq, U, T, C, Eu)
+            lookup.fill_tables(self.E, self.F, W0, uniq, U, T, C, Eu)
             lookup.lookup_logits(local[: stop - start], feats[start:stop], T, C, self.theta, WT, self.sizes, act,
                                  log_proba, out[start:stop], lookup.NO_EXTRA)
             start = stop

@@ -28,17 +28,46 @@ from llvmlite import binding
 
 from winner.errors import SettingError
 
-_state: dict[str, object] = {"ready": False, "blas": None, "controller": None}
+_state: dict[str, object] = {"ready": False, "blas": None, "controller": None, "blas_threads_alike": True}
 
 
 def init() -> None:
-    """Make the core ready in this process: register the BLAS, launch numba's threads, apply WINNER_THREADS."""
+    """Make the core ready in this process: register the BLAS, launch numba's threads, probe whether the BLAS
+    gives the same bits on any thread count, apply WINNER_THREADS."""
     if _state["ready"]:
         return
     _state["blas"] = _register_blas()
     _launch_threading_layer()
+    _state["blas_threads_alike"] = _blas_threads_alike()
+    if not _state["blas_threads_alike"]:
+        threadpoolctl.threadpool_limits(1, user_api="blas")
     _threads_from_environment()
     _state["ready"] = True
+
+
+def blas_threads_alike() -> bool:
+    """Whether the BLAS gives the same bits on one thread and on several (else it runs on one, see init)."""
+    init()
+    return bool(_state["blas_threads_alike"])
+
+
+def _blas_threads_alike() -> bool:
+    """Same seed, same bits on any thread count: BLAS may use several threads only where its threaded driver
+    gives the bits of its one-thread driver. numpy's OpenBLAS does with its SkylakeX kernels (gemm aligns long
+    sums for it), not with its Haswell kernels on an AMD EPYC, where even a 64-term product differs; there the
+    BLAS keeps one thread and only numba's parallel kernels use the others. Probed once, on the library
+    numpy's matmul shares with the kernels."""
+    n = numba.config.NUMBA_NUM_THREADS
+    if n < 2:
+        return True
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((128, 64)).astype(np.float32)
+    B = rng.standard_normal((64, 300)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        one = A @ B
+    with threadpoolctl.threadpool_limits(n, user_api="blas"):
+        several = A @ B
+    return bool(np.array_equal(one, several))
 
 
 def blas_library() -> str:
@@ -111,13 +140,13 @@ def set_threads(n: int | None = None) -> int:
 def _apply_threads(n: int | None) -> int:
     n = numba.config.NUMBA_NUM_THREADS if n is None else max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
-    threadpoolctl.threadpool_limits(n, user_api="blas")
+    threadpoolctl.threadpool_limits(n if _state["blas_threads_alike"] else 1, user_api="blas")
     return n
 
 
 def blas_threads(n: int | None):
     """Context manager: BLAS limited to n threads inside (None: leave the current setting)."""
-    if n is None:
+    if n is None or not blas_threads_alike():
         return contextlib.nullcontext()
     if _state["controller"] is None:
         init()  # the controller must see the BLAS the kernels use
