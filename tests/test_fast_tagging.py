@@ -194,14 +194,20 @@ def reference_char_log_proba(model, spec, words, sentences, half_width, method):
     return model.predict_log_proba_extra(ids, feats, rows, method=method)
 
 
-@pytest.mark.parametrize("method", ["lookup", "gemm"])
-def test_char_log_proba_equals_the_per_token_path(method):
+def _small_char_model(seed: int) -> tuple[Vocab, CharSpec, CharWindowMLP]:
+    """A tiny tagger network with character windows over seven words, their characters attached."""
     words = Vocab([PAD, UNK, "paris", "a", "london", "ab0", "zz-top"])
     spec = CharSpec("abdilnoprstz0", 3, 4, 3)
     config = MLPConfig(n_positions=3, vocab_size=len(words), embed_dim=2 + spec.filters, n_out=5, hidden=(6,),
                        n_features=len(CASINGS), feature_dim=2)
-    model = CharWindowMLP(config, spec.config(), seed=0)
+    model = CharWindowMLP(config, spec.config(), seed=seed)
     attach_words(model, spec, words)
+    return words, spec, model
+
+
+@pytest.mark.parametrize("method", ["lookup", "gemm"])
+def test_char_log_proba_equals_the_per_token_path(method):
+    words, spec, model = _small_char_model(seed=0)
     sentences = [[], ["Paris"], ["unseen", "A", "London", "AB1", "unseen", "x\ny", ""], _odd_tokens(200, 3),
                  ["a", "paris"] * 50]
     got = char_log_proba(model, spec, words, sentences, 1, method)
@@ -231,12 +237,7 @@ def test_windows_with_and_without_unseen_words_go_through_one_extended_table():
     """With the vocabulary's table, all windows take one lookup pass over it extended by the unseen words' rows:
     windows of vocabulary words keep the bits of the plain lookup path, and an id past the unseen rows is refused
     (the kernel does not bounds-check)."""
-    words = Vocab([PAD, UNK, "paris", "a", "london", "ab0", "zz-top"])
-    spec = CharSpec("abdilnoprstz0", 3, 4, 3)
-    config = MLPConfig(n_positions=3, vocab_size=len(words), embed_dim=2 + spec.filters, n_out=5, hidden=(6,),
-                       n_features=len(CASINGS), feature_dim=2)
-    model = CharWindowMLP(config, spec.config(), seed=2)
-    attach_words(model, spec, words)
+    words, spec, model = _small_char_model(seed=2)
     sentences = [["Paris", "unseen", "a", "London", "new", "AB0"] * 20, ["a", "paris"] * 40]
     ids, feats, rows = char_windows(model, spec, words, sentences, 1)
     plain = ~(ids >= len(words)).any(axis=1)
