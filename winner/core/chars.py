@@ -370,7 +370,7 @@ class CharWindowMLP(WindowMLP):
         if touched.any() and method == "lookup":
             vocab = self._vocabulary_table(ids.size)
             if vocab is not None:
-                self.check_ids(ids, feats, self.config.vocab_size + len(extra))
+                self.check_ids(ids, feats, V + len(extra))
                 self._lookup_extended(ids, feats, extra, vocab, out)
                 return out
         plain = ~touched
@@ -400,8 +400,8 @@ class CharWindowMLP(WindowMLP):
         P, H0, n = c.n_positions, c.hidden[0], len(table)
         T = np.empty((n, P, H0), self.dtype) if T is None else T
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
-        lookup.fill_tables(table, self.F, self._views["W0"], np.arange(n, dtype=np.int32), n,
-                                  T[first : first + n], C, np.empty((n, c.embed_dim), self.dtype))
+        lookup.fill_tables(table, self.F, self._views["W0"], np.arange(n, dtype=np.int32), n, T[first : first + n], C,
+                           np.empty((n, c.embed_dim), self.dtype))
         lookup.lookup_logits(local, feats, T, C, self.theta, WT, self.sizes, ACTIVATIONS[c.activation], True, out,
                              lookup.NO_EXTRA)
 

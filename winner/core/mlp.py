@@ -345,24 +345,16 @@ class WindowMLP:
         """The lookup path needs a hidden layer and no direct input->output connections."""
         return bool(self.config.hidden) and not self.config.direct
 
-    def resolve_method(self, ids: np.ndarray, method: str) -> str:
-        """The path for these windows, "gemm" or "lookup": "auto" takes the lookup path when it applies and the
-        first 4,096 windows repeat their words (as text does)."""
-        if method not in ("gemm", "lookup", "auto"):
-            raise ValueError(f"method must be gemm, lookup or auto, got {method!r}")
-        if method == "lookup" and not self.lookup_supported:
-            raise ValueError("the lookup path needs a hidden layer and no direct connections")
-        if method == "auto":
-            few = ids.shape[0] >= 64 and 2 * len(np.unique(ids[:4096])) < min(4096, ids.shape[0])
-            method = "lookup" if self.lookup_supported and few else "gemm"
-        return method
-
     def _predict(self, ids: np.ndarray, feats: np.ndarray | None, batch: int, method: str,
                  log_proba: bool) -> np.ndarray:
         if method not in ("gemm", "lookup", "auto"):
             raise ValueError(f"method must be gemm, lookup or auto, got {method!r}")
         ids, feats = self._check_inputs(ids, feats)
-        method = self.resolve_method(ids, method)
+        if method == "lookup" and not self.lookup_supported:
+            raise ValueError("the lookup path needs a hidden layer and no direct connections")
+        if method == "auto":
+            few = ids.shape[0] >= 64 and 2 * len(np.unique(ids[:4096])) < min(4096, ids.shape[0])
+            method = "lookup" if self.lookup_supported and few else "gemm"
         if method == "lookup":
             return self._predict_lookup(ids, feats, log_proba)
         scratch = self.scratch(min(batch, max(1, ids.shape[0])))
