@@ -217,6 +217,7 @@ def test_kernel_compiled_over_a_cached_parallel_kernel(tmp_path):
 
 
 LOOKUP = """
+import hashlib
 import numpy as np
 from winner.core.mlp import MLPConfig, WindowMLP
 model = WindowMLP(MLPConfig(n_positions=5, vocab_size=50, embed_dim=4, n_features=3, feature_dim=2, n_out=7,
@@ -224,18 +225,22 @@ model = WindowMLP(MLPConfig(n_positions=5, vocab_size=50, embed_dim=4, n_feature
 rng = np.random.default_rng(1)
 ids = rng.integers(0, 50, (4096, 5)).astype(np.int32)
 feats = rng.integers(0, 3, (4096, 5)).astype(np.int32)
-print(float(model.predict_log_proba(ids, feats, method="lookup").sum()))
+whole = model.predict_log_proba(ids, feats, method="lookup")  # the vocabulary's table
+model._vocab_table = None
+few = model.predict_log_proba(ids[:3], feats[:3], method="lookup")  # a table of just these windows' words
+print(hashlib.md5(whole.tobytes()).hexdigest(), np.array_equal(few, whole[:3]))
 """
 
 
 def test_parallel_lookup_kernel_loads_from_the_cache_in_fresh_processes(tmp_path):
-    """lookup_logits is parallel and cached: compiled by one process, then loaded by two more (no explicit init
-    in the script: the model runs it), each with the same output."""
+    """lookup_logits and the tables' stable_rows_times are parallel and cached: compiled by one process, then
+    loaded by two more (no explicit init in the script: the model runs it), each with the same bits, and a table
+    of a few words gives those words the bits of the whole vocabulary's table."""
     env = _env(tmp_path / "numba-cache", tmp_path, None)
     results = [_run([sys.executable, "-c", LOOKUP], env) for _ in range(3)]
     for step, r in enumerate(results, 1):
         assert r.returncode == 0, f"process {step} exited {r.returncode}: {r.stderr[-2000:]}"
-    assert len({r.stdout for r in results}) == 1 and results[0].stdout.strip()
+    assert len({r.stdout for r in results}) == 1 and results[0].stdout.strip().endswith("True")
 
 
 TRAINING_BITS = """

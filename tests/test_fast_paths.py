@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from winner.core import blas, fastmath, layers, steps
+from winner.core import blas, fastmath, layers, lookup, steps
 from winner.core import mlp as mlp_module
 from winner.core.cblas import CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS
 from winner.core.fastmath import SUM_LANES
@@ -518,3 +518,62 @@ def test_lookup_chunks_smaller_than_one_window_equal_gemm(table_words, monkeypat
     monkeypatch.setattr(mlp_module, "LOOKUP_TABLE_BYTES", table_words * 5 * model.config.hidden[0] * 8)
     np.testing.assert_allclose(model.predict_log_proba(ids, feats, method="lookup"),
                                model.predict_log_proba(ids, feats, method="gemm"), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 7, 5), (4, 100, 300), (67, 33, 10), (130, 100, 299)])
+def test_stable_product_equals_numpy(m, k, n, dtype):
+    """The first-layer tables' product, by 4 x 4 blocks with zero padding, against numpy's float64 product."""
+    rng = np.random.default_rng(m + k + n)
+    A, B = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    expect = A.astype(np.float64) @ B.astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    got = lookup.stable_product(A, B)
+    assert got.dtype == dtype and got.shape == (m, n)
+    np.testing.assert_allclose(got, expect, rtol=tol, atol=tol * np.sqrt(k))
+    out = np.full((m, 3, n), np.nan, dtype)
+    lookup.stable_product(A, B, out, 1)
+    assert np.array_equal(out[:, 1], got) and np.isnan(out[:, 0]).all() and np.isnan(out[:, 2]).all()
+
+
+def test_stable_product_rows_do_not_depend_on_their_neighbours_or_the_thread_count():
+    """A row's bits depend on that row alone: moved, alone, in a subset, with a different row count mod 4, or
+    on another thread count. (A BLAS need not: OpenBLAS's Haswell kernels change ~13% of a moved row's entries.)"""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((203, 100)).astype(np.float32)
+    B = rng.standard_normal((100, 300)).astype(np.float32)
+    whole = lookup.stable_product(A, B)
+    for shift in (1, 2, 3, 5, 64, 77):
+        assert np.array_equal(lookup.stable_product(np.roll(A, shift, axis=0), B), np.roll(whole, shift, axis=0))
+    for lo, hi in ((0, 1), (5, 6), (7, 12), (1, 130), (100, 203)):
+        assert np.array_equal(lookup.stable_product(A[lo:hi], B), whole[lo:hi]), (lo, hi)
+    order = rng.permutation(203)
+    assert np.array_equal(lookup.stable_product(A[order], B), whole[order])
+    try:
+        set_threads(1)
+        one = lookup.stable_product(A, B)
+        set_threads(2)
+        two = lookup.stable_product(A, B)
+    finally:
+        set_threads(None)
+    assert np.array_equal(one, whole) and np.array_equal(two, whole)
+
+
+def test_lookup_tables_of_different_word_sets_agree_bit_for_bit():
+    """Per-chunk tables hold different words at different rows; a window's log-probabilities are the same bits
+    whichever table served it: whole vocabulary, chunk tables of any size, or the windows one at a time."""
+    model, ids, feats, _ = make({"dtype": "float32", "hidden": (64,), "vocab_size": 200}, n=600)
+    whole = model.predict_log_proba(ids, feats, method="lookup")
+    assert model._vocab_table is not None
+    model._vocab_table = None
+    for words in (7, 40, 111):
+        mlp_module.LOOKUP_TABLE_BYTES, saved = words * 5 * 64 * 4, mlp_module.LOOKUP_TABLE_BYTES
+        try:
+            chunked = model.predict_log_proba(ids, feats, method="lookup")
+        finally:
+            mlp_module.LOOKUP_TABLE_BYTES = saved
+        assert np.array_equal(chunked, whole), words
+    model._vocab_table = None
+    one_by_one = np.concatenate([model.predict_log_proba(ids[i : i + 1], feats[i : i + 1], method="lookup")
+                                 for i in range(0, 600, 37)])
+    assert np.array_equal(one_by_one, whole[::37])

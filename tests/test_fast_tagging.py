@@ -139,7 +139,7 @@ def _records() -> list:
 
 def _straightforward(tagger: Tagger, records: list) -> str:
     """One record at a time, through Docs, each line written as the CoNLL writer always wrote it."""
-    out, method = [], tagging.predict_method(tagger)
+    out, method = [], tagger.stable_method
     for r in records:
         doc = tag_prepared(tagger, [prepare(r if isinstance(r, str) else list(r.tokens))], method)[0]
         if isinstance(r, ConllBlock):

@@ -400,8 +400,7 @@ class CharWindowMLP(WindowMLP):
         P, H0, n = c.n_positions, c.hidden[0], len(table)
         T = np.empty((n, P, H0), self.dtype) if T is None else T
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
-        lookup.fill_tables(table, self.F, self._views["W0"], np.arange(n, dtype=np.int32), n, T[first : first + n], C,
-                           np.empty((n, c.embed_dim), self.dtype))
+        lookup.first_layer_tables(table, self.F, self._views["W0"], None, T[first : first + n], C)
         lookup.lookup_logits(local, feats, T, C, self.theta, WT, self.sizes, ACTIVATIONS[c.activation], True, out,
                              lookup.NO_EXTRA)
 

@@ -280,13 +280,14 @@ def _lookup_part(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: 
     W0 = model.params["W0"]
     T = np.empty((U, P, H0), model.dtype)
     C = np.empty((P, c.n_features, H0 if df else 0), model.dtype)
-    lookup.fill_tables(rows, model.F, W0, np.arange(U, dtype=np.int32), U, T, C, np.empty_like(rows))
+    lookup.first_layer_tables(rows, model.F, W0, None, T, C)
     wd, stride = codes.word_dim, d + df
     left, right = W0[P * stride : P * stride + stride], W0[(P + 1) * stride : (P + 2) * stride]
     const = (model.F[codes.feature] @ left[d:] + model.F[codes.feature] @ right[d:]).astype(model.dtype)
     lo, hi = sentence_bounds(lengths)
     G = np.empty((ids.shape[0], H0), model.dtype)
     context_first_layer(np.ascontiguousarray(local[:, codes.half]), lo, hi, codes.half, model.dtype.type(codes.forget),
-                        rows[:, :wd] @ left[:wd], rows[:, :wd] @ right[:wd], const, G)
+                        lookup.stable_product(rows[:, :wd], left[:wd]), lookup.stable_product(rows[:, :wd], right[:wd]),
+                        const, G)
     lookup.lookup_logits(local, feats, T, C, model.theta, model._transposed_theta(), model.sizes,
                          ACTIVATIONS[c.activation], True, out, G)

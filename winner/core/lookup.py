@@ -7,16 +7,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from winner.core.blas import gemm
-from winner.core.fastmath import FAST_ENTRY, activate_row, activation
+from winner.core.fastmath import FAST_ENTRY, activate_row, activation, cast_like
 from winner.core.layers import log_softmax_row, weight_offset
-from winner.core.runtime import blas_threads
 from winner.core.updates import number_row
 
 NO_EXTRA = np.zeros((0, 0), np.float32)  # lookup_logits' G when the first layer has nothing beyond the table
-# A table of fewer multiply-adds is built on one BLAS thread: after a threaded product OpenBLAS's idle threads
-# spin for a while, and on the cores the parallel lookup kernel that follows needs.
-TABLE_SPLIT_WORK = 1 << 30
 
 
 @njit(cache=True)
@@ -52,32 +47,93 @@ def local_ids(ids, start, stop, slot, uniq, U, local):
         slot[uniq[k]] = -1
 
 
-@njit(cache=True)
-def first_layer_tables(E, F, W0, uniq, U, T, C, Eu):
+def first_layer_tables(E, F, W0, uniq, T, C) -> None:
     """Each (position, word) and (position, feature) pair's contribution to the first layer.
 
-    T[u, p] = E[uniq[u]] @ W0[p*w : p*w+d] (>=U, P, H); C[p, f] = F[f] @ W0[p*w+d : (p+1)*w] (P, Vf, H),
-    w = d + df. Eu: (>=U, d) scratch. A word's P rows are contiguous: consecutive windows of a text reuse
-    them while they are in cache.
+    T[u, p] = E[uniq[u]] @ W0[p*w : p*w+d] (len(uniq), P, H); C[p, f] = F[f] @ W0[p*w+d : (p+1)*w] (P, Vf, H),
+    w = d + df; uniq None: every row of E. A word's P rows are contiguous: consecutive windows of a text reuse
+    them while they are in cache. Every row by `stable_product`, so a word's rows have the same bits whichever
+    words share the table (a text tagged alone or in a batch, a file in one pass or in chunks).
     """
-    d = E.shape[1]
-    df = F.shape[1]
+    d, df = E.shape[1], F.shape[1]
     w = d + df
-    P = T.shape[1]
-    for u in range(U):
-        for j in range(d):
-            Eu[u, j] = E[uniq[u], j]
-    for p in range(P):
-        gemm(False, False, 1.0, Eu[:U], W0[p * w : p * w + d], 0.0, T[:U, p])
+    rows = np.ascontiguousarray(E if uniq is None else E[uniq], T.dtype)
+    for p in range(T.shape[1]):
+        stable_product(rows, W0[p * w : p * w + d], T, p)
         if df > 0:
-            gemm(False, False, 1.0, F, W0[p * w + d : (p + 1) * w], 0.0, C[p])
+            C[p] = stable_product(np.ascontiguousarray(F, T.dtype), W0[p * w + d : (p + 1) * w])
 
 
-def fill_tables(E, F, W0, uniq, U, T, C, Eu) -> None:
-    """first_layer_tables, on one BLAS thread when the table is small (TABLE_SPLIT_WORK); same bits either way."""
-    work = U * E.shape[1] * T.shape[1] * T.shape[2]
-    with blas_threads(1 if work < TABLE_SPLIT_WORK else None):
-        first_layer_tables(E, F, W0, uniq, U, T, C, Eu)
+def stable_product(A, B, out=None, position=0):
+    """A @ B into out[:, position] (out: (m, positions, n), or None for a new (m, n) result), each row's bits a
+    function of that row of A and of B alone.
+
+    A BLAS computes a row by code that depends on where the row falls in its blocking (OpenBLAS's Haswell kernels
+    give a row other bits when it moves within the same product), so a word's table row would depend on its
+    neighbours in the table. Here every 4 x 4 block of the result runs through the same code, with rows and columns
+    beyond the matrix padded with zeros.
+    """
+    m, k = A.shape
+    n = B.shape[1]
+    dtype = A.dtype if out is None else out.dtype
+    BT = np.zeros((n + (-n) % TILE, k), dtype)
+    BT[:n] = B.T
+    result = np.empty((m, 1, n), dtype) if out is None else out
+    stable_rows_times(np.ascontiguousarray(A, dtype), BT, result, position)
+    return result[:, 0] if out is None else result
+
+
+TILE = 4  # stable_rows_times' block of rows and of columns
+STABLE_ROW_BLOCK = 64  # rows a thread takes at a time
+
+
+# An entry kernel (only Python calls it), so it may reassociate: its sums have one compiled copy (see fastmath.FAST).
+# Parallel and cached: safe to load in any process once winner.core.runtime.init() has run (see runtime.py).
+@njit(cache=True, parallel=True, fastmath=FAST_ENTRY, error_model="numpy")
+def stable_rows_times(A, BT, out, position):
+    """out[r, position, j] = A[r] . BT[j] for every r and every j < out.shape[2], by 4 x 4 blocks that all go
+    through the same loop: each block's rows of A are first copied into a zero-padded scratch, and BT has zero
+    rows up to a multiple of 4. Threads take blocks of rows; the bits do not depend on the thread count."""
+    m, k = A.shape
+    n = out.shape[2]
+    n_pad = BT.shape[0]
+    n_blocks = (m + STABLE_ROW_BLOCK - 1) // STABLE_ROW_BLOCK
+    for blk in prange(n_blocks):
+        X = np.zeros((TILE, k), A.dtype)
+        acc = np.empty((TILE, TILE), out.dtype)
+        for r in range(blk * STABLE_ROW_BLOCK, min(m, (blk + 1) * STABLE_ROW_BLOCK), TILE):
+            q = min(TILE, m - r)
+            for a in range(TILE):
+                for i in range(k):
+                    X[a, i] = A[r + a, i] if a < q else 0.0
+            for j in range(0, n_pad, TILE):
+                _block(X, BT, j, k, acc)
+                for a in range(q):
+                    for b in range(min(TILE, n - j)):
+                        out[r + a, position, j + b] = acc[a, b]
+
+
+@njit(inline="always", error_model="numpy")
+def _block(X, BT, j, k, acc):
+    """acc[a, b] = X[a] . BT[j + b], a 4 x 4 block: sixteen running sums that vectorise along k together. Inlined
+    into stable_rows_times' own code before it is compiled, so it is compiled once, with that kernel's fastmath
+    flags (the reassociation the vectorised sums need), and never as a copy of its own."""
+    x0, x1, x2, x3 = X[0], X[1], X[2], X[3]
+    y0, y1, y2, y3 = BT[j], BT[j + 1], BT[j + 2], BT[j + 3]
+    z = cast_like(0.0, acc)
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
+    for i in range(k):
+        a0, a1, a2, a3 = x0[i], x1[i], x2[i], x3[i]
+        b0, b1, b2, b3 = y0[i], y1[i], y2[i], y3[i]
+        s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3  # noqa: E702
+        s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3  # noqa: E702
+        s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3  # noqa: E702
+        s30 += a3 * b0; s31 += a3 * b1; s32 += a3 * b2; s33 += a3 * b3  # noqa: E702
+    acc[0, 0], acc[0, 1], acc[0, 2], acc[0, 3] = s00, s01, s02, s03
+    acc[1, 0], acc[1, 1], acc[1, 2], acc[1, 3] = s10, s11, s12, s13
+    acc[2, 0], acc[2, 1], acc[2, 2], acc[2, 3] = s20, s21, s22, s23
+    acc[3, 0], acc[3, 1], acc[3, 2], acc[3, 3] = s30, s31, s32, s33
 
 
 # Parallel and cached: safe to load in any process once winner.core.runtime.init() has run (see runtime.py).

@@ -47,8 +47,7 @@ class VocabularyTable:
         V, P, H0 = c.vocab_size, c.n_positions, c.hidden[0]
         T = np.empty((V, P, H0), model.dtype)
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), model.dtype)
-        Eu = np.empty((V, c.embed_dim), model.dtype)
-        lookup.fill_tables(model.E, model.F, model._views["W0"], np.arange(V, dtype=np.int32), V, T, C, Eu)
+        lookup.first_layer_tables(model.E, model.F, model._views["W0"], None, T, C)
         return cls(T, C, model._transposed_theta(), model.theta.copy(), model.E.copy(), model.F.copy())
 
     def matches(self, model: WindowMLP) -> bool:
@@ -384,14 +383,13 @@ class WindowMLP:
         T = np.empty((max_unique + P, P, H0), self.dtype)  # a chunk's first window may bring P new words
         C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), self.dtype)
         uniq = np.empty(max_unique + P, np.int32)
-        Eu = np.empty((max_unique + P, c.embed_dim), self.dtype)
         WT = self._transposed_theta()
         local = np.empty((N, P), np.int32)
         start = 0
         while start < N:
             stop, U = lookup.compact_rows(ids, start, self.slot_E, uniq, max_unique)
             lookup.local_ids(ids, start, stop, self.slot_E, uniq, U, local)
-            lookup.fill_tables(self.E, self.F, W0, uniq, U, T, C, Eu)
+            lookup.first_layer_tables(self.E, self.F, W0, uniq[:U], T[:U], C)
             lookup.lookup_logits(local[: stop - start], feats[start:stop], T, C, self.theta, WT, self.sizes, act,
                                  log_proba, out[start:stop], lookup.NO_EXTRA)
             start = stop

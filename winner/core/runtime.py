@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import glob
 import os
 
@@ -50,23 +49,6 @@ def blas_threads_alike() -> bool:
     """Whether the BLAS gives the same bits on one thread and on several (else it runs on one, see init)."""
     init()
     return bool(_state["blas_threads_alike"])
-
-
-@functools.cache
-def blas_rows_alike() -> bool:
-    """Whether a row of a matrix product has the same bits whichever rows are computed beside it. Batch-invariant
-    results (a sentence tagged alone or in a batch, a file tagged in chunks or in one pass) rest on it. numpy's
-    OpenBLAS on an AMD EPYC with its Haswell kernels fails it (rows moved within the same product change ~13% of
-    their entries in the last bit); SkylakeX and Sandybridge kernels pass. Probed with numpy's matmul, on one
-    thread."""
-    rng = np.random.default_rng(0)
-    A = rng.standard_normal((128, 150)).astype(np.float32)
-    B = rng.standard_normal((150, 300)).astype(np.float32)
-    with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        whole = A @ B
-        moved = np.roll(A, 64, axis=0) @ B
-        first = A[:40] @ B
-    return bool(np.array_equal(whole[:64], moved[64:]) and np.array_equal(whole[:40], first))
 
 
 def _blas_threads_alike() -> bool:

@@ -97,7 +97,7 @@ def tag_docs(tagger: Tagger, items: Iterable[TextInput], batch_size: int = 64) -
         yield from tag_prepared(tagger, batch)
 
 
-def tag_prepared(tagger: Tagger, batch: Sequence[Prepared], method: str = "auto") -> list[Doc]:
+def tag_prepared(tagger: Tagger, batch: Sequence[Prepared], method: str | None = None) -> list[Doc]:
     """Docs of prepared texts, every sentence of the batch in one model call (`method` as in Tagger.predict)."""
     sentences = [[model_form(t.text) for t in sent] for _, _, sents in batch for sent in sents]
     tags, probs = tagger.predict_scored(sentences, method=method)

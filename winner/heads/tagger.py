@@ -135,13 +135,13 @@ class Tagger:
         return np.asarray(out, dtype=np.int64)
 
     def predict(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
-                batch: int = 4096, method: str = "auto") -> list[list[str]]:
+                batch: int = 4096, method: str | None = None) -> list[list[str]]:
         """Tags of every token, in `scheme` (default: the training data's scheme); `method` as in
-        WindowMLP.predict_logits (auto: the lookup path when it pays)."""
+        WindowMLP.predict_logits, None for `stable_method`."""
         return self.predict_scored(sentences, scheme, batch, method)[0]
 
     def predict_scored(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
-                       batch: int = 4096, method: str = "auto") -> tuple[list[list[str]], list[np.ndarray]]:
+                       batch: int = 4096, method: str | None = None) -> tuple[list[list[str]], list[np.ndarray]]:
         """Tags of every token as `predict` gives them, and each token's model probability of its decoded tag."""
         if isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
             raise TypeError("each sentence is a list of tokens, not a str (which would be read character by "
@@ -156,7 +156,7 @@ class Tagger:
                 np.split(probs, bounds[1:-1]))
 
     def predict_flat(self, sentences: Sequence[Sequence[str]], offsets: np.ndarray, scheme: str | None = None,
-                     batch: int = 4096, method: str = "auto") -> tuple[list[str], np.ndarray]:
+                     batch: int = 4096, method: str | None = None) -> tuple[list[str], np.ndarray]:
         """predict_scored's tags and probabilities of all sentences laid end to end (sentence k at
         offsets[k]:offsets[k+1]): the whole batch decoded in one call, with no Python step per sentence."""
         with compiling_notice():
@@ -181,9 +181,17 @@ class Tagger:
             self._tables[scheme] = conversion_table(self.spec.tags, self.spec.scheme, scheme)
         return self._tables[scheme]
 
-    def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096, method: str = "auto") -> np.ndarray:
+    @property
+    def stable_method(self) -> str:
+        """The prediction path used unless another is asked for: the table lookup when the model has one, else
+        matrix products. Fixed, not chosen per call, so that a sentence gets the same bits in any batch."""
+        return "lookup" if self.model.lookup_supported else "gemm"
+
+    def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096, method: str | None = None
+                  ) -> np.ndarray:
         """(N_tokens, n_tags) log-probabilities of every token's tags; `method` as in predict (with character
         windows: for windows of vocabulary words only, matrix products for windows holding an unseen word)."""
+        method = method or self.stable_method
         if self.context is not None:
             lengths = np.fromiter(map(len, sentences), np.int64, count=len(sentences))
             if self.chars is not None:

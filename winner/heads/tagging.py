@@ -59,19 +59,13 @@ def writer_class(output_format: str) -> type[SentenceWriter]:
         raise WinnerError(f"unknown output format {output_format!r}: expected one of {', '.join(WRITERS)}") from None
 
 
-def predict_method(tagger: Tagger) -> str:
-    """The one prediction path used for streaming: the table lookup when the model has one, else GEMM. Fixed,
-    not chosen per batch, so that a sentence gets the same bits in any batch."""
-    return "lookup" if tagger.model.lookup_supported else "gemm"
-
-
 def batch_tokens(tagger: Tagger) -> int:
     """Tokens per batch. A model whose first-layer table for its whole vocabulary would not fit
     LOOKUP_TABLE_BYTES (one with the shipped GloVe vectors, for instance) builds one per batch for the batch's
     distinct words, which grow slower than the batch: bigger batches need fewer rows per token, and memory
     stays bounded."""
     c = tagger.model.config
-    if c.hidden and predict_method(tagger) == "lookup":
+    if c.hidden and tagger.stable_method == "lookup":
         if c.vocab_size * c.n_positions * c.hidden[0] * tagger.model.dtype.itemsize > LOOKUP_TABLE_BYTES:
             return BATCH_TOKENS * BIG_VOCABULARY_BATCHES
     return BATCH_TOKENS
@@ -157,7 +151,7 @@ def tag_into(tagger: Tagger, records: Iterable[Record], writer: SentenceWriter,
     """Tag every record and hand it to `writer` (opened and closed here), batch by batch."""
     counts = TagCounts()
     t0 = time.perf_counter()
-    method = predict_method(tagger)
+    method = tagger.stable_method
     writer.open()
     light = isinstance(writer, ConllWriter)
     for batch in batches(split_records(records) if light else pending(records), batch_tokens(tagger)):
