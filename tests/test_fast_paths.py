@@ -343,15 +343,16 @@ def test_float32_softmax_over_a_language_model_vocabulary_matches_float64():
 
 
 def check_gemm(call, dtype) -> None:
-    """call(ta, tb, alpha, A, B, beta, C) computes C = alpha op(A) @ op(B) + beta C for every transpose pair."""
+    """call(ta, tb, alpha, A, B, beta, C) computes C = alpha op(A) @ op(B) + beta C for every transpose pair, for
+    sums short and long (blas.gemm cuts a sum over GEMM_K_PIECE terms into pieces: beta applies once)."""
     rng = np.random.default_rng(0)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    for m in (7, 1):  # one row: blas.gemm's own loop instead of BLAS
+    for m, k in ((7, 5), (1, 5), (7, 300), (6, 613)):  # one row: blas.gemm's own loop instead of BLAS
+        tol = (1e-5 if dtype == np.float32 else 1e-12) * np.sqrt(k)
         for alpha in (-0.5, 1.0):
             for ta in (False, True):
                 for tb in (False, True):
-                    A = rng.standard_normal((5, m) if ta else (m, 5)).astype(dtype)
-                    B = rng.standard_normal((3, 5) if tb else (5, 3)).astype(dtype)
+                    A = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                    B = rng.standard_normal((3, k) if tb else (k, 3)).astype(dtype)
                     big = rng.standard_normal((m + 2, 4)).astype(dtype)
                     C = big[1 : m + 1, :3]  # rows strided wider than they are long
                     C0, outside = C.copy(), big[:, 3].copy()
@@ -486,9 +487,10 @@ def test_blas_runs_on_one_thread_where_its_threads_would_change_the_bits():
 
 
 def test_matrix_products_are_the_same_on_any_thread_count():
-    """OpenBLAS's one-thread and threaded drivers split a long sum (k over GEMM_Q) at different points unless k
-    is aligned; gemm sums an aligned part first, so every product has the same bits on 1 and 2 threads. The
-    shapes are a language model's (dA = dZ @ W.T over |V| = 5,243 words) and a tagger's first layer (k = 550)."""
+    """OpenBLAS's one-thread and threaded drivers split a long sum (k over GEMM_Q) at different points; gemm cuts
+    it into pieces of at most GEMM_K_PIECE terms, one panel each, so every product has the same bits on 1 and 2
+    threads. The shapes are a language model's (dA = dZ @ W.T over |V| = 5,243 words) and a tagger's first layer
+    (k = 550)."""
     rng = np.random.default_rng(0)
     cases = [(False, True, (128, 5243), (32, 5243)), (False, False, (128, 550), (550, 300)),
              (True, False, (700, 64), (700, 96)), (False, False, (64, 4099), (4099, 40))]

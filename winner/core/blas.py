@@ -32,8 +32,11 @@ def scale_rows(C, beta):
             C[i, j] = beta * C[i, j] if beta != 0.0 else 0.0
 
 
-# A multiple of 2 * GEMM_UNROLL_M of every OpenBLAS x86 kernel and below every GEMM_Q (see gemm's impl).
+# A long sum is cut into pieces of at most GEMM_K_PIECE terms (each but the last a multiple of GEMM_K_ALIGN), one
+# BLAS call each: GEMM_K_ALIGN is a multiple of 2 * GEMM_UNROLL_M of every OpenBLAS x86 kernel, GEMM_K_PIECE at most
+# every GEMM_Q (see gemm's impl).
 GEMM_K_ALIGN = 64
+GEMM_K_PIECE = 256
 
 
 def gemm(trans_a, trans_b, alpha, A, B, beta, C):
@@ -63,18 +66,19 @@ def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
         ta = CBLAS_TRANS if trans_a else CBLAS_NO_TRANS
         tb = CBLAS_TRANS if trans_b else CBLAS_NO_TRANS
         lda, ldb, ldc = A.strides[0] // A.itemsize, B.strides[0] // B.itemsize, C.strides[0] // C.itemsize
-        # OpenBLAS's one-thread and threaded drivers cut the last stretch (under 2 * GEMM_Q) of a long sum
-        # into two panels at different points unless k is a multiple of 2 * GEMM_UNROLL_M, so the bits would
-        # depend on the thread count. The first k1 terms (a multiple of GEMM_K_ALIGN), then the few others
-        # added onto C, give the same bits on any number of threads.
-        k1 = k - k % GEMM_K_ALIGN
-        if k1 == k or k1 == 0:
-            cblas(CBLAS_ROW_MAJOR, ta, tb, m, n, k, dt(alpha), A.ctypes, lda, B.ctypes, ldb, dt(beta), C.ctypes, ldc)
-            return
-        cblas(CBLAS_ROW_MAJOR, ta, tb, m, n, k1, dt(alpha), A.ctypes, lda, B.ctypes, ldb, dt(beta), C.ctypes, ldc)
-        A2 = A[k1:] if trans_a else A[:, k1:]
-        B2 = B[:, k1:] if trans_b else B[k1:]
-        cblas(CBLAS_ROW_MAJOR, ta, tb, m, n, k - k1, dt(alpha), A2.ctypes, lda, B2.ctypes, ldb, dt(1.0), C.ctypes, ldc)
+        # OpenBLAS's one-thread and threaded drivers cut a sum of more than GEMM_Q terms into panels at different
+        # points, so the bits would depend on the thread count. Pieces of at most GEMM_K_PIECE terms are one panel
+        # on any driver; balanced, so that no piece is a sliver BLAS runs slowly, and added onto C in order.
+        n_pieces = (k + GEMM_K_PIECE - 1) // GEMM_K_PIECE
+        piece = -(-((k + n_pieces - 1) // n_pieces) // GEMM_K_ALIGN) * GEMM_K_ALIGN
+        k0 = 0
+        while k0 < k:
+            k1 = min(k, k0 + piece)
+            A1 = A[k0:k1] if trans_a else A[:, k0:k1]
+            B1 = B[:, k0:k1] if trans_b else B[k0:k1]
+            cblas(CBLAS_ROW_MAJOR, ta, tb, m, n, k1 - k0, dt(alpha), A1.ctypes, lda, B1.ctypes, ldb,
+                  dt(beta) if k0 == 0 else dt(1.0), C.ctypes, ldc)
+            k0 = k1
 
     return impl
 

@@ -26,6 +26,7 @@ import numpy as np
 import threadpoolctl
 from llvmlite import binding
 
+from winner.core.blas import GEMM_K_PIECE
 from winner.errors import SettingError
 
 _state: dict[str, object] = {"ready": False, "blas": None, "controller": None, "blas_threads_alike": True}
@@ -53,21 +54,25 @@ def blas_threads_alike() -> bool:
 
 def _blas_threads_alike() -> bool:
     """Same seed, same bits on any thread count: BLAS may use several threads only where its threaded driver
-    gives the bits of its one-thread driver. numpy's OpenBLAS does with its SkylakeX kernels (gemm aligns long
-    sums for it), not with its Haswell kernels on an AMD EPYC, where even a 64-term product differs; there the
-    BLAS keeps one thread and only numba's parallel kernels use the others. Probed once, on the library
-    numpy's matmul shares with the kernels."""
+    gives the bits of its one-thread driver for every product gemm makes: sums of at most GEMM_K_PIECE terms,
+    which every recent OpenBLAS x86 kernel computes as one panel. numpy's OpenBLAS does with its SkylakeX
+    kernels, not with its Haswell kernels on an AMD EPYC, where even a 64-term product differs; there the BLAS
+    keeps one thread and only numba's parallel kernels use the others. Probed once, in both precisions, with an
+    unaligned sum nearly GEMM_K_PIECE long, on the library numpy's matmul shares with the kernels."""
     n = numba.config.NUMBA_NUM_THREADS
     if n < 2:
         return True
     rng = np.random.default_rng(0)
-    A = rng.standard_normal((128, 64)).astype(np.float32)
-    B = rng.standard_normal((64, 300)).astype(np.float32)
-    with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        one = A @ B
-    with threadpoolctl.threadpool_limits(n, user_api="blas"):
-        several = A @ B
-    return bool(np.array_equal(one, several))
+    for dtype in (np.float32, np.float64):
+        A = rng.standard_normal((128, GEMM_K_PIECE - 6)).astype(dtype)
+        B = rng.standard_normal((GEMM_K_PIECE - 6, 300)).astype(dtype)
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            one = A @ B
+        with threadpoolctl.threadpool_limits(n, user_api="blas"):
+            several = A @ B
+        if not np.array_equal(one, several):
+            return False
+    return True
 
 
 def blas_library() -> str:
