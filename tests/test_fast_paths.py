@@ -343,23 +343,25 @@ def test_float32_softmax_over_a_language_model_vocabulary_matches_float64():
 
 
 def check_gemm(call, dtype) -> None:
-    """call(ta, tb, alpha, A, B, beta, C) computes C = alpha op(A) @ op(B) + beta C for every transpose pair, for
-    sums short and long (blas.gemm cuts a sum over GEMM_K_PIECE terms into pieces: beta applies once)."""
+    """call(ta, tb, alpha, A, B, beta, C) computes C = alpha op(A) @ op(B) + beta C for every transpose pair: one
+    row (blas.gemm's own loop), one BLAS call, and products large enough for blas.gemm to cut into blocks of rows
+    (130 rows: two blocks and a 2-row one) or of columns (3 rows, 2,100 columns)."""
     rng = np.random.default_rng(0)
-    for m, k in ((7, 5), (1, 5), (7, 300), (6, 613)):  # one row: blas.gemm's own loop instead of BLAS
+    for m, k, n in ((7, 5, 3), (1, 5, 3), (6, 613, 3), (130, 100, 400), (3, 700, 2100)):
         tol = (1e-5 if dtype == np.float32 else 1e-12) * np.sqrt(k)
         for alpha in (-0.5, 1.0):
             for ta in (False, True):
                 for tb in (False, True):
                     A = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
-                    B = rng.standard_normal((3, k) if tb else (k, 3)).astype(dtype)
-                    big = rng.standard_normal((m + 2, 4)).astype(dtype)
-                    C = big[1 : m + 1, :3]  # rows strided wider than they are long
-                    C0, outside = C.copy(), big[:, 3].copy()
+                    B = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                    big = rng.standard_normal((m + 2, n + 1)).astype(dtype)
+                    C = big[1 : m + 1, :n]  # rows strided wider than they are long
+                    C0, outside, above = C.copy(), big[:, n].copy(), big[0].copy()
                     call(ta, tb, alpha, A, B, 2.0, C)
                     expect = alpha * (A.T if ta else A) @ (B.T if tb else B) + 2.0 * C0
                     np.testing.assert_allclose(C, expect, rtol=tol, atol=tol)
-                    assert np.array_equal(big[:, 3], outside)  # the column beyond C's rows is not written
+                    assert np.array_equal(big[:, n], outside)  # the column beyond C's rows is not written
+                    assert np.array_equal(big[0], above)  # nor the row before its first
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -462,37 +464,29 @@ def _product(trans_a, trans_b, A, B, C):
     blas.gemm(trans_a, trans_b, 1.0, A, B, 0.0, C)
 
 
-def test_blas_runs_on_one_thread_where_its_threads_would_change_the_bits():
-    """init() probes whether the BLAS gives the same bits on one thread and on several; where it does not (numpy's
-    OpenBLAS with its Haswell kernels on an AMD EPYC), set_threads leaves the BLAS on one thread."""
-    import numba
+def test_blas_runs_on_one_thread_whatever_the_thread_count():
+    """A BLAS's own threads may cut a sum at other points on other thread counts (numpy's OpenBLAS with its Haswell
+    kernels on an AMD EPYC does, even for 64 terms), so init() keeps it on one thread and set_threads never
+    changes that: numba's threads share a large product's blocks instead (blas.gemm_blocks)."""
     import threadpoolctl
 
-    from winner.core import runtime
-
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("one core: nothing to probe")
-    rng = np.random.default_rng(0)
-    A, B = rng.standard_normal((128, 64)).astype(np.float32), rng.standard_normal((64, 300)).astype(np.float32)
     try:
-        set_threads(1)
-        one = A @ B
-        set_threads(2)
-        two = A @ B
-        blas = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        for threads in (1, 2, None):
+            set_threads(threads)
+            blas = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+            assert blas and all(n == 1 for n in blas), (threads, blas)
     finally:
         set_threads(None)
-    assert np.array_equal(one, two)
-    assert blas and all(n == (2 if runtime.blas_threads_alike() else 1) for n in blas)
 
 
 def test_matrix_products_are_the_same_on_any_thread_count():
-    """OpenBLAS's one-thread and threaded drivers split a long sum (k over GEMM_Q) at different points; gemm cuts
-    it into pieces of at most GEMM_K_PIECE terms, one panel each, so every product has the same bits on 1 and 2
-    threads. The shapes are a language model's (dA = dZ @ W.T over |V| = 5,243 words) and a tagger's first layer
-    (k = 550)."""
+    """Every product has the same bits on 1 and 2 threads: a large one is cut into blocks fixed by its shape,
+    which the threads share, each one single-threaded BLAS call. The shapes are a language model's (dA = dZ @ W.T
+    over |V| = 5,243 words; its output scores, blocks of columns), a tagger's first layer (k = 550; blocks of
+    rows, the last one a single row) and two products too small to cut."""
     rng = np.random.default_rng(0)
     cases = [(False, True, (128, 5243), (32, 5243)), (False, False, (128, 550), (550, 300)),
+             (True, False, (200, 129), (200, 300)), (False, False, (64, 100), (100, 3000)),
              (True, False, (700, 64), (700, 96)), (False, False, (64, 4099), (4099, 40))]
     for trans_a, trans_b, a_shape, b_shape in cases:
         A = rng.standard_normal(a_shape).astype(np.float32)

@@ -32,23 +32,62 @@ def scale_rows(C, beta):
             C[i, j] = beta * C[i, j] if beta != 0.0 else 0.0
 
 
-# A long sum is cut into pieces of at most GEMM_K_PIECE terms (each but the last a multiple of GEMM_K_ALIGN), one
-# BLAS call each: GEMM_K_ALIGN is a multiple of 2 * GEMM_UNROLL_M of every OpenBLAS x86 kernel, GEMM_K_PIECE at most
-# every GEMM_Q (see gemm's impl).
-GEMM_K_ALIGN = 64
-GEMM_K_PIECE = 256
+# Products of at least GEMM_BLOCK_WORK multiply-adds are cut into blocks of GEMM_ROW_BLOCK rows of C (or, for a
+# product of few rows, GEMM_COL_BLOCK columns) that numba's threads share, one single-threaded BLAS call each.
+GEMM_BLOCK_WORK = 1 << 22
+GEMM_ROW_BLOCK = 64
+GEMM_COL_BLOCK = 512
 
 
 def gemm(trans_a, trans_b, alpha, A, B, beta, C):
     """C = alpha * op(A) @ op(B) + beta * C, op(X) = X.T when trans_x; callable from jitted code only.
 
-    A, B, C: 2-D arrays of one float dtype whose rows are contiguous (row stride may be larger).
+    A, B, C: 2-D arrays of one float dtype whose rows are contiguous (row stride may be larger). The BLAS runs on
+    one thread (winner.core.runtime.init); a large product is cut into blocks fixed by its shape alone, which
+    numba's threads share, so the bits never depend on the thread count (a BLAS's own threads may cut a sum at
+    other points on other thread counts).
     """
     raise TypeError("blas.gemm is only callable from jitted code")
 
 
 @overload(gemm)
 def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
+    def impl(trans_a, trans_b, alpha, A, B, beta, C):
+        m, n = C.shape
+        k = A.shape[0] if trans_a else A.shape[1]
+        if m * n * k >= GEMM_BLOCK_WORK and (m >= 2 * GEMM_ROW_BLOCK or n >= 2 * GEMM_COL_BLOCK):
+            gemm_blocks(trans_a, trans_b, alpha, A, B, beta, C)
+        else:
+            gemm_one_call(trans_a, trans_b, alpha, A, B, beta, C)
+
+    return impl
+
+
+# Parallel and cached: safe to load in any process once winner.core.runtime.init() has run (see runtime.py).
+@njit(cache=True, parallel=True, error_model="numpy")
+def gemm_blocks(trans_a, trans_b, alpha, A, B, beta, C):
+    """gemm of a large product, block by block: GEMM_ROW_BLOCK rows of C at a time, or GEMM_COL_BLOCK columns
+    when C has fewer than 2 * GEMM_ROW_BLOCK rows. Blocks are independent, so threads take them in any order."""
+    m, n = C.shape
+    if m >= 2 * GEMM_ROW_BLOCK:
+        for blk in prange((m + GEMM_ROW_BLOCK - 1) // GEMM_ROW_BLOCK):
+            r0 = blk * GEMM_ROW_BLOCK
+            r1 = min(m, r0 + GEMM_ROW_BLOCK)
+            gemm_one_call(trans_a, trans_b, alpha, A[:, r0:r1] if trans_a else A[r0:r1], B, beta, C[r0:r1])
+    else:
+        for blk in prange((n + GEMM_COL_BLOCK - 1) // GEMM_COL_BLOCK):
+            c0 = blk * GEMM_COL_BLOCK
+            c1 = min(n, c0 + GEMM_COL_BLOCK)
+            gemm_one_call(trans_a, trans_b, alpha, A, B[c0:c1] if trans_b else B[:, c0:c1], beta, C[:, c0:c1])
+
+
+def gemm_one_call(trans_a, trans_b, alpha, A, B, beta, C):
+    """gemm as one BLAS call (a one-row product: a plain loop); callable from jitted code only."""
+    raise TypeError("blas.gemm_one_call is only callable from jitted code")
+
+
+@overload(gemm_one_call)
+def _gemm_one_call_overload(trans_a, trans_b, alpha, A, B, beta, C):
     cblas = _CBLAS[A.dtype]
     dt = np.float32 if A.dtype == types.float32 else np.float64
 
@@ -66,19 +105,7 @@ def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
         ta = CBLAS_TRANS if trans_a else CBLAS_NO_TRANS
         tb = CBLAS_TRANS if trans_b else CBLAS_NO_TRANS
         lda, ldb, ldc = A.strides[0] // A.itemsize, B.strides[0] // B.itemsize, C.strides[0] // C.itemsize
-        # OpenBLAS's one-thread and threaded drivers cut a sum of more than GEMM_Q terms into panels at different
-        # points, so the bits would depend on the thread count. Pieces of at most GEMM_K_PIECE terms are one panel
-        # on any driver; balanced, so that no piece is a sliver BLAS runs slowly, and added onto C in order.
-        n_pieces = (k + GEMM_K_PIECE - 1) // GEMM_K_PIECE
-        piece = -(-((k + n_pieces - 1) // n_pieces) // GEMM_K_ALIGN) * GEMM_K_ALIGN
-        k0 = 0
-        while k0 < k:
-            k1 = min(k, k0 + piece)
-            A1 = A[k0:k1] if trans_a else A[:, k0:k1]
-            B1 = B[:, k0:k1] if trans_b else B[k0:k1]
-            cblas(CBLAS_ROW_MAJOR, ta, tb, m, n, k1 - k0, dt(alpha), A1.ctypes, lda, B1.ctypes, ldb,
-                  dt(beta) if k0 == 0 else dt(1.0), C.ctypes, ldc)
-            k0 = k1
+        cblas(CBLAS_ROW_MAJOR, ta, tb, m, n, k, dt(alpha), A.ctypes, lda, B.ctypes, ldb, dt(beta), C.ctypes, ldc)
 
     return impl
 

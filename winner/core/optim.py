@@ -13,14 +13,8 @@ import numpy as np
 
 from winner.core import classes, layers, steps, updates
 from winner.core.mlp import SparseGrads, WindowMLP
-from winner.core.runtime import blas_threads
 
 OPTIMIZERS = {"sgd": updates.OPT_SGD, "adam": updates.OPT_ADAM}
-# Minibatches whose products are smaller than this (batch x weights, in multiply-adds) keep BLAS on one thread:
-# they are too small to split profitably (the NER window MLP, 150k weights, gains from a second core from batch
-# 128 on, not at 32), and a split stalls badly when the other core is busy. A language model's 5.6M weights pass
-# it from batch 4 on. Results do not depend on it (BLAS splits output blocks, never a sum).
-SPLIT_WORK = 128 * 150_000
 AVERAGE_SNAPSHOTS = 8  # the weight average moves at least this often per time constant
 
 
@@ -94,8 +88,7 @@ class Optimizer:
         scratch = model.scratch(batch)
         adam = self._adam(model)
         n_batches = -(-(stop - start) // batch)
-        with blas_threads(1 if batch * model.theta.size < SPLIT_WORK else None):
-            total = self._train_batches(model, scratch, adam, ids, feats, targets, order, start, stop, batch, seed)
+        total = self._train_batches(model, scratch, adam, ids, feats, targets, order, start, stop, batch, seed)
         self.steps += n_batches
         if self.average_windows > 0 and math.isfinite(total):
             self._update_average(model, stop - start)

@@ -16,7 +16,6 @@ cache safe, and keeps the parallel kernels cached (compiling them in every proce
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import glob
 import os
@@ -26,53 +25,21 @@ import numpy as np
 import threadpoolctl
 from llvmlite import binding
 
-from winner.core.blas import GEMM_K_PIECE
 from winner.errors import SettingError
 
-_state: dict[str, object] = {"ready": False, "blas": None, "controller": None, "blas_threads_alike": True}
+_state: dict[str, object] = {"ready": False, "blas": None}
 
 
 def init() -> None:
-    """Make the core ready in this process: register the BLAS, launch numba's threads, probe whether the BLAS
-    gives the same bits on any thread count, apply WINNER_THREADS."""
+    """Make the core ready in this process: register the BLAS, launch numba's threads, keep the BLAS on one
+    thread (gemm shares a large product's blocks over numba's threads itself), apply WINNER_THREADS."""
     if _state["ready"]:
         return
     _state["blas"] = _register_blas()
     _launch_threading_layer()
-    _state["blas_threads_alike"] = _blas_threads_alike()
-    if not _state["blas_threads_alike"]:
-        threadpoolctl.threadpool_limits(1, user_api="blas")
+    threadpoolctl.threadpool_limits(1, user_api="blas")
     _threads_from_environment()
     _state["ready"] = True
-
-
-def blas_threads_alike() -> bool:
-    """Whether the BLAS gives the same bits on one thread and on several (else it runs on one, see init)."""
-    init()
-    return bool(_state["blas_threads_alike"])
-
-
-def _blas_threads_alike() -> bool:
-    """Same seed, same bits on any thread count: BLAS may use several threads only where its threaded driver
-    gives the bits of its one-thread driver for every product gemm makes: sums of at most GEMM_K_PIECE terms,
-    which every recent OpenBLAS x86 kernel computes as one panel. numpy's OpenBLAS does with its SkylakeX
-    kernels, not with its Haswell kernels on an AMD EPYC, where even a 64-term product differs; there the BLAS
-    keeps one thread and only numba's parallel kernels use the others. Probed once, in both precisions, with an
-    unaligned sum nearly GEMM_K_PIECE long, on the library numpy's matmul shares with the kernels."""
-    n = numba.config.NUMBA_NUM_THREADS
-    if n < 2:
-        return True
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        A = rng.standard_normal((128, GEMM_K_PIECE - 6)).astype(dtype)
-        B = rng.standard_normal((GEMM_K_PIECE - 6, 300)).astype(dtype)
-        with threadpoolctl.threadpool_limits(1, user_api="blas"):
-            one = A @ B
-        with threadpoolctl.threadpool_limits(n, user_api="blas"):
-            several = A @ B
-        if not np.array_equal(one, several):
-            return False
-    return True
 
 
 def blas_library() -> str:
@@ -133,9 +100,8 @@ def _threads_from_environment() -> None:
 
 
 def set_threads(n: int | None = None) -> int:
-    """Cores the core may use (numba's parallel loops and the BLAS behind its matrix products); None = all.
-
-    Results do not depend on it: parallel loops split independent rows, BLAS splits output blocks.
+    """Cores the core may use (numba's parallel loops, which also share a large matrix product's blocks); None =
+    all. Results do not depend on it: parallel loops split independent rows and blocks fixed by the data's shape.
     Returns the number set.
     """
     init()
@@ -145,15 +111,5 @@ def set_threads(n: int | None = None) -> int:
 def _apply_threads(n: int | None) -> int:
     n = numba.config.NUMBA_NUM_THREADS if n is None else max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
-    threadpoolctl.threadpool_limits(n if _state["blas_threads_alike"] else 1, user_api="blas")
+    threadpoolctl.threadpool_limits(1, user_api="blas")  # also a BLAS loaded since init (scipy's, say)
     return n
-
-
-def blas_threads(n: int | None):
-    """Context manager: BLAS limited to n threads inside (None: leave the current setting)."""
-    if n is None or not blas_threads_alike():
-        return contextlib.nullcontext()
-    if _state["controller"] is None:
-        init()  # the controller must see the BLAS the kernels use
-        _state["controller"] = threadpoolctl.ThreadpoolController()
-    return _state["controller"].limit(limits=n, user_api="blas")
