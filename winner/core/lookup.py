@@ -58,10 +58,11 @@ def first_layer_tables(E, F, W0, uniq, T, C) -> None:
     d, df = E.shape[1], F.shape[1]
     w = d + df
     rows = np.ascontiguousarray(E if uniq is None else E[uniq], T.dtype)
+    features = np.ascontiguousarray(F, T.dtype)
     for p in range(T.shape[1]):
         stable_product(rows, W0[p * w : p * w + d], T, p)
         if df > 0:
-            C[p] = stable_product(np.ascontiguousarray(F, T.dtype), W0[p * w + d : (p + 1) * w])
+            C[p] = stable_product(features, W0[p * w + d : (p + 1) * w])
 
 
 def stable_product(A, B, out=None, position=0):
