@@ -32,20 +32,50 @@ def scale_rows(C, beta):
             C[i, j] = beta * C[i, j] if beta != 0.0 else 0.0
 
 
-# Products of at least GEMM_BLOCK_WORK multiply-adds are cut into blocks of GEMM_ROW_BLOCK rows of C (or, for a
-# product of few rows, GEMM_COL_BLOCK columns) that numba's threads share, one single-threaded BLAS call each.
-GEMM_BLOCK_WORK = 1 << 22
-GEMM_ROW_BLOCK = 64
-GEMM_COL_BLOCK = 512
+# A product of at least 2 * GEMM_PART_WORK multiply-adds is cut into 2, 4 or 8 parts of C (the largest count
+# that leaves each part GEMM_PART_WORK), fixed by its shape alone, that numba's threads share, one
+# single-threaded BLAS call each. The cut runs along C's longer side, so each part re-reads (and the BLAS
+# re-packs) only the smaller operand; parts are whole multiples of GEMM_PART_ALIGN rows or columns and differ by
+# at most one multiple, so two threads get equal work. Columns are cut only in a wide product (a language
+# model's vocabulary): narrow column parts made the tagger's one-thread training a third slower here.
+GEMM_PART_WORK = 1 << 20
+GEMM_MAX_PARTS = 8
+GEMM_PART_ALIGN = 16
+GEMM_WIDE = 1024
+
+
+@njit(cache=True)
+def gemm_parts(m, n, k):
+    """How blas.gemm cuts an (m, n) result summed over k: (along_rows, parts); parts == 1 is one call. A
+    one-row product is never cut: its own loop shares a large matrix over the threads (rows_times_vector)."""
+    along_rows = m >= n
+    side = m if along_rows else n
+    parts = 1
+    if m == 1 or (not along_rows and n < GEMM_WIDE):
+        return along_rows, parts
+    while (parts < GEMM_MAX_PARTS and m * n * k >= 2 * parts * GEMM_PART_WORK
+           and side >= 2 * parts * GEMM_PART_ALIGN):
+        parts *= 2
+    return along_rows, parts
+
+
+@njit(cache=True, inline="always")
+def part_bounds(side, parts, i):
+    """First and end index of part i of `parts` along a side of `side` entries, cut at multiples of
+    GEMM_PART_ALIGN; the last part ends at `side`."""
+    units = (side + GEMM_PART_ALIGN - 1) // GEMM_PART_ALIGN
+    lo = (i * units // parts) * GEMM_PART_ALIGN
+    hi = side if i == parts - 1 else ((i + 1) * units // parts) * GEMM_PART_ALIGN
+    return lo, hi
 
 
 def gemm(trans_a, trans_b, alpha, A, B, beta, C):
     """C = alpha * op(A) @ op(B) + beta * C, op(X) = X.T when trans_x; callable from jitted code only.
 
     A, B, C: 2-D arrays of one float dtype whose rows are contiguous (row stride may be larger). The BLAS runs on
-    one thread (winner.core.runtime.init); a large product is cut into blocks fixed by its shape alone, which
-    numba's threads share, so the bits never depend on the thread count (a BLAS's own threads may cut a sum at
-    other points on other thread counts).
+    one thread (winner.core.runtime.init); a large product is cut into parts fixed by its shape alone
+    (gemm_parts), which numba's threads share, so the bits never depend on the thread count (a BLAS's own
+    threads may cut a sum at other points on other thread counts).
     """
     raise TypeError("blas.gemm is only callable from jitted code")
 
@@ -55,8 +85,9 @@ def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
     def impl(trans_a, trans_b, alpha, A, B, beta, C):
         m, n = C.shape
         k = A.shape[0] if trans_a else A.shape[1]
-        if m * n * k >= GEMM_BLOCK_WORK and (m >= 2 * GEMM_ROW_BLOCK or n >= 2 * GEMM_COL_BLOCK):
-            gemm_blocks(trans_a, trans_b, alpha, A, B, beta, C)
+        along_rows, parts = gemm_parts(m, n, k)
+        if parts > 1:
+            gemm_in_parts(trans_a, trans_b, alpha, A, B, beta, C, along_rows, parts)
         else:
             gemm_one_call(trans_a, trans_b, alpha, A, B, beta, C)
 
@@ -65,19 +96,16 @@ def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
 
 # Parallel and cached: safe to load in any process once winner.core.runtime.init() has run (see runtime.py).
 @njit(cache=True, parallel=True, error_model="numpy")
-def gemm_blocks(trans_a, trans_b, alpha, A, B, beta, C):
-    """gemm of a large product, block by block: GEMM_ROW_BLOCK rows of C at a time, or GEMM_COL_BLOCK columns
-    when C has fewer than 2 * GEMM_ROW_BLOCK rows. Blocks are independent, so threads take them in any order."""
+def gemm_in_parts(trans_a, trans_b, alpha, A, B, beta, C, along_rows, parts):
+    """gemm as `parts` BLAS calls on parts of C's rows (along_rows) or columns (part_bounds). The parts are
+    independent, so threads take them in any order."""
     m, n = C.shape
-    if m >= 2 * GEMM_ROW_BLOCK:
-        for blk in prange((m + GEMM_ROW_BLOCK - 1) // GEMM_ROW_BLOCK):
-            r0 = blk * GEMM_ROW_BLOCK
-            r1 = min(m, r0 + GEMM_ROW_BLOCK)
+    for i in prange(parts):
+        if along_rows:
+            r0, r1 = part_bounds(m, parts, i)
             gemm_one_call(trans_a, trans_b, alpha, A[:, r0:r1] if trans_a else A[r0:r1], B, beta, C[r0:r1])
-    else:
-        for blk in prange((n + GEMM_COL_BLOCK - 1) // GEMM_COL_BLOCK):
-            c0 = blk * GEMM_COL_BLOCK
-            c1 = min(n, c0 + GEMM_COL_BLOCK)
+        else:
+            c0, c1 = part_bounds(n, parts, i)
             gemm_one_call(trans_a, trans_b, alpha, A, B[c0:c1] if trans_b else B[:, c0:c1], beta, C[:, c0:c1])
 
 
