@@ -345,7 +345,7 @@ def test_float32_softmax_over_a_language_model_vocabulary_matches_float64():
 def check_gemm(call, dtype) -> None:
     """call(ta, tb, alpha, A, B, beta, C) computes C = alpha op(A) @ op(B) + beta C for every transpose pair: one
     row (blas.gemm's own loop, also for a large matrix), one BLAS call, and products large enough for blas.gemm
-    to cut into parts of rows (130 rows: 32 + 32 + 32 + 34) or of columns (3 rows, 2,100 columns)."""
+    to cut into parts of rows (130 rows: 64 + 66) or of columns (3 rows, 2,100 columns)."""
     rng = np.random.default_rng(0)
     for m, k, n in ((7, 5, 3), (1, 5, 3), (6, 613, 3), (130, 400, 100), (3, 700, 2100), (1, 700, 3000)):
         tol = (1e-5 if dtype == np.float32 else 1e-12) * np.sqrt(k)
@@ -480,18 +480,19 @@ def test_blas_runs_on_one_thread_whatever_the_thread_count():
 
 
 def test_gemm_cuts_a_large_product_into_equal_aligned_parts_along_its_longer_side():
-    """blas.gemm's parts depend on the shape alone: none below 2M multiply-adds, for one row or for a narrow
-    product whose longer side is its columns, else 2, 4 or 8 along C's longer side, covering it exactly, cut at
-    multiples of 16 and within 16 of each other."""
+    """blas.gemm's parts depend on the shape alone: none below 2M multiply-adds or for one row; else 2, 4 or 8,
+    along the columns of a wide product and along the rows (64 at least) of any other, covering the side exactly,
+    cut at multiples of 16 and within 16 of each other."""
     assert blas.gemm_parts(32, 9, 300) == (True, 1)  # an output layer: too small to share
     assert blas.gemm_parts(1, 16493, 340) == (False, 1)  # one row: its own loop
-    assert blas.gemm_parts(32, 300, 550) == (False, 1)  # columns, but only 300 of them
+    assert blas.gemm_parts(32, 300, 550) == (True, 1)  # 32 rows: too few to cut
+    assert blas.gemm_parts(128, 300, 550) == (True, 2)
     assert blas.gemm_parts(64, 3000, 100) == (False, 8)
     assert blas.gemm_parts(3, 2100, 700) == (False, 4)
     assert blas.gemm_parts(512, 300, 550) == (True, 8)
     assert blas.gemm_parts(550, 300, 32) == (True, 4)
     assert blas.gemm_parts(130, 100, 300) == (True, 2)
-    assert blas.gemm_parts(64, 40, 4099) == (True, 4)  # 8 parts would be shorter than 16 rows
+    assert blas.gemm_parts(256, 340, 16493) == (True, 4)
     for side, parts in ((130, 2), (300, 8), (64, 4), (16493, 8), (97, 2)):
         bounds = [blas.part_bounds(side, parts, i) for i in range(parts)]
         assert bounds[0][0] == 0 and bounds[-1][1] == side
@@ -504,9 +505,9 @@ def test_gemm_cuts_a_large_product_into_equal_aligned_parts_along_its_longer_sid
 def test_matrix_products_are_the_same_on_any_thread_count():
     """Every product has the same bits on 1 and 2 threads: a large one is cut into parts fixed by its shape,
     which the threads share, each one single-threaded BLAS call. The shapes are a language model's (dA = dZ @ W.T
-    over |V| = 5,243 words: 8 parts of rows; its output scores: 8 parts of columns), a tagger's first layer
-    (k = 550: 8 parts of rows) and its gradient (2 parts of rows, the last one longer), a cut into 4 and two
-    products not cut (longer along their few columns)."""
+    over |V| = 5,243 words: 2 parts of rows; its output scores: 8 parts of columns), a tagger's first layer
+    (k = 550: 8 parts of rows) and its gradient (2 parts of rows, the last one longer; also 129 rows: 64 + 65),
+    and two products whose 64 rows are too few to cut."""
     rng = np.random.default_rng(0)
     cases = [(False, True, (128, 5243), (32, 5243)), (False, False, (512, 550), (550, 300)),
              (True, False, (200, 129), (200, 300)), (False, False, (64, 100), (100, 3000)),

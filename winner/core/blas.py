@@ -34,13 +34,14 @@ def scale_rows(C, beta):
 
 # A product of at least 2 * GEMM_PART_WORK multiply-adds is cut into 2, 4 or 8 parts of C (the largest count
 # that leaves each part GEMM_PART_WORK), fixed by its shape alone, that numba's threads share, one
-# single-threaded BLAS call each. The cut runs along C's longer side, so each part re-reads (and the BLAS
-# re-packs) only the smaller operand; parts are whole multiples of GEMM_PART_ALIGN rows or columns and differ by
-# at most one multiple, so two threads get equal work. Columns are cut only in a wide product (a language
-# model's vocabulary): narrow column parts made the tagger's one-thread training a third slower here.
+# single-threaded BLAS call each. A wide product (a language model's vocabulary as C's columns) is cut along its
+# columns, so each part re-reads (and the BLAS re-packs) only the smaller operand; any other along its rows, at
+# least GEMM_MIN_ROWS to a part (narrower parts made the tagger's one-thread training a third slower here).
+# Parts are whole multiples of GEMM_PART_ALIGN and differ by at most one multiple, so two threads get equal work.
 GEMM_PART_WORK = 1 << 20
 GEMM_MAX_PARTS = 8
 GEMM_PART_ALIGN = 16
+GEMM_MIN_ROWS = 64
 GEMM_WIDE = 1024
 
 
@@ -48,13 +49,12 @@ GEMM_WIDE = 1024
 def gemm_parts(m, n, k):
     """How blas.gemm cuts an (m, n) result summed over k: (along_rows, parts); parts == 1 is one call. A
     one-row product is never cut: its own loop shares a large matrix over the threads (rows_times_vector)."""
-    along_rows = m >= n
-    side = m if along_rows else n
+    along_rows = not (n >= GEMM_WIDE and n > m)
+    side, least = (m, GEMM_MIN_ROWS) if along_rows else (n, GEMM_PART_ALIGN)
     parts = 1
-    if m == 1 or (not along_rows and n < GEMM_WIDE):
+    if m == 1:
         return along_rows, parts
-    while (parts < GEMM_MAX_PARTS and m * n * k >= 2 * parts * GEMM_PART_WORK
-           and side >= 2 * parts * GEMM_PART_ALIGN):
+    while parts < GEMM_MAX_PARTS and m * n * k >= 2 * parts * GEMM_PART_WORK and side >= 2 * parts * least:
         parts *= 2
     return along_rows, parts
 
