@@ -36,7 +36,7 @@ def scale_rows(C, beta):
 # that leaves each part GEMM_PART_WORK), fixed by its shape alone, that numba's threads share, one
 # single-threaded BLAS call each. A wide product (a language model's vocabulary as C's columns) is cut along its
 # columns, so each part re-reads (and the BLAS re-packs) only the smaller operand; any other along its rows, at
-# least GEMM_MIN_ROWS to a part (narrower parts made the tagger's one-thread training a third slower here).
+# least GEMM_MIN_ROWS to a part (narrower parts slowed the tagger's one-thread training: see the README).
 # Parts are whole multiples of GEMM_PART_ALIGN and differ by at most one multiple, so two threads get equal work.
 GEMM_PART_WORK = 1 << 20
 GEMM_MAX_PARTS = 8

@@ -32,7 +32,7 @@ _state: dict[str, object] = {"ready": False, "blas": None}
 
 def init() -> None:
     """Make the core ready in this process: register the BLAS, launch numba's threads, keep the BLAS on one
-    thread (gemm shares a large product's blocks over numba's threads itself), apply WINNER_THREADS."""
+    thread (gemm shares a large product's parts over numba's threads itself), apply WINNER_THREADS."""
     if _state["ready"]:
         return
     _state["blas"] = _register_blas()
@@ -100,8 +100,8 @@ def _threads_from_environment() -> None:
 
 
 def set_threads(n: int | None = None) -> int:
-    """Cores the core may use (numba's parallel loops, which also share a large matrix product's blocks); None =
-    all. Results do not depend on it: parallel loops split independent rows and blocks fixed by the data's shape.
+    """Cores the core may use (numba's parallel loops, which also share a large matrix product's parts); None =
+    all. Results do not depend on it: parallel loops split independent rows and parts fixed by the data's shape.
     Returns the number set.
     """
     init()
