@@ -108,6 +108,29 @@ def test_distinct_pair_sgd_equals_straightforward_updates(kw):
     assert np.all(fast.slot_E == -1)
 
 
+def test_distinct_pair_step_gives_the_same_bits_on_one_and_two_threads():
+    """sgd_step_pairs shares its positions' products, W0's update and the hidden rows over numba's threads: cut
+    by the shapes alone, so a tagger-sized float32 model trained on 1 and 2 threads ends with the same bits."""
+    cfg = MLPConfig(n_positions=5, vocab_size=3000, embed_dim=100, n_out=9, hidden=(300, 50), dropout_hidden=0.2)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 400, (600, 5)).astype(np.int32)
+    feats, targets = np.zeros_like(ids), rng.integers(0, 9, 600)
+    order = rng.permutation(600).astype(np.int64)
+    outs = []
+    try:
+        for threads in (1, 2):
+            set_threads(threads)
+            model = WindowMLP(cfg, seed=0)
+            opt = Optimizer("sgd", lr=0.05)
+            assert opt._pairs_apply(model, 256)
+            opt.train_batches(model, ids, feats, targets, order, 0, 600, 256, seed=3)
+            outs.append(model.to_arrays())
+    finally:
+        set_threads(None)
+    for name in outs[0]:
+        assert np.array_equal(outs[0][name], outs[1][name]), name
+
+
 def test_fused_float32_matches_float64_reference():
     """The float32 fast paths (vectorised tanh, reassociated sums) stay within float32 rounding."""
     fast, ids, feats, targets = make({"dtype": "float32"}, n=40)
@@ -481,8 +504,8 @@ def test_blas_runs_on_one_thread_whatever_the_thread_count():
 
 def test_gemm_cuts_a_large_product_into_equal_aligned_parts_along_its_longer_side():
     """blas.gemm's parts depend on the shape alone: none below 2M multiply-adds or for one row; else 2, 4 or 8,
-    along the columns of a wide product and along the rows (64 at least) of any other, covering the side exactly,
-    cut at multiples of 16 and within 16 of each other."""
+    along the columns of a wide product and along the rows (64 at least, or 32 in two parts for a sum over a
+    vocabulary) of any other, covering the side exactly, cut at multiples of 16 and within 16 of each other."""
     assert blas.gemm_parts(32, 9, 300) == (True, 1)  # an output layer: too small to share
     assert blas.gemm_parts(1, 16493, 340) == (False, 1)  # one row: its own loop
     assert blas.gemm_parts(32, 300, 550) == (True, 1)  # 32 rows: too few to cut
@@ -493,6 +516,10 @@ def test_gemm_cuts_a_large_product_into_equal_aligned_parts_along_its_longer_sid
     assert blas.gemm_parts(550, 300, 32) == (True, 4)
     assert blas.gemm_parts(130, 100, 300) == (True, 2)
     assert blas.gemm_parts(256, 340, 16493) == (True, 4)
+    assert blas.gemm_parts(64, 100, 16493) == (True, 2)  # 64 rows, a sum over a vocabulary: cut in two all the same
+    assert blas.gemm_parts(100, 240, 16493) == (True, 2)
+    assert blas.gemm_parts(63, 240, 16493) == (True, 1)
+    assert blas.gemm_parts(64, 9, 1500) == (True, 1)  # too small to share
     for side, parts in ((130, 2), (300, 8), (64, 4), (16493, 8), (97, 2)):
         bounds = [blas.part_bounds(side, parts, i) for i in range(parts)]
         assert bounds[0][0] == 0 and bounds[-1][1] == side
@@ -507,7 +534,7 @@ def test_matrix_products_are_the_same_on_any_thread_count():
     which the threads share, each one single-threaded BLAS call. The shapes are a language model's (dA = dZ @ W.T
     over |V| = 5,243 words: 2 parts of rows; its output scores: 8 parts of columns), a tagger's first layer
     (k = 550: 8 parts of rows) and its gradient (2 parts of rows, the last one longer; also 129 rows: 64 + 65),
-    and two products whose 64 rows are too few to cut."""
+    a product whose 64 rows are too few to cut, and 64 rows summed over 4,099 words (2 parts of 32 rows)."""
     rng = np.random.default_rng(0)
     cases = [(False, True, (128, 5243), (32, 5243)), (False, False, (512, 550), (550, 300)),
              (True, False, (200, 129), (200, 300)), (False, False, (64, 100), (100, 3000)),

@@ -36,7 +36,9 @@ def scale_rows(C, beta):
 # that leaves each part GEMM_PART_WORK), fixed by its shape alone, that numba's threads share, one
 # single-threaded BLAS call each. A wide product (a language model's vocabulary as C's columns) is cut along its
 # columns, so each part re-reads (and the BLAS re-packs) only the smaller operand; any other along its rows, at
-# least GEMM_MIN_ROWS to a part (narrower parts slowed the tagger's one-thread training: see the README).
+# least GEMM_MIN_ROWS to a part (narrower parts slowed the tagger's one-thread training: see the README). A sum
+# over a vocabulary (k >= GEMM_WIDE: a language model's gradient into its hidden layer and its context) of
+# GEMM_MIN_ROWS to 2 * GEMM_MIN_ROWS rows is cut in two all the same, so that a 64-window batch uses two threads.
 # Parts are whole multiples of GEMM_PART_ALIGN and differ by at most one multiple, so two threads get equal work.
 GEMM_PART_WORK = 1 << 20
 GEMM_MAX_PARTS = 8
@@ -56,6 +58,8 @@ def gemm_parts(m, n, k):
         return along_rows, parts
     while parts < GEMM_MAX_PARTS and m * n * k >= 2 * parts * GEMM_PART_WORK and side >= 2 * parts * least:
         parts *= 2
+    if parts == 1 and along_rows and k >= GEMM_WIDE and m >= GEMM_MIN_ROWS and m * n * k >= 2 * GEMM_PART_WORK:
+        parts = 2
     return along_rows, parts
 
 

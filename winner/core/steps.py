@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from winner.core.blas import gemm, rows_times_vector
+from winner.core.blas import gemm, gemm_one_call, part_bounds, rows_times_vector
 from winner.core.fastmath import (
     FAST,
     FAST_ENTRY,
@@ -303,7 +303,14 @@ def number_pairs(ids, slot, pmap, words, offsets):
     return n
 
 
-@njit(cache=True, fastmath=FAST, error_model="numpy")
+# The pair step's parallel pieces. Each task writes rows or columns no other task writes and every sum keeps its
+# order, so the bits never depend on the thread count; each position's products are cut in PAIR_HALVES fixed by
+# the shapes alone, so two threads share a window's five positions evenly. Parallel and cached: safe to load in
+# any process once winner.core.runtime.init() has run (see runtime.py).
+PAIR_HALVES = 2
+
+
+@njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
 def pair_hidden(Tp, pmap, bias, act, drop, seed, step, base, keep, H):
     """H[b] = act(bias + sum over positions p of Tp[pmap[b, p]]), then dropout: the first hidden layer of
     sgd_step_pairs, a window at a time while its row is in cache. keep: (B, m), written only when drop > 0
@@ -311,7 +318,7 @@ def pair_hidden(Tp, pmap, bias, act, drop, seed, step, base, keep, H):
     B, P = pmap.shape
     m = H.shape[1]
     scale = cast_like(1.0 / (1.0 - drop), H) if drop > 0.0 else cast_like(1.0, H)
-    for b in range(B):
+    for b in prange(B):
         for j in range(m):
             H[b, j] = bias[j]
         for p in range(P):
@@ -328,7 +335,8 @@ def pair_hidden(Tp, pmap, bias, act, drop, seed, step, base, keep, H):
 @njit(cache=True, fastmath=FAST, error_model="numpy")
 def pair_sums(dH, pmap, n, S, bias_sum):
     """S[k] = the sum of dH's rows over the windows using pair k, and bias_sum = the sum of every row, a window
-    at a time (in window order, as a column sum would add them). dH: (B, m); S: (>= n, m)."""
+    at a time (in window order, as a column sum would add them). dH: (B, m); S: (>= n, m). (Serial on purpose:
+    cut into blocks of columns for threads it ran several times slower, its rows no longer vectorised.)"""
     B, P = pmap.shape
     m = dH.shape[1]
     for k in range(n):
@@ -345,11 +353,36 @@ def pair_sums(dH, pmap, n, S, bias_sum):
             bias_sum[j] += dH[b, j]
 
 
+@njit(cache=True, parallel=True, error_model="numpy")
+def pair_products(transposed, A, W0, C, offsets, d):
+    """For every position p, C[pairs of p] = A[pairs of p] @ W0_p (T from the embeddings, transposed=False) or
+    @ W0_p.T (G from the summed gradients, transposed=True); each position's rows in PAIR_HALVES parts."""
+    P = offsets.shape[0] - 1
+    for task in prange(P * PAIR_HALVES):
+        p = task // PAIR_HALVES
+        a = offsets[p]
+        lo, hi = part_bounds(offsets[p + 1] - a, PAIR_HALVES, task % PAIR_HALVES)
+        gemm_one_call(False, transposed, 1.0, A[a + lo : a + hi], W0[p * d : (p + 1) * d], 0.0, C[a + lo : a + hi])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def pair_weight_update(Xp, S, W0, offsets, d, lr):
+    """W0_p -= lr * Xp[pairs of p].T @ S[pairs of p] for every position p; each W0_p in PAIR_HALVES parts of its
+    columns."""
+    P = offsets.shape[0] - 1
+    m = W0.shape[1]
+    for task in prange(P * PAIR_HALVES):
+        p = task // PAIR_HALVES
+        a, e = offsets[p], offsets[p + 1]
+        c0, c1 = part_bounds(m, PAIR_HALVES, task % PAIR_HALVES)
+        gemm_one_call(True, False, -lr, Xp[a:e], S[a:e, c0:c1], 1.0, W0[p * d : (p + 1) * d, c0:c1])
+
+
 @njit(cache=True)
 def pair_forward(ids, params, net, seed, step, scratch, pairs):
     """sgd_step_pairs's forward pass: T = E[w] @ W0_p once per distinct pair, then the layers as usual.
     Returns the number of pairs."""
-    B, P = ids.shape
+    B = ids.shape[0]
     theta, sizes, E = params.theta, params.sizes, params.E
     n_in, H0 = sizes[0], sizes[1]
     d = E.shape[1]
@@ -357,9 +390,7 @@ def pair_forward(ids, params, net, seed, step, scratch, pairs):
     n = number_pairs(ids, scratch.slotE, pairs.pmap, pairs.words, offsets)
     take_rows(E, pairs.words, 0, n, Xp)
     W0 = theta[0 : n_in * H0].reshape(n_in, H0)
-    for p in range(P):
-        a, e = offsets[p], offsets[p + 1]
-        gemm(False, False, 1.0, Xp[a:e], W0[p * d : (p + 1) * d], 0.0, Tp[a:e])
+    pair_products(False, Xp, W0, Tp, offsets, d)
     h0 = B * n_in
     H = scratch.acts[h0 : h0 + B * H0].reshape(B, H0)
     K1 = scratch.keep[h0 : h0 + B * H0].reshape(B, H0)
@@ -373,7 +404,6 @@ def pair_first_layer_update(dH, params, hyper, pairs, n):
     """sgd_step_pairs's update of W0, b0 and the used rows of E from dH (B, H0) = dL/d(first layer's output):
     the windows' dH summed per pair (S), then S @ W0_p.T for the word's gradient and Xp.T @ S for W0_p."""
     theta, sizes, E = params.theta, params.sizes, params.E
-    P = pairs.pmap.shape[1]
     n_in, H0 = sizes[0], sizes[1]
     d = E.shape[1]
     offsets, words, Xp, Sp, Gp = pairs.offsets, pairs.words, pairs.Xp, pairs.Sp, pairs.Gp
@@ -382,12 +412,9 @@ def pair_first_layer_update(dH, params, hyper, pairs, n):
     S = Sp[:n]
     bias_sum = Sp[Sp.shape[0] - 1]
     pair_sums(dH, pairs.pmap, n, S, bias_sum)
-    for p in range(P):
-        a, e = offsets[p], offsets[p + 1]
-        W0p = W0[p * d : (p + 1) * d]
-        if hyper.update_E:
-            gemm(False, True, 1.0, S[a:e], W0p, 0.0, Gp[a:e])
-        gemm(True, False, -hyper.lr, Xp[a:e], S[a:e], 1.0, W0p)
+    if hyper.update_E:  # the words' gradients from W0 before its update
+        pair_products(True, S, W0, Gp, offsets, d)
+    pair_weight_update(Xp, S, W0, offsets, d, hyper.lr)
     lr_t = cast_like(hyper.lr, theta)
     for j in range(H0):
         b0[j] -= lr_t * bias_sum[j]
