@@ -30,6 +30,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker (and every `winner` it starts) keeps numba to one thread unless
+    WINNER_THREADS says otherwise: two workers each splitting products over both cores would put four busy
+    threads on CI's two. Tests of thread counts set them themselves; test_cross_process clears the variable."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("WINNER_THREADS"):
+        os.environ["WINNER_THREADS"] = "1"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def core_ready() -> None:
     """Tests call kernels directly too, so the core's one initialisation runs before any of them."""

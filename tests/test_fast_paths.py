@@ -19,6 +19,17 @@ from winner.core.optim import Optimizer
 from winner.core.runtime import set_threads
 
 
+@pytest.fixture(autouse=True)
+def threads_kept():
+    """Tests that compare thread counts end on set_threads(None); the next test gets the count it began with
+    (one under pytest-xdist, see conftest)."""
+    import numba
+
+    before = numba.get_num_threads()
+    yield
+    set_threads(before)
+
+
 def make(config_kw: dict, n: int = 24, seed: int = 0):
     cfg = MLPConfig(**{"n_positions": 5, "vocab_size": 30, "embed_dim": 4, "n_features": 6, "feature_dim": 3,
                        "n_out": 5, "hidden": (8,), "dtype": "float64", **config_kw})
