@@ -9,9 +9,11 @@ from numba import njit, prange
 
 from winner.core.fastmath import FAST_ENTRY, activate_row, activation, cast_like
 from winner.core.layers import log_softmax_row, weight_offset
+from winner.core.prefetch import LINE_BYTES, prefetch3
 from winner.core.updates import number_row
 
 NO_EXTRA = np.zeros((0, 0), np.float32)  # lookup_logits' G when the first layer has nothing beyond the table
+LOOKUP_AHEAD = 4  # lookup_logits asks for the table rows of the window this many windows ahead
 
 
 @njit(cache=True)
@@ -147,7 +149,8 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out, G):
     context codes' share, winner.core.context), or (0, 0) for none;
     WT: theta with every layer above the first stored transposed (so each output is a contiguous dot
     product); out: (N, n_out). Windows are independent, so threads split them with no shared sums: the
-    result does not depend on the thread count.
+    result does not depend on the thread count. The rows of the window LOOKUP_AHEAD ahead are asked for
+    (prefetch) while a window is summed: a rare word's rows come from memory.
     """
     N, P = local.shape
     n_layers = sizes.shape[0] - 1
@@ -156,13 +159,21 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out, G):
     for l in range(1, n_layers + 1):
         width = max(width, sizes[l])
     chunk = 256
+    step = max(1, LINE_BYTES // T.itemsize)
     n_chunks = (N + chunk - 1) // chunk
     b0 = weight_offset(sizes, 0) + sizes[0] * H0
     bias0 = theta[b0 : b0 + H0]
     for c in prange(n_chunks):
         h = np.empty(width, out.dtype)
         g = np.empty(width, out.dtype)
-        for t in range(c * chunk, min(N, (c + 1) * chunk)):
+        end = min(N, (c + 1) * chunk)
+        for t in range(c * chunk, end):
+            if t + LOOKUP_AHEAD < end:
+                for p in range(P):
+                    u = local[t + LOOKUP_AHEAD, p]
+                    for j in range(0, H0, step):
+                        prefetch3(T, u, p, j)
+                    prefetch3(T, u, p, H0 - 1)  # a row need not start on a cache line
             for j in range(H0):
                 h[j] = bias0[j]
             if G.shape[0] > 0:
