@@ -176,10 +176,16 @@ def test_non_finite_loss_leaves_parameters_untouched(batch):
         np.testing.assert_array_equal(v, before[name], err_msg=name)
 
 
+# window sizes 3, 7, 9 and 11 take every number of table rows lookup_logits adds in one pass (1 to 5); output sizes
+# 3, 4 and 5 every remainder of its three-rows-at-a-time layers
 @pytest.mark.parametrize("kw", [{}, {"activation": "relu", "hidden": (7, 6)}, {"activation": "sigmoid"},
-                                {"feature_dim": 0, "n_features": 1}])
+                                {"feature_dim": 0, "n_features": 1}, {"n_positions": 3, "n_out": 4},
+                                {"n_positions": 7}, {"n_positions": 9}, {"n_positions": 11, "n_out": 3}])
 def test_lookup_inference_equals_gemm_path(kw, monkeypatch):
     model, ids, feats, _ = make(kw, n=300)
+    for name, value in model.params.items():  # biases start at zero: give them values, so a lost one shows
+        if name.startswith("b"):
+            value[...] = np.random.default_rng(len(name)).normal(0.0, 0.5, value.shape)
     ref = model.predict_log_proba(ids, feats, method="gemm")
     np.testing.assert_allclose(model.predict_log_proba(ids, feats, method="lookup"), ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(model.predict_logits(ids, feats, method="lookup"),

@@ -14,6 +14,7 @@ from winner.core.updates import number_row
 
 NO_EXTRA = np.zeros((0, 0), np.float32)  # lookup_logits' G when the first layer has nothing beyond the table
 LOOKUP_AHEAD = 4  # lookup_logits asks for the table rows of the window this many windows ahead
+ROWS_PER_PASS = 5  # lookup_logits adds up to this many table rows to a window's first layer per pass (_add_rows)
 
 
 @njit(cache=True)
@@ -150,7 +151,10 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out, G):
     WT: theta with every layer above the first stored transposed (so each output is a contiguous dot
     product); out: (N, n_out). Windows are independent, so threads split them with no shared sums: the
     result does not depend on the thread count. The rows of the window LOOKUP_AHEAD ahead are asked for
-    (prefetch) while a window is summed: a rare word's rows come from memory.
+    (prefetch) while a window is summed: a rare word's rows come from memory. A window's rows are added
+    ROWS_PER_PASS at a time in one pass over h, and each layer above the first computes three outputs per pass
+    over its input: each pass stores h and loads the weights once for several rows, where loads and stores,
+    not the adds, bound these loops.
     """
     N, P = local.shape
     n_layers = sizes.shape[0] - 1
@@ -166,6 +170,7 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out, G):
     for c in prange(n_chunks):
         h = np.empty(width, out.dtype)
         g = np.empty(width, out.dtype)
+        rows = np.empty((ROWS_PER_PASS, 2), np.int64)
         end = min(N, (c + 1) * chunk)
         for t in range(c * chunk, end):
             if t + LOOKUP_AHEAD < end:
@@ -179,13 +184,15 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out, G):
             if G.shape[0] > 0:
                 for j in range(H0):
                     h[j] += G[t, j]
-            for p in range(P):
-                u = local[t, p]
-                for j in range(H0):
-                    h[j] += T[u, p, j]
-                f = feats[t, p]
-                for j in range(C.shape[2]):
-                    h[j] += C[p, f, j]
+            for p0 in range(0, P, ROWS_PER_PASS):
+                k = min(ROWS_PER_PASS, P - p0)
+                for i in range(k):
+                    rows[i, 0], rows[i, 1] = local[t, p0 + i], p0 + i
+                _add_rows(h, T, rows, k)
+                if C.shape[2] > 0:
+                    for i in range(k):
+                        rows[i, 0], rows[i, 1] = p0 + i, feats[t, p0 + i]
+                    _add_rows(h, C, rows, k)
             if n_layers == 1:
                 for j in range(H0):
                     out[t, j] = h[j]
@@ -194,21 +201,66 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out, G):
             for l in range(1, n_layers):
                 n, m = sizes[l], sizes[l + 1]
                 wo = weight_offset(sizes, l)
-                last = l == n_layers - 1
                 # 2-d views, not flat offsets: numba checks a computed index for wraparound, which keeps
                 # these dot products from vectorising
                 Wl = WT[wo : wo + n * m].reshape(m, n)
                 bl = WT[wo + n * m : wo + n * m + m]
-                for k in range(m):
-                    s = bl[k]
-                    for j in range(n):
-                        s += Wl[k, j] * h[j]
-                    if last:
-                        out[t, k] = s
-                    else:
-                        g[k] = s
-                if not last:
+                if l == n_layers - 1:
+                    _dense_row(Wl, bl, h, out[t])
+                else:
+                    _dense_row(Wl, bl, h, g)
                     for k in range(m):
                         h[k] = activation(g[k], act)
             if log_proba:
                 log_softmax_row(out, t, out)
+
+
+@njit(inline="always", error_model="numpy")
+def _add_rows(h, X, rows, k):
+    """h += X[rows[0, 0], rows[0, 1]] + ... + X[rows[k-1, 0], rows[k-1, 1]], k <= 5 rows of a 3-d table summed in
+    one pass over h (in that order, then added to h). Inlined into lookup_logits, under its fastmath flags."""
+    a0, b0 = rows[0, 0], rows[0, 1]
+    if k == 1:
+        for j in range(h.shape[0]):
+            h[j] += X[a0, b0, j]
+        return
+    a1, b1 = rows[1, 0], rows[1, 1]
+    if k == 2:
+        for j in range(h.shape[0]):
+            h[j] += X[a0, b0, j] + X[a1, b1, j]
+        return
+    a2, b2 = rows[2, 0], rows[2, 1]
+    if k == 3:
+        for j in range(h.shape[0]):
+            h[j] += X[a0, b0, j] + X[a1, b1, j] + X[a2, b2, j]
+        return
+    a3, b3 = rows[3, 0], rows[3, 1]
+    if k == 4:
+        for j in range(h.shape[0]):
+            h[j] += X[a0, b0, j] + X[a1, b1, j] + X[a2, b2, j] + X[a3, b3, j]
+        return
+    a4, b4 = rows[4, 0], rows[4, 1]
+    for j in range(h.shape[0]):
+        h[j] += X[a0, b0, j] + X[a1, b1, j] + X[a2, b2, j] + X[a3, b3, j] + X[a4, b4, j]
+
+
+@njit(inline="always", error_model="numpy")
+def _dense_row(W, b, x, dst):
+    """dst[k] = b[k] + W[k] . x[:W.shape[1]] for every row k of W, three rows per pass over x (x is loaded once for
+    the three). Inlined into lookup_logits, under its fastmath flags."""
+    m, n = W.shape
+    k = 0
+    while k + 3 <= m:
+        Wa, Wb, Wc = W[k], W[k + 1], W[k + 2]
+        sa, sb, sc = b[k], b[k + 1], b[k + 2]
+        for j in range(n):
+            sa += Wa[j] * x[j]
+            sb += Wb[j] * x[j]
+            sc += Wc[j] * x[j]
+        dst[k], dst[k + 1], dst[k + 2] = sa, sb, sc
+        k += 3
+    for r in range(k, m):
+        s = b[r]
+        for j in range(n):
+            s += W[r, j] * x[j]
+        dst[r] = s
