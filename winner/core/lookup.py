@@ -205,10 +205,11 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out, G):
                 # these dot products from vectorising
                 Wl = WT[wo : wo + n * m].reshape(m, n)
                 bl = WT[wo + n * m : wo + n * m + m]
+                _dense_row(Wl, bl, h, g)
                 if l == n_layers - 1:
-                    _dense_row(Wl, bl, h, out[t])
+                    for k in range(m):
+                        out[t, k] = g[k]
                 else:
-                    _dense_row(Wl, bl, h, g)
                     for k in range(m):
                         h[k] = activation(g[k], act)
             if log_proba:
@@ -217,29 +218,17 @@ def lookup_logits(local, feats, T, C, theta, WT, sizes, act, log_proba, out, G):
 
 @njit(inline="always", error_model="numpy")
 def _add_rows(h, X, rows, k):
-    """h += X[rows[0, 0], rows[0, 1]] + ... + X[rows[k-1, 0], rows[k-1, 1]], k <= 5 rows of a 3-d table summed in
-    one pass over h (in that order, then added to h). Inlined into lookup_logits, under its fastmath flags."""
-    a0, b0 = rows[0, 0], rows[0, 1]
-    if k == 1:
-        for j in range(h.shape[0]):
-            h[j] += X[a0, b0, j]
+    """h += X[rows[0, 0], rows[0, 1]] + ... + X[rows[4, 0], rows[4, 1]] in one pass over h when k == 5 rows of a
+    3-d table are given (in that order, then added to h), else the k rows one pass each. Inlined into
+    lookup_logits, under its fastmath flags."""
+    if k < 5:
+        for i in range(k):
+            a, b = rows[i, 0], rows[i, 1]
+            for j in range(h.shape[0]):
+                h[j] += X[a, b, j]
         return
-    a1, b1 = rows[1, 0], rows[1, 1]
-    if k == 2:
-        for j in range(h.shape[0]):
-            h[j] += X[a0, b0, j] + X[a1, b1, j]
-        return
-    a2, b2 = rows[2, 0], rows[2, 1]
-    if k == 3:
-        for j in range(h.shape[0]):
-            h[j] += X[a0, b0, j] + X[a1, b1, j] + X[a2, b2, j]
-        return
-    a3, b3 = rows[3, 0], rows[3, 1]
-    if k == 4:
-        for j in range(h.shape[0]):
-            h[j] += X[a0, b0, j] + X[a1, b1, j] + X[a2, b2, j] + X[a3, b3, j]
-        return
-    a4, b4 = rows[4, 0], rows[4, 1]
+    a0, b0, a1, b1 = rows[0, 0], rows[0, 1], rows[1, 0], rows[1, 1]
+    a2, b2, a3, b3, a4, b4 = rows[2, 0], rows[2, 1], rows[3, 0], rows[3, 1], rows[4, 0], rows[4, 1]
     for j in range(h.shape[0]):
         h[j] += X[a0, b0, j] + X[a1, b1, j] + X[a2, b2, j] + X[a3, b3, j] + X[a4, b4, j]
 
