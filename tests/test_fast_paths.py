@@ -176,8 +176,8 @@ def test_non_finite_loss_leaves_parameters_untouched(batch):
         np.testing.assert_array_equal(v, before[name], err_msg=name)
 
 
-# window sizes 3, 7, 9 and 11 take every number of table rows lookup_logits adds in one pass (1 to 5); output sizes
-# 3, 4 and 5 every remainder of its three-rows-at-a-time layers
+# window sizes 3, 7, 9 and 11 take both ways lookup_logits adds table rows (five in one pass, fewer one by one); outputs
+# of 3, 4 and 5 every remainder of its three-rows-at-a-time layers
 @pytest.mark.parametrize("kw", [{}, {"activation": "relu", "hidden": (7, 6)}, {"activation": "sigmoid"},
                                 {"feature_dim": 0, "n_features": 1}, {"n_positions": 3, "n_out": 4},
                                 {"n_positions": 7}, {"n_positions": 9}, {"n_positions": 11, "n_out": 3}])

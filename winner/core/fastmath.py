@@ -74,24 +74,61 @@ def fixed_row_dot(X, i, y, n):
     return s
 
 
+@intrinsic
+def _fma32(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma): no fastmath rewrite can split or regroup it, and it vectorises."""
+    if not (a == b == c == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        f32 = ir.FloatType()
+        fma = builder.module.declare_intrinsic("llvm.fma", [f32], ir.FunctionType(f32, [f32, f32, f32]))
+        return builder.call(fma, args)
+    return types.float32(types.float32, types.float32, types.float32), codegen
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bit pattern is the int32 `bits` (a register bitcast: vectorises)."""
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+_F32 = np.float32
+_EXPM1_TAYLOR = tuple(_F32(1.0 / np.prod(np.arange(1.0, k + 1))) for k in range(2, 8))  # 1/2!, ..., 1/7!
+
+
 @njit(cache=True, inline="always", error_model="numpy")
-def _tanh_rational(x):
-    """tanh(x) by Eigen's 13/6 rational fit, evaluated in float64: under 3 float32 ulp from tanh, vectorises."""
-    if x > 9.0:
-        x = 9.0
-    elif x < -9.0:
-        x = -9.0
-    x2 = x * x
-    p = x * (4.89352455891786e-03 + x2 * (6.37261928875436e-04 + x2 * (1.48572235717979e-05 + x2 * (
-        5.12229709037114e-08 + x2 * (-8.60467152213735e-11 + x2 * (2.00018790482477e-13
-                                                                   + x2 * -2.76076847742355e-16))))))
-    q = 4.89352518554385e-03 + x2 * (2.26843463243900e-03 + x2 * (1.18534705686654e-04 + x2 * 1.19825839466702e-06))
-    return p / q
+def _tanh_expm1(x):
+    """tanh(x) = m / (m + 2), m = expm1(2x), in float32 arithmetic: under 2.5 float32 ulp from tanh, vectorises.
+
+    2x = n ln2 + r (|r| <= ln2/2, ln2 split in two), expm1(r) = r + r^2 (1/2! + ... + r^5/7!), m = 2^n expm1(r) +
+    (2^n - 1), 2^n put straight into the exponent bits. Every multiply-add is one fused operation (_fma32), so
+    the kernels' fastmath flags cannot regroup the range reduction or the r + r^2 q that keeps small x exact.
+    NaN propagates; |2x| is capped at 18, where tanh rounds to +-1.
+    """
+    z = x + x
+    if z > _F32(18.0):
+        z = _F32(18.0)
+    elif z < _F32(-18.0):
+        z = _F32(-18.0)
+    n = np.floor(_fma32(z, _F32(1.4426950408889634), _F32(0.5)))
+    r = _fma32(-n, _F32(-2.12194440e-4), _fma32(-n, _F32(0.693359375), z))
+    c2, c3, c4, c5, c6, c7 = _EXPM1_TAYLOR
+    q = _fma32(_fma32(_fma32(_fma32(_fma32(c7, r, c6), r, c5), r, c4), r, c3), r, c2)
+    scale = _float32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
+    m = _fma32(scale, _fma32(r * r, q, r), scale - _F32(1.0))
+    return m / (m + _F32(2.0))
 
 
-def float32_fast_path(exact, float32_fit, doc: str):
-    """A jit-callable function of x: `float32_fit` (a vectorisable float64 fit, rounded) when x is float32,
-    the math library's `exact` otherwise, so float64 gradient checks keep exact values."""
+def float32_fast_path(exact, float32_fit, doc: str, fit_in_float64: bool = True):
+    """A jit-callable function of x: `float32_fit` (a vectorisable fit: evaluated in float64 and rounded, or in
+    float32 itself when not fit_in_float64) when x is float32, the math library's `exact` otherwise, so float64
+    gradient checks keep exact values."""
     def fn(x):
         return exact(x)
     fn.__doc__ = doc
@@ -99,6 +136,9 @@ def float32_fast_path(exact, float32_fit, doc: str):
     @overload(fn)
     def _overload(x):
         if x == types.float32:
+            if not fit_in_float64:
+                return lambda x: float32_fit(x)
+
             def impl32(x):
                 return np.float32(float32_fit(np.float64(x)))
             return impl32
@@ -109,8 +149,9 @@ def float32_fast_path(exact, float32_fit, doc: str):
     return fn
 
 
-fast_tanh = float32_fast_path(np.tanh, _tanh_rational, "tanh in the precision of x: the rational fit for float32 "
-                                                       "(libm's tanhf does not vectorise), np.tanh else.")
+fast_tanh = float32_fast_path(np.tanh, _tanh_expm1, "tanh in the precision of x: expm1 in float32 arithmetic for "
+                                                    "float32 (libm's tanhf does not vectorise), np.tanh else.",
+                              fit_in_float64=False)
 
 
 @intrinsic
