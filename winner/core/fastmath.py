@@ -88,14 +88,19 @@ def _fma32(typingctx, a, b, c):
 
 
 @intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE bit pattern is the int32 `bits` (a register bitcast: vectorises)."""
-    if bits != types.int32:
+def _float_from_bits(typingctx, bits):
+    """The float whose IEEE bit pattern is `bits`: a float32 from an int32, a float64 from an int64 (a register
+    bitcast: vectorises)."""
+    if bits == types.int32:
+        result, llvm_type = types.float32, ir.FloatType()
+    elif bits == types.int64:
+        result, llvm_type = types.float64, ir.DoubleType()
+    else:
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
+        return builder.bitcast(args[0], llvm_type)
+    return result(bits), codegen
 
 
 _F32 = np.float32
@@ -120,7 +125,7 @@ def _tanh_expm1(x):
     r = _fma32(-n, _F32(-2.12194440e-4), _fma32(-n, _F32(0.693359375), z))
     c2, c3, c4, c5, c6, c7 = _EXPM1_TAYLOR
     q = _fma32(_fma32(_fma32(_fma32(_fma32(c7, r, c6), r, c5), r, c4), r, c3), r, c2)
-    scale = _float32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
+    scale = _float_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
     m = _fma32(scale, _fma32(r * r, q, r), scale - _F32(1.0))
     return m / (m + _F32(2.0))
 
@@ -154,17 +159,6 @@ fast_tanh = float32_fast_path(np.tanh, _tanh_expm1, "tanh in the precision of x:
                               fit_in_float64=False)
 
 
-@intrinsic
-def _float64_from_bits(typingctx, bits):
-    """The float64 whose IEEE bit pattern is the int64 `bits` (a register bitcast: vectorises)."""
-    if bits != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
-
-
 @njit(cache=True, inline="always", error_model="numpy")
 def _exp_poly(x):
     """exp(x) in float64 from a float32 argument: x = n ln2 + r, |r| <= ln2/2, e^r by its degree-7 Taylor
@@ -180,7 +174,7 @@ def _exp_poly(x):
     r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10  # ln2 split in two: r exact to ~1e-17
     p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (
         1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))))
-    return p * _float64_from_bits((np.int64(n) + 1023) << 52)
+    return p * _float_from_bits((np.int64(n) + 1023) << 52)
 
 
 fast_exp = float32_fast_path(np.exp, _exp_poly, "exp in the precision of x: the polynomial for float32 "
