@@ -14,7 +14,7 @@ from winner.core.updates import number_row
 
 NO_EXTRA = np.zeros((0, 0), np.float32)  # lookup_logits' G when the first layer has nothing beyond the table
 LOOKUP_AHEAD = 4  # lookup_logits asks for the table rows of the window this many windows ahead
-ROWS_PER_PASS = 5  # lookup_logits adds up to this many table rows to a window's first layer per pass (_add_rows)
+ROWS_PER_PASS = 5  # table rows lookup_logits adds to a window's first layer in one pass (_add_rows: five terms)
 
 
 @njit(cache=True)
@@ -221,7 +221,7 @@ def _add_rows(h, X, rows, k):
     """h += X[rows[0, 0], rows[0, 1]] + ... + X[rows[4, 0], rows[4, 1]] in one pass over h when k == 5 rows of a
     3-d table are given (in that order, then added to h), else the k rows one pass each. Inlined into
     lookup_logits, under its fastmath flags."""
-    if k < 5:
+    if k < ROWS_PER_PASS:
         for i in range(k):
             a, b = rows[i, 0], rows[i, 1]
             for j in range(h.shape[0]):
