@@ -8,11 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import threadpoolctl
 from typer.testing import CliRunner
 
 from winner.cli.app import app
+from winner.core import bench
 from winner.core.bench import parse_list, parse_threads
+from winner.core.runtime import set_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -36,6 +40,26 @@ def test_quick_bench_reports_rates_checks_and_the_gemm_ceiling(tmp_path):
     assert report["checks"]["tagging: tokens whose tag differs, lookup vs straightforward"] == 0
     assert report["checks"]["tagging with characters: max |log p difference|, lookup vs straightforward"] < 1e-4
     assert "tagging (lookup path)" in report["first_call_seconds"]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gemm_ceiling_gives_the_blas_the_threads_it_measures(threads, monkeypatch):
+    """winner keeps numpy's BLAS on one thread, so the ceiling of n threads must lift that for its own products
+    (else every two-thread %GEMM is against a one-thread rate), and put it back after."""
+    seen = []
+
+    def dot(a, b, out):
+        seen.append(max(p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"))
+        return np.matmul(a, b, out=out)
+
+    monkeypatch.setattr(bench.np, "dot", dot)
+    try:
+        assert bench.gemm_ceiling(threads, repeats=3, size=8) > 0
+        after = {p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}
+    finally:
+        set_threads(None)
+    assert seen and set(seen) == {threads}
+    assert after == {1}
 
 
 def test_table_output_has_a_line_per_figure():
