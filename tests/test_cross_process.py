@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -271,15 +272,22 @@ for cfg, opt, batch in [(lm, Optimizer("sgd", lr=0.1), 1), (lm, Optimizer("adam"
 """
 
 
-def test_training_gives_the_same_bits_whatever_numba_cache_held(tmp_path):
+def test_training_gives_the_same_bits_whatever_numba_cache_held(models, tmp_path):
     """Same seed, same bits: in the process that compiled the training kernels, in one that loaded them from
-    the cache, and in one that loaded some of their callees first (a reassociating callee once summed in
-    another order in each of these, see winner.core.fastmath.FAST)."""
+    the cache, in one that loaded some of their callees first (a reassociating callee once summed in another
+    order in each of these, see winner.core.fastmath.FAST), and over a cache the CLI's training filled."""
     env = _env(tmp_path / "numba-cache", tmp_path, "1")
     runs = [_run([sys.executable, "-c", TRAINING_BITS, order], env)
             for order in ("compiles", "loads", "callees first")]
+    # A cache the CLI's training filled: there the shared callees were first compiled by other callers (the
+    # character-window and class-factored steps), and a callee that leaves fastmath or error_model unset takes
+    # its first caller's (numba's flag inheritance), which the cache then hands to every later caller.
+    cli_cache = tmp_path / "cli-numba-cache"
+    shutil.copytree(models["cache"], cli_cache)
+    runs.append(_run([sys.executable, "-c", TRAINING_BITS, "compiles"], _env(cli_cache, tmp_path, "1")))
     for r in runs:
         assert r.returncode == 0, r.stderr[-2000:]
     assert runs[0].stdout.count("\n") == 4
     assert runs[1].stdout == runs[0].stdout, "loaded from the cache: other bits than when compiled"
     assert runs[2].stdout == runs[0].stdout, "callees loaded first: other bits than when compiled"
+    assert runs[3].stdout == runs[0].stdout, "over the CLI's cache: other bits than when compiled"

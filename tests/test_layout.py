@@ -167,3 +167,34 @@ def test_kernels_that_reassociate_are_called_by_no_other_kernel():
             called.update(c.func.id for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name))
     assert {"lookup_logits", "log_softmax_rows", "train_batches"} <= entry
     assert entry & called == set()
+
+
+def _decorator_name(decorator: ast.expr) -> str:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+
+
+def test_every_kernel_states_the_flags_numba_would_otherwise_inherit():
+    """A kernel that leaves fastmath or error_model unset (an overload: its jit_options) takes the flags of
+    whichever kernel first called it in the process, and numba's cache keeps it under its signature alone, so
+    the same seed gave other bits over a cache another command had filled (see winner.core.fastmath.KERNEL_FLAGS).
+    Functions inlined into their callers (inline="always") are compiled under each caller's flags instead."""
+    missing, kernels = [], 0
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for decorator in node.decorator_list:
+                name = _decorator_name(decorator)
+                if name not in ("njit", "jit", "overload"):
+                    continue
+                options = {k.arg: k.value for k in getattr(decorator, "keywords", [])}
+                inline = options.get("inline")
+                if isinstance(inline, ast.Constant) and inline.value == "always":
+                    continue
+                kernels += 1
+                needed = ("jit_options",) if name == "overload" else ("fastmath", "error_model")
+                if any(option not in options for option in needed):
+                    missing.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}")
+    assert kernels > 80
+    assert missing == [], "kernels leaving their flags to numba: " + ", ".join(missing)

@@ -12,7 +12,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from winner.core.cblas import CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS, cblas_signature
-from winner.core.fastmath import FAST, cast_like, fixed_row_dot
+from winner.core.fastmath import FAST, KERNEL_FLAGS, cast_like, fixed_row_dot
 
 _CBLAS = {types.float32: types.ExternalFunction("winner_cblas_sgemm", cblas_signature(types.float32)),
           types.float64: types.ExternalFunction("winner_cblas_dgemm", cblas_signature(types.float64))}
@@ -23,7 +23,7 @@ ROWS_TIMES_VECTOR_BLOCK = 2048  # a block of out stays in L1 while every row of 
 ROWS_TIMES_VECTOR_SPLIT = 2_000_000
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def scale_rows(C, beta):
     """C = beta * C, with beta = 0 writing zeros (BLAS's rule: C's old values may be NaN)."""
     m, n = C.shape
@@ -47,7 +47,7 @@ GEMM_MIN_ROWS = 64
 GEMM_WIDE = 1024
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def gemm_parts(m, n, k):
     """How blas.gemm cuts an (m, n) result summed over k: (along_rows, parts); parts == 1 is one call. A
     one-row product is never cut: its own loop shares a large matrix over the threads (rows_times_vector)."""
@@ -84,7 +84,7 @@ def gemm(trans_a, trans_b, alpha, A, B, beta, C):
     raise TypeError("blas.gemm is only callable from jitted code")
 
 
-@overload(gemm)
+@overload(gemm, jit_options=KERNEL_FLAGS)
 def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
     def impl(trans_a, trans_b, alpha, A, B, beta, C):
         m, n = C.shape
@@ -99,7 +99,7 @@ def _gemm_overload(trans_a, trans_b, alpha, A, B, beta, C):
 
 
 # Parallel and cached: safe to load in any process once winner.core.runtime.init() has run (see runtime.py).
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=FAST)
 def gemm_in_parts(trans_a, trans_b, alpha, A, B, beta, C, along_rows, parts):
     """gemm as `parts` BLAS calls on parts of C's rows (along_rows) or columns (part_bounds). The parts are
     independent, so threads take them in any order."""
@@ -118,7 +118,7 @@ def gemm_one_call(trans_a, trans_b, alpha, A, B, beta, C):
     raise TypeError("blas.gemm_one_call is only callable from jitted code")
 
 
-@overload(gemm_one_call)
+@overload(gemm_one_call, jit_options=KERNEL_FLAGS)
 def _gemm_one_call_overload(trans_a, trans_b, alpha, A, B, beta, C):
     cblas = _CBLAS[A.dtype]
     dt = np.float32 if A.dtype == types.float32 else np.float64

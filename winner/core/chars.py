@@ -24,6 +24,7 @@ from numba import njit, prange
 
 from winner.core import layers, lookup, runtime, steps
 from winner.core.blas import gemm
+from winner.core.fastmath import FAST
 from winner.core.mlp import ACTIVATIONS, MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
 from winner.core.updates import OPT_SGD, AdamState, adam_dense, clear_slots, number_row, sgd_dense
@@ -86,7 +87,7 @@ class CharTrain(NamedTuple):
 # ---------------------------------------------------------------- kernels
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def project(net):
     """net.P[k] = C @ W[k*cd:(k+1)*cd]: each character's contribution to every filter at window offset k."""
     cd = net.C.shape[1]
@@ -94,7 +95,7 @@ def project(net):
         gemm(False, False, 1.0, net.C, net.W[k * cd : (k + 1) * cd], 0.0, net.P[k])
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def word_vector(net, w, out, arg):
     """out[f] = max over positions t of b[f] + sum_k P[k, chars_w[t+k], f]; arg[f] = the first such t."""
     P, b = net.P, net.b
@@ -111,7 +112,7 @@ def word_vector(net, w, out, arg):
                 arg[f] = t
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def fill_rows(net, rows, n, E, argmax):
     """E[rows[i], col0:] = the character vector of word rows[i], for i < n (argmax: (>= n, nf) int32)."""
     nf = net.b.shape[0]
@@ -121,7 +122,7 @@ def fill_rows(net, rows, n, E, argmax):
 
 # Parallel and cached: safe once winner.core.runtime.init() has run. Words are independent: the result does not
 # depend on the thread count.
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
 def fill_all_rows(net, E):
     """Every word's character vector into E[w, col0:]."""
     n = net.offsets.shape[0] - 1
@@ -133,7 +134,7 @@ def fill_all_rows(net, E):
             word_vector(net, w, E[w, net.col0 : net.col0 + nf], arg)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def backprop_words(net, rows, n, dc, argmax, gC, gW, gb):
     """Add the gradients of C, W, b from dc[i] = dL/d(character vector of word rows[i]), through the max (the
     argmax position takes the whole gradient)."""
@@ -154,7 +155,7 @@ def backprop_words(net, rows, n, dc, argmax, gC, gW, gb):
                     gC[c, j] += g * net.W[k * cd + j, f]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def gather_column_grads(ids, dX, stride, col0, slot, dc, n):
     """dc[slot[w]] = the sum over the batch's uses of word w of dX's character columns. ids: (B, P); dX:
     (B, P*stride); the character vector of position p is dX[:, p*stride + col0 : p*stride + col0 + nf]."""
@@ -169,7 +170,7 @@ def gather_column_grads(ids, dX, stride, col0, slot, dc, n):
                 dc[u, f] += dX[b, base + f]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def char_step(ids, params, hyper, t, scratch, net, tr, n):
     """The character CNN's share of a step the MLP has just taken on windows ids: its gradient from the
     character columns of dX (left by the step), then SGD or Adam (step t) on net.theta."""
@@ -186,7 +187,7 @@ def char_step(ids, params, hyper, t, scratch, net, tr, n):
         adam_dense(net.theta, tr.grad, tr.m, tr.v, hyper.lr, hyper.beta1, hyper.beta2, hyper.eps, t)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def stage_words(bids, E, cnet, tr):
     """Number the distinct words of windows bids in tr.slot / tr.uniq and give them their character vectors
     in E's last columns from the current filters; returns how many there are."""
@@ -199,7 +200,7 @@ def stage_words(bids, E, cnet, tr):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def char_train_step(params, net, seed, step, hyper, adam, scratch, cnet, tr, B):
     """steps.train_step on the B windows staged in scratch, with character vectors: first the batch's words get
     theirs in E's last columns from the current filters; after the step the filters and character embeddings
@@ -213,7 +214,7 @@ def char_train_step(params, net, seed, step, hyper, adam, scratch, cnet, tr, B):
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def train_batches_chars(ids, feats, targets, order, batch, params, net, seed, step0, hyper, adam, scratch, cnet,
                         tr):
     """steps.train_batches with character vectors (char_train_step): the summed batch losses, or the first

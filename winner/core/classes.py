@@ -101,7 +101,7 @@ def class_scratch(layout: ClassLayout, cap: int, rows: int, dtype: np.dtype) -> 
 # ---------------------------------------------------------------- from full logits: the reference
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def range_lse(z, s, e):
     """log sum exp of z[s:e] in float64, and its max."""
     mx = z[s]
@@ -113,7 +113,7 @@ def range_lse(z, s, e):
     return mx + np.log(total), mx
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def softmax_range(z, s, e, t, scale, dz):
     """-log softmax(z[s:e])[t - s] (float64); dz[s:e] = scale * (softmax - onehot(t)). dz may be z."""
     lse, _ = range_lse(z, s, e)
@@ -124,7 +124,7 @@ def softmax_range(z, s, e, t, scale, dz):
     return nll
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def class_xent(Z, targets, layout, scale, dZ):
     """Summed factored cross-entropy of the full logits Z (B, C + V); dZ = scale * its gradient (0 outside the
     class columns and the target's class). The reference for class_step and for perplexity."""
@@ -139,7 +139,7 @@ def class_xent(Z, targets, layout, scale, dZ):
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def class_nll(Z, targets, layout, out):
     """out[b] = -log P(targets[b] | window b) (float64) from the full logits Z (B, C + V)."""
     C = layout.starts.shape[0] - 1
@@ -151,7 +151,7 @@ def class_nll(Z, targets, layout, out):
         out[b] += softmax_range(Z[b], layout.starts[c], layout.starts[c + 1], layout.word_col[w], 0.0, row)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def log_range(z, s, e, out):
     """out[s:e] = log softmax(z[s:e]) in float64."""
     lse, _ = range_lse(z, s, e)
@@ -159,7 +159,7 @@ def log_range(z, s, e, out):
         out[j] = np.float64(z[j]) - lse
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def word_log_proba(Z, layout, out):
     """out (B, V) float64 = log P(w | h) for every word, in word order, from the full logits Z (B, C + V)."""
     C = layout.starts.shape[0] - 1
@@ -175,7 +175,7 @@ def word_log_proba(Z, layout, out):
 # ---------------------------------------------------------------- the training step
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def top_matrix(theta, sizes, has_direct):
     """The top layer's [W; b; D] as one (r, C + V) matrix (top_rows): they are contiguous in theta."""
     L = sizes.shape[0] - 2
@@ -185,7 +185,7 @@ def top_matrix(theta, sizes, has_direct):
     return theta[wo : wo + r * m].reshape(r, m)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def stage_top_inputs(acts, sizes, has_direct, B, U):
     """U[:B] = [A, 1, X]: the last layer's input, a 1 for the bias, the gathered embeddings (direct only)."""
     L = sizes.shape[0] - 2
@@ -198,7 +198,7 @@ def stage_top_inputs(acts, sizes, has_direct, B, U):
             U[b, n + 1 :] = acts[b * n_in : (b + 1) * n_in]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def prefetch_rows(T, M, V, i0, i1, lo, hi):
     """Ask for rows i0:i1's columns lo:hi of T and of Adam's moments M, V."""
     prefetch_block(T, i0, i1, lo, hi)
@@ -292,7 +292,7 @@ def chunk_grads(U, Zw, members, G, i0, i1, width):
             G[gi, j] = a
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def group_by_class(targets, layout, cs, B):
     """cs.order[:k] = the batch's classes in order of first use, cs.count their windows, whose numbers (in batch
     order) are cs.members[cs.first[c] : cs.first[c] + cs.count[c]]; returns k."""
@@ -316,20 +316,20 @@ def group_by_class(targets, layout, cs, B):
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def class_members(cs, c):
     """The windows of class c in this batch (group_by_class), in batch order."""
     return cs.members[cs.first[c] : cs.first[c] + cs.count[c]]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def clear_counts(cs, n_classes):
     """cs.count back to 0 for the batch's n_classes classes (group_by_class's count), as between steps."""
     for i in range(n_classes):
         cs.count[cs.order[i]] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def top_forward(targets, T, layout, cs, B, n_classes, scale):
     """Class scores and each window's class-block scores from cs.U, a class's windows together (group_by_class
     has run); cs.nll[b] = -log P(targets[b]); Zc and Zw then hold scale * dL/dscores (scale 0: zeros)."""
@@ -373,7 +373,7 @@ def update_rows(T, G, M, V, i0, i1, s, e, bias_row, hyper, k, ahead):
                 T[i, j] -= change
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def block_rows_step(T, M, V, cs, members, s, e, bias_row, hyper, k):
     """Backward and update of the block T[:, s:e] for the windows `members`, CHUNK_ROWS rows at a time: with the old
     rows, each window's dU[b] += rows . dZw[b] (chunk_dots), then the rows' gradient (the windows' outer products
@@ -390,7 +390,7 @@ def block_rows_step(T, M, V, cs, members, s, e, bias_row, hyper, k):
         update_rows(T, G, M, V, i0, i1, s, e, bias_row, hyper, k, CHUNK_ROWS)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def class_top(targets, params, net, layout, scratch, cs, B, hyper, t, adam):
     """Forward, backward and update of the factored top layer for a batch whose lower layers have run: the
     class columns, then class by class each used block (its windows grouped). dL/dA goes to scratch.dacts,
@@ -425,7 +425,7 @@ def class_top(targets, params, net, layout, scratch, cs, B, hyper, t, adam):
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def class_step(ids, feats, targets, params, net, seed, step, hyper, adam, scratch, cs, layout):
     """One optimiser step on one minibatch of a class-factored model; returns the mean loss.
 
@@ -458,7 +458,7 @@ def class_step(ids, feats, targets, params, net, seed, step, hyper, adam, scratc
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def batch_nll(ids, feats, targets, params, net, scratch, cs, layout, out):
     """out[b] = -log P(targets[b] | window b) (float64) for one batch with dropout off, from the class columns
     and the target's class block only: as exact as class_nll over the full logits, without the other blocks."""
@@ -474,7 +474,7 @@ def batch_nll(ids, feats, targets, params, net, scratch, cs, layout, out):
     out[:] = cs.nll[:B]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def train_batches(ids, feats, targets, order, batch, params, net, seed, step0, hyper, adam, scratch, cs, layout):
     """steps.train_batches for a class-factored model: windows order[0], order[1], ... in minibatches;
     returns the summed batch losses (stopping early, and returning it, at a non-finite one)."""

@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from winner.core import layers, lookup, updates
+from winner.core.fastmath import FAST
 from winner.core.mlp import ACTIVATIONS, SparseGrads, WindowMLP
 
 CODE_POSITIONS = 2  # the left and the right code, after the window's positions
@@ -32,7 +33,7 @@ CODE_POSITIONS = 2  # the left and the right code, after the window's positions
 # ---------------------------------------------------------------- kernels
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def code_terms(idx, lo, hi, half, forget, rows, toks, weights):
     """The terms of the codes of windows idx: code b (left of the window of token idx[b]) and code B + b (right of
     it) are the sums of weights[k] * e(token toks[k]) over the k with rows[k] = b or B + b. lo, hi: (N,) int64 the
@@ -61,7 +62,7 @@ def add_term(rows, toks, weights, n, row, tok, weight):
     return n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def add_codes(rows, words, weights, n, table, width, codes):
     """codes[rows[k], :width] += weights[k] * table[words[k], :width] for k < n."""
     for k in range(n):
@@ -70,7 +71,7 @@ def add_codes(rows, words, weights, n, table, width, codes):
             codes[r, j] += a * table[u, j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def add_code_grads(rows, words, weights, n, dcodes, width, G):
     """The codes' backward: G[words[k], :width] += weights[k] * dcodes[rows[k], :width] for k < n (a word summed
     into several codes, or twice into one, gets every contribution)."""
@@ -80,7 +81,7 @@ def add_code_grads(rows, words, weights, n, dcodes, width, G):
             G[u, j] += a * dcodes[r, j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def add_table_grads(ids, dX, stride, d, G):
     """G[ids[b, p]] += dX[b, p*stride : p*stride + d]: each position's row gradient, into a local table's rows."""
     B, P = ids.shape
@@ -92,7 +93,7 @@ def add_table_grads(ids, dX, stride, d, G):
                 G[r, j] += dX[b, o + j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def context_first_layer(words, lo, hi, half, forget, PL, PR, const, G):
     """G[t] = const + W_L L_t + W_R R_t for every token, by the recurrences over projected rows. words: (N,) int32
     each token's row in PL, PR (U, H0) = e(row) @ W_L, e(row) @ W_R; lo, hi: sentence bounds of each token, the

@@ -23,6 +23,13 @@ TANH, SIGMOID, RELU = 0, 1, 2
 FAST = {"nsz", "arcp", "contract", "afn"}
 # Only for kernels no other kernel calls (one compiled copy of their code exists): they may reassociate.
 FAST_ENTRY = FAST | {"reassoc"}
+# Every kernel states its fastmath and error_model, and every overload that is not inlined its jit_options:
+# numba gives a callee that leaves one unset the flags of whichever caller compiled it first in the process,
+# and caches it under its signature alone. A shared callee then took the first caller's flags (the dense weight
+# update took one set when the plain step compiled it first, another when the character-window step did), so
+# the same seed gave other bits over a cache another command had filled. tests/test_layout.py checks that no
+# kernel leaves them to numba.
+KERNEL_FLAGS = {"fastmath": FAST, "error_model": "numpy"}
 # Running sums of fixed_sum: a few vector registers wide, so the loop vectorises lane-wise.
 SUM_LANES = 32
 
@@ -138,7 +145,7 @@ def float32_fast_path(exact, float32_fit, doc: str, fit_in_float64: bool = True)
         return exact(x)
     fn.__doc__ = doc
 
-    @overload(fn)
+    @overload(fn, jit_options=KERNEL_FLAGS)
     def _overload(x):
         if x == types.float32:
             if not fit_in_float64:
@@ -264,7 +271,7 @@ def backprop_kept_units(dA, A, act):
 # ---------------------------------------------------------------- dropout
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def hash_uniform(seed, step, index):
     """A uniform number in [0, 1) from (seed, step, index): splitmix64 finaliser, no state."""
     z = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
@@ -276,7 +283,7 @@ def hash_uniform(seed, step, index):
     return np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def fill_dropout(keep, p, seed, step, base):
     """keep[i] = 0 with probability p, else 1/(1-p) (inverted dropout); all ones when p == 0."""
     if p <= 0.0:

@@ -79,7 +79,7 @@ class Scratch(NamedTuple):
 # ---------------------------------------------------------------- layout
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def theta_size(sizes, has_direct):
     """Length of the flat parameter vector for layer sizes `sizes` (int64, (L+2,))."""
     n = 0
@@ -90,7 +90,7 @@ def theta_size(sizes, has_direct):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def weight_offset(sizes, layer):
     """Offset in theta of W_layer; b_layer follows it directly."""
     off = 0
@@ -99,7 +99,7 @@ def weight_offset(sizes, layer):
     return off
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def acts_offset(sizes, layer, batch):
     """Offset in the flat activation buffer of layer `layer`'s input for a batch of `batch` rows."""
     off = 0
@@ -108,7 +108,7 @@ def acts_offset(sizes, layer, batch):
     return off
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def top_block(theta, sizes):
     """[W_last; b_last; D] as one (n_last + 1 + n_in, n_out) matrix: they are contiguous in theta."""
     n_layers = sizes.shape[0] - 1
@@ -118,7 +118,7 @@ def top_block(theta, sizes):
     return theta[wo : wo + width * n_out].reshape(width, n_out)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def top_scratch(buf, sizes, B):
     """A (B, n_last + 1 + n_in) array in the region after the layers of `buf` (acts or dacts), which
     WindowMLP.buffers adds for models with direct connections; a new array if `buf` has no such region."""
@@ -130,7 +130,7 @@ def top_scratch(buf, sizes, B):
     return np.empty((B, width), buf.dtype)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def top_inputs(acts, sizes, B):
     """U = [A_last, 1, X] (B, n_last + 1 + n_in): the input rows of top_block, written into top_scratch."""
     n_layers = sizes.shape[0] - 1
@@ -149,7 +149,7 @@ def top_inputs(acts, sizes, B):
 # ---------------------------------------------------------------- forward
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def gather(ids, feats, E, F, X):
     """Concatenate each window's word and feature embeddings.
 
@@ -187,7 +187,7 @@ def bias_activate(out, bias, act, apply):
                 o[j] = activation(o[j] + bias[j], act)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def forward(ids, feats, params, net, seed, step, scratch):
     """Forward pass of a batch of B windows, keeping what backward needs; the logits go to scratch.Z[:B].
 
@@ -196,14 +196,14 @@ def forward(ids, feats, params, net, seed, step, scratch):
     forward_core(ids, feats, params, net, seed, step, scratch, True)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def forward_core(ids, feats, params, net, seed, step, scratch, fill_keep):
     """`forward`; without fill_keep, scratch.keep is only written where a dropout rate is > 0 (fused paths)."""
     forward_input(ids, feats, params, net, seed, step, scratch, fill_keep)
     forward_layers(params, net, seed, step, scratch, ids.shape[0], 0, fill_keep)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def forward_input(ids, feats, params, net, seed, step, scratch, fill_keep):
     """The gathered embeddings X = the first layer's input in scratch.acts, with input dropout applied."""
     B = ids.shape[0]
@@ -219,7 +219,7 @@ def forward_input(ids, feats, params, net, seed, step, scratch, fill_keep):
                 Xf[i] *= K[i]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def forward_layers(params, net, seed, step, scratch, B, l0, fill_keep):
     """Layers l0, l0+1, ... of the forward pass, from the input of layer l0 already in scratch.acts."""
     theta, sizes, acts = params.theta, params.sizes, scratch.acts
@@ -240,7 +240,7 @@ def forward_layers(params, net, seed, step, scratch, B, l0, fill_keep):
     bias_activate(Z, theta[wo + n * m : wo + n * m + m], net.act, False)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def hidden_layer(params, net, seed, step, scratch, B, l, fill_keep):
     """Hidden layer l of the forward pass: its output act(A W + b), with dropout, after its input in acts."""
     theta, sizes, acts, keep, drop = params.theta, params.sizes, scratch.acts, scratch.keep, net.drop_hidden
@@ -259,7 +259,7 @@ def hidden_layer(params, net, seed, step, scratch, B, l, fill_keep):
                 o[i] *= K[i]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def predict_batches(ids, feats, params, net, batch, scratch, out):
     """Logits of every window, batch by batch, with dropout off. out: (N, n_out)."""
     quiet = Net(net.has_direct, net.act, net.loss_kind, 0.0, 0.0)
@@ -274,7 +274,7 @@ def predict_batches(ids, feats, params, net, batch, scratch, out):
 # ---------------------------------------------------------------- losses
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def loss_grad(Z, targets, scale, dZ, loss_kind, lanes):
     """scale * the summed loss of the logits Z (B, n_out) against targets (B,), and dZ = its gradient: the one
     place a loss is chosen. Softmax cross-entropy over classes, or binary cross-entropy of Z[:, 0]."""
@@ -332,7 +332,7 @@ def softmax_xent(Z, targets, scale, dZ, lanes):
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def sigmoid_xent(Z, targets, scale, dZ):
     """Summed binary cross-entropy of sigmoid(Z[:, 0]) against 0/1 targets; dZ = scale*(sigmoid - y).
 
@@ -374,7 +374,7 @@ def log_softmax_rows(Z, out):
 # ---------------------------------------------------------------- backward
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def backward(params, net, scratch, dZ):
     """Backprop dZ (B, n_out) through the layers: scratch.grad (theta-shaped) += dL/dtheta.
 

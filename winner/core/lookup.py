@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from winner.core.fastmath import FAST_ENTRY, activate_row, activation, cast_like
+from winner.core.fastmath import FAST, FAST_ENTRY, activate_row, activation, cast_like
 from winner.core.layers import log_softmax_row, weight_offset
 from winner.core.prefetch import LINE_BYTES, prefetch3
 from winner.core.updates import number_row
@@ -17,7 +17,7 @@ LOOKUP_AHEAD = 4  # lookup_logits asks for the table rows of the window this man
 ROWS_PER_PASS = 5  # table rows lookup_logits adds to a window's first layer in one pass (_add_rows: five terms)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def compact_rows(ids, start, slot, uniq, max_unique):
     """Number the distinct ids of windows start, start+1, ... in order of first use (slot[id] = number,
     uniq[number] = id), stopping before the window that would bring more than max_unique (a chunk always
@@ -39,7 +39,7 @@ def compact_rows(ids, start, slot, uniq, max_unique):
     return b, U
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def local_ids(ids, start, stop, slot, uniq, U, local):
     """local[b - start, p] = slot[ids[b, p]] for the windows numbered by compact_rows, then reset slot."""
     P = ids.shape[1]

@@ -15,6 +15,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from winner.core.fastmath import FAST
+
 
 def _array_with_indices(A, indices) -> bool:
     return (isinstance(A, types.Array) and A.ndim == len(indices)
@@ -55,7 +57,7 @@ def prefetch3(typingctx, A, i, j, k):
 LINE_BYTES = 64
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=FAST)
 def prefetch_block(A, i0, i1, lo, hi):
     """Ask for the cache lines of A[i0:i1, lo:hi] (rows past the last one included: nothing is read). Called once
     for a stretch of rows: an inlined helper taking an array costs reference counts at every call."""

@@ -13,6 +13,7 @@ from numba import cfunc, types
 from numba.extending import overload
 
 from winner.core.cblas import CBLAS_TRANS, cblas_signature
+from winner.core.fastmath import KERNEL_FLAGS
 
 
 def _xxgemm_signature(t):
@@ -32,7 +33,7 @@ def column_major_gemm(ab, trans_a, trans_b, m, n, k, A, lda, B, ldb, C, ldc):
     raise TypeError("scipy_blas.column_major_gemm is only callable from jitted code")
 
 
-@overload(column_major_gemm)
+@overload(column_major_gemm, jit_options=KERNEL_FLAGS)
 def _column_major_gemm_overload(ab, trans_a, trans_b, m, n, k, A, lda, B, ldb, C, ldc):
     xxgemm, kind = (_XXGEMM_S, ord("s")) if ab.dtype == types.float32 else (_XXGEMM_D, ord("d"))
 

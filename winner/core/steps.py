@@ -71,7 +71,7 @@ class PairScratch(NamedTuple):
 # ---------------------------------------------------------------- the reference step
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def loss_and_grad(ids, feats, targets, params, net, seed, step, l2, l1, scratch):
     """Mean loss of one batch (plus the weight penalty) and its gradients.
 
@@ -109,7 +109,7 @@ def hidden_grad(dA, A, keep, act, drop):
         backprop_kept_units(dA, A, act)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def unit_grads(sizes, net, scratch, B, l, need):
     """dL/d(layer l's input) in scratch.dacts, from what is there: times act' (l > 0), or times the input
     dropout scale (l = 0, when `need`: the tables take the gradient)."""
@@ -198,7 +198,7 @@ def sgd_example(ids, feats, targets, params, net, seed, step, hyper, scratch):
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def layer_step(params, hyper, t, adam, scratch, dcur, dA, l, need, row_sums):
     """Layer l's part of a fused backward pass (no direct connections): dA = dcur @ W.T with the old W (when
     `need`), then W and b updated from A (B, n) and dcur (B, m) by dense_block_update, which sums the bias
@@ -216,7 +216,7 @@ def layer_step(params, hyper, t, adam, scratch, dcur, dA, l, need, row_sums):
                        adam.v[wo:e], hyper, t)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def top_step(params, hyper, t, adam, scratch, dcur, dA, need):
     """The top layer's part of a fused backward pass with direct connections, over the combined block
     [W_last; b_last; D] (top_block): dU = dcur @ block.T with the old block, whose first columns are dA (when
@@ -242,7 +242,7 @@ def top_step(params, hyper, t, adam, scratch, dcur, dA, need):
     return dU
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def fused_step(ids, feats, targets, params, net, seed, step, hyper, t, adam, scratch):
     """One optimiser step on one minibatch, backward and update interleaved; returns the mean loss.
 
@@ -282,7 +282,7 @@ def fused_step(ids, feats, targets, params, net, seed, step, hyper, t, adam, scr
 # ---------------------------------------------------------------- the distinct-pairs step
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def number_pairs(ids, slot, pmap, words, offsets):
     """Number the distinct (position, word) pairs of a batch, position by position.
 
@@ -353,7 +353,7 @@ def pair_sums(dH, pmap, n, S, bias_sum):
             bias_sum[j] += dH[b, j]
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=FAST)
 def pair_products(transposed, A, W0, C, offsets, d):
     """For every position p, C[pairs of p] = A[pairs of p] @ W0_p (T from the embeddings, transposed=False) or
     @ W0_p.T (G from the summed gradients, transposed=True); each position's rows in PAIR_HALVES parts."""
@@ -365,7 +365,7 @@ def pair_products(transposed, A, W0, C, offsets, d):
         gemm_one_call(False, transposed, 1.0, A[a + lo : a + hi], W0[p * d : (p + 1) * d], 0.0, C[a + lo : a + hi])
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=FAST)
 def pair_weight_update(Xp, S, W0, offsets, d, lr):
     """W0_p -= lr * Xp[pairs of p].T @ S[pairs of p] for every position p; each W0_p in PAIR_HALVES parts of its
     columns."""
@@ -378,7 +378,7 @@ def pair_weight_update(Xp, S, W0, offsets, d, lr):
         gemm_one_call(True, False, -lr, Xp[a:e], S[a:e, c0:c1], 1.0, W0[p * d : (p + 1) * d, c0:c1])
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def pair_forward(ids, params, net, seed, step, scratch, pairs):
     """sgd_step_pairs's forward pass: T = E[w] @ W0_p once per distinct pair, then the layers as usual.
     Returns the number of pairs."""
@@ -399,7 +399,7 @@ def pair_forward(ids, params, net, seed, step, scratch, pairs):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def pair_first_layer_update(dH, params, hyper, pairs, n):
     """sgd_step_pairs's update of W0, b0 and the used rows of E from dH (B, H0) = dL/d(first layer's output):
     the windows' dH summed per pair (S), then S @ W0_p.T for the word's gradient and Xp.T @ S for W0_p."""
@@ -426,7 +426,7 @@ def pair_first_layer_update(dH, params, hyper, pairs, n):
                 E[r, j] -= c * Gp[i, j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def sgd_step_pairs(ids, targets, params, net, seed, step, hyper, adam, scratch, pairs):
     """fused_step for plain SGD without input dropout, word features or direct connections, by distinct pairs.
 
@@ -454,7 +454,7 @@ def sgd_step_pairs(ids, targets, params, net, seed, step, hyper, adam, scratch, 
 # ---------------------------------------------------------------- many batches in one call
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def take_rows(src, order, s, e, dst):
     """dst[:e-s] = src[order[s:e]] without allocating. src, dst: (N, P) / (cap, P)."""
     for i in range(e - s):
@@ -463,7 +463,7 @@ def take_rows(src, order, s, e, dst):
             dst[i, j] = src[r, j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def stage_batch(ids, feats, targets, order, s, e, scratch):
     """Copy windows order[s:e] and their targets into scratch.ids, feats, targets (the batch train_step reads)."""
     take_rows(ids, order, s, e, scratch.ids)
@@ -472,7 +472,7 @@ def stage_batch(ids, feats, targets, order, s, e, scratch):
         scratch.targets[i] = targets[order[s + i]]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def step_kind(params, net, hyper, B):
     """Which step trains a batch of B windows: the reference step with a weight penalty (or without a loss of
     the model's own); else plain SGD on one window sweeps it (sgd_example); plain SGD on >= PAIRS_MIN_BATCH

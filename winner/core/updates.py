@@ -43,7 +43,7 @@ class AdamState(NamedTuple):
     vF: np.ndarray
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def add_penalty_grad(theta, weight_mask, l2, l1, grad):
     """grad += l2*W + l1*sign(W) on weights only (weight_mask 1), returns 0.5*l2*|W|^2 + l1*|W|_1."""
     pen = 0.0
@@ -60,7 +60,7 @@ def add_penalty_grad(theta, weight_mask, l2, l1, grad):
 # ---------------------------------------------------------------- sparse rows
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def scatter_rows(ids, dX, col0, width, stride, slot, rows, G, n_rows):
     """Add each window position's slice of dX into a compact per-row gradient buffer.
 
@@ -87,7 +87,7 @@ def scatter_rows(ids, dX, col0, width, stride, slot, rows, G, n_rows):
     return n_rows
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def number_row(r, slot, rows, n):
     """Row r gets the next number n if it has none yet (slot[r] = n, rows[n] = r); returns the new count."""
     if slot[r] < 0:
@@ -97,7 +97,7 @@ def number_row(r, slot, rows, n):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def clear_slots(slot, rows, n_rows):
     """Reset slot[rows[:n_rows]] to -1 so the buffer can be reused by the next batch."""
     for k in range(n_rows):
@@ -107,13 +107,13 @@ def clear_slots(slot, rows, n_rows):
 # ---------------------------------------------------------------- SGD and Adam
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def sgd_dense(theta, grad, lr):
     for i in range(theta.shape[0]):
         theta[i] -= lr * grad[i]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def sgd_rows(table, rows, G, n_rows, lr):
     for k in range(n_rows):
         r = rows[k]
@@ -179,7 +179,7 @@ def adam_rows(table, rows, G, n_rows, m, v, lr, beta1, beta2, eps, t):
             table[r, j] -= change
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def apply_update(params, grad, rowsE, GE, nE, rowsF, GF, nF, hyper, t, adam):
     """One optimiser step from gradients: dense for theta, lazy row updates for the embedding tables.
 
@@ -204,7 +204,7 @@ def apply_update(params, grad, rowsE, GE, nE, rowsF, GF, nF, hyper, t, adam):
 # ---------------------------------------------------------------- updates fused with backward
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def dense_block_update(A, dcur, Wb, n, m, g, mo, vo, hyper, t):
     """Update one weight block Wb = (W (n, m) then b (m,)) flat in theta from A (B, n) and dcur (B, m).
 
@@ -271,7 +271,7 @@ def rank1_update_dot(W, a, delta, lr, da, need):
                 W[i, j] -= c * delta[j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def sgd_tables(ids, feats, dX, params, hyper):
     """SGD of the embedding rows a batch used, straight from dX (B, n_in) = dL/d(gathered input)."""
     d, df = params.E.shape[1], params.F.shape[1]
@@ -281,7 +281,7 @@ def sgd_tables(ids, feats, dX, params, hyper):
         sgd_scatter(feats, dX, d, df, d + df, params.F, hyper.lr_embed)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def adam_tables(ids, feats, dX, params, hyper, t, adam, scratch):
     """Lazy Adam of the embedding rows a batch used: dX (B, n_in) summed per row (scatter_rows), then adam_rows."""
     d, df = params.E.shape[1], params.F.shape[1]
@@ -296,7 +296,7 @@ def adam_tables(ids, feats, dX, params, hyper, t, adam, scratch):
         clear_slots(scratch.slotF, scratch.rowsF, nF)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def update_tables(ids, feats, dX, params, hyper, t, adam, scratch):
     """The embedding rows a batch used, from dX (B, n_in): plain SGD straight from it, or lazy Adam."""
     if hyper.opt == OPT_SGD:

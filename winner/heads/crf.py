@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from winner.core.fastmath import FAST
+
 
 @dataclass
 class Transitions:
@@ -51,7 +53,7 @@ class Transitions:
         return self.theta[T * T :]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def logsumexp(v):
     m = v.max()
     if m == -np.inf:
@@ -62,7 +64,7 @@ def logsumexp(v):
     return m + np.log(s)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def forward_backward(Z, A, start, alpha, beta):
     """alpha[t, j] = log of the summed scores of paths over 0..t ending in j; beta[t, i] = the same for the
     paths over t+1..n-1 continuing from i. Returns the log-partition."""
@@ -84,7 +86,7 @@ def forward_backward(Z, A, start, alpha, beta):
     return logsumexp(alpha[n - 1])
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def sentence_nll(Z, y, A, start, scale, dZ, dA, dstart, alpha, beta):
     """One sentence: returns logadd - gold score; sets dZ (n, T) and adds into dA, dstart, all times `scale`."""
     n, T = Z.shape
@@ -107,7 +109,7 @@ def sentence_nll(Z, y, A, start, scale, dZ, dA, dstart, alpha, beta):
     return log_z - gold
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def batch_nll(Z, starts, y, A, start, scale, dZ, dA, dstart):
     """Sentences Z[starts[s]:starts[s+1]] of a batch: the summed losses; dZ set, dA and dstart zeroed and filled,
     every gradient times `scale` (1 / windows: a mean per window, as the word-level loss)."""

@@ -11,17 +11,18 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
+from winner.core.fastmath import FAST
 from winner.data.conll import convert_tags
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def viterbi(logp, allowed, start_ok, end_ok, out):
     """Best tag sequence under hard transition constraints (viterbi_scored without learned transitions)."""
     T = logp.shape[1]
     viterbi_scored(logp, np.zeros((T, T)), np.zeros(T), allowed, start_ok, end_ok, out)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def viterbi_scored(logp, A, start, allowed, start_ok, end_ok, out):
     """Best tag sequence by score start[y_0] + sum_t (logp[t, y_t] + A[y_(t-1), y_t]) under hard constraints.
 
@@ -58,7 +59,7 @@ def viterbi_scored(logp, A, start, allowed, start_ok, end_ok, out):
         out[t - 1] = back[t, out[t]]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST, error_model="numpy")
 def decode_batch(logp, offsets, A, start, allowed, start_ok, end_ok, argmax_only, out):
     """Every sentence of a batch in one call: sentence k is rows offsets[k]:offsets[k+1] of logp (N, T) and of
     out (N,) int32. Each is decoded as viterbi_scored decodes it alone (a word-level model passes zero A and
