@@ -174,22 +174,6 @@ def test_inference_from_a_cache_filled_by_inference(models, reference, tmp_path)
         assert fresh[name] == reference[name], f"{name}: output differs with a cache filled by inference"
 
 
-def test_readme_path_train_then_tag_twice(inputs, tmp_path):
-    """The README's path on its own cache: `ner train` in one process, then `ner tag` in two more. Training
-    compiles the parallel kernels; the first `tag` compiles the plain forward pass over them; the second
-    loads that from the cache (the run that crashed)."""
-    env = _env(tmp_path / "numba-cache", tmp_path, None)
-    run = tmp_path / "tagger"
-    train = _run([WINNER, "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("dev")),
-                  "--embeddings", str(inputs["vectors"]), "--epochs", "1", "--quiet", "--out", str(run)], env)
-    assert train.returncode == 0, train.stderr[-3000:]
-    outputs: dict[str, str] = {}
-    commands = _tagger_commands(str(run), inputs["small"], tmp_path)
-    for name in ("ner tag text stdin", "ner evaluate"):
-        args, stdin = commands[name]
-        _assert_twice_same(name, args, stdin, env, outputs)
-
-
 KERNEL_ORDER = """
 import sys
 import numpy as np
@@ -207,16 +191,6 @@ print(float(out.sum()))
 """
 
 
-def test_kernel_compiled_over_a_cached_parallel_kernel(tmp_path):
-    """The smallest form of the crash: process 1 caches the parallel kernel, process 2 compiles a caller
-    over it (loaded from the cache), process 3 loads that caller."""
-    env = _env(tmp_path / "numba-cache", tmp_path, None)
-    results = [_run([sys.executable, "-c", KERNEL_ORDER, step], env) for step in ("parallel", "caller", "caller")]
-    for step, r in enumerate(results, 1):
-        assert r.returncode == 0, f"process {step} exited {r.returncode}: {r.stderr[-2000:]}"
-    assert [r.stdout for r in results] == ["2200000.0\n", "220.0\n", "220.0\n"]
-
-
 LOOKUP = """
 import hashlib
 import numpy as np
@@ -231,17 +205,6 @@ model._vocab_table = None
 few = model.predict_log_proba(ids[:3], feats[:3], method="lookup")  # a table of just these windows' words
 print(hashlib.md5(whole.tobytes()).hexdigest(), np.array_equal(few, whole[:3]))
 """
-
-
-def test_parallel_lookup_kernel_loads_from_the_cache_in_fresh_processes(tmp_path):
-    """lookup_logits and the tables' stable_rows_times are parallel and cached: compiled by one process, then
-    loaded by two more (no explicit init in the script: the model runs it), each with the same bits, and a table
-    of a few words gives those words the bits of the whole vocabulary's table."""
-    env = _env(tmp_path / "numba-cache", tmp_path, None)
-    results = [_run([sys.executable, "-c", LOOKUP], env) for _ in range(3)]
-    for step, r in enumerate(results, 1):
-        assert r.returncode == 0, f"process {step} exited {r.returncode}: {r.stderr[-2000:]}"
-    assert len({r.stdout for r in results}) == 1 and results[0].stdout.strip().endswith("True")
 
 
 TRAINING_BITS = """
@@ -272,22 +235,70 @@ for cfg, opt, batch in [(lm, Optimizer("sgd", lr=0.1), 1), (lm, Optimizer("adam"
 """
 
 
-def test_training_gives_the_same_bits_whatever_numba_cache_held(models, tmp_path):
-    """Same seed, same bits: in the process that compiled the training kernels, in one that loaded them from
-    the cache, in one that loaded some of their callees first (a reassociating callee once summed in another
-    order in each of these, see winner.core.fastmath.FAST), and over a cache the CLI's training filled."""
-    env = _env(tmp_path / "numba-cache", tmp_path, "1")
-    runs = [_run([sys.executable, "-c", TRAINING_BITS, order], env)
-            for order in ("compiles", "loads", "callees first")]
-    # A cache the CLI's training filled: there the shared callees were first compiled by other callers (the
-    # character-window and class-factored steps), and a callee that leaves fastmath or error_model unset takes
-    # its first caller's (numba's flag inheritance), which the cache then hands to every later caller.
-    cli_cache = tmp_path / "cli-numba-cache"
-    shutil.copytree(models["cache"], cli_cache)
-    runs.append(_run([sys.executable, "-c", TRAINING_BITS, "compiles"], _env(cli_cache, tmp_path, "1")))
-    for r in runs:
-        assert r.returncode == 0, r.stderr[-2000:]
-    assert runs[0].stdout.count("\n") == 4
-    assert runs[1].stdout == runs[0].stdout, "loaded from the cache: other bits than when compiled"
-    assert runs[2].stdout == runs[0].stdout, "callees loaded first: other bits than when compiled"
-    assert runs[3].stdout == runs[0].stdout, "over the CLI's cache: other bits than when compiled"
+@pytest.fixture(scope="module")
+def readme_run(inputs, tmp_path_factory) -> dict[str, Path]:
+    """`winner ner train` as the README runs it, in one process over an empty private cache (for TestOwnCaches
+    only, so it runs on that class's worker)."""
+    root = tmp_path_factory.mktemp("readme")
+    run = root / "tagger"
+    train = _run([WINNER, "ner", "train", "--train", str(wikigold_path("dev")), "--dev", str(wikigold_path("dev")),
+                  "--embeddings", str(inputs["vectors"]), "--epochs", "1", "--quiet", "--out", str(run)],
+                 _env(root / "numba-cache", root, None))
+    assert train.returncode == 0, train.stderr[-3000:]
+    return {"run": run, "root": root, "cache": root / "numba-cache"}
+
+
+class TestOwnCaches:
+    """Kernels and commands over numba caches of their own, empty at first. A class, so that pytest-xdist's
+    loadscope runs them beside the module's shared-model tests, on the other worker: each compiles from empty."""
+
+    def test_readme_path_train_then_tag_twice(self, readme_run, inputs):
+        """The README's path on its own cache: `ner train` in one process (readme_run), then `ner tag` in two
+        more. Training compiles the parallel kernels; the first `tag` compiles the plain forward pass over them; the
+        second loads that from the cache (the run that crashed)."""
+        run, work = readme_run["run"], readme_run["root"]
+        env = _env(readme_run["cache"], work, None)
+        outputs: dict[str, str] = {}
+        commands = _tagger_commands(str(run), inputs["small"], work)
+        for name in ("ner tag text stdin", "ner evaluate"):
+            args, stdin = commands[name]
+            _assert_twice_same(name, args, stdin, env, outputs)
+
+    def test_training_gives_the_same_bits_whatever_numba_cache_held(self, readme_run, tmp_path):
+        """Same seed, same bits: in the process that compiled the training kernels, in one that loaded them from
+        the cache, in one that loaded some of their callees first (a reassociating callee once summed in another
+        order in each of these, see winner.core.fastmath.FAST), and over a cache the CLI's training filled."""
+        env = _env(tmp_path / "numba-cache", tmp_path, "1")
+        runs = [_run([sys.executable, "-c", TRAINING_BITS, order], env)
+                for order in ("compiles", "loads", "callees first")]
+        # A cache the CLI's training filled: there the shared callees were first compiled by other callers (the
+        # character-window step), and a callee that leaves fastmath or error_model unset takes its first caller's
+        # (numba's flag inheritance), which the cache then hands to every later caller.
+        cli_cache = tmp_path / "cli-numba-cache"
+        shutil.copytree(readme_run["cache"], cli_cache)
+        runs.append(_run([sys.executable, "-c", TRAINING_BITS, "compiles"], _env(cli_cache, tmp_path, "1")))
+        for r in runs:
+            assert r.returncode == 0, r.stderr[-2000:]
+        assert runs[0].stdout.count("\n") == 4
+        assert runs[1].stdout == runs[0].stdout, "loaded from the cache: other bits than when compiled"
+        assert runs[2].stdout == runs[0].stdout, "callees loaded first: other bits than when compiled"
+        assert runs[3].stdout == runs[0].stdout, "over the CLI's cache: other bits than when compiled"
+
+    def test_kernel_compiled_over_a_cached_parallel_kernel(self, tmp_path):
+        """The smallest form of the crash: process 1 caches the parallel kernel, process 2 compiles a caller
+        over it (loaded from the cache), process 3 loads that caller."""
+        env = _env(tmp_path / "numba-cache", tmp_path, None)
+        results = [_run([sys.executable, "-c", KERNEL_ORDER, step], env) for step in ("parallel", "caller", "caller")]
+        for step, r in enumerate(results, 1):
+            assert r.returncode == 0, f"process {step} exited {r.returncode}: {r.stderr[-2000:]}"
+        assert [r.stdout for r in results] == ["2200000.0\n", "220.0\n", "220.0\n"]
+
+    def test_parallel_lookup_kernel_loads_from_the_cache_in_fresh_processes(self, tmp_path):
+        """lookup_logits and the tables' stable_rows_times are parallel and cached: compiled by one process, then
+        loaded by two more (no explicit init in the script: the model runs it), each with the same bits, and a table
+        of a few words gives those words the bits of the whole vocabulary's table."""
+        env = _env(tmp_path / "numba-cache", tmp_path, None)
+        results = [_run([sys.executable, "-c", LOOKUP], env) for _ in range(3)]
+        for step, r in enumerate(results, 1):
+            assert r.returncode == 0, f"process {step} exited {r.returncode}: {r.stderr[-2000:]}"
+        assert len({r.stdout for r in results}) == 1 and results[0].stdout.strip().endswith("True")
