@@ -83,7 +83,8 @@ def test_typed_sentence_shows_highlighted_entities_and_explanations(small_tagger
         browser.find_element(By.CSS_SELECTOR, "#result details.why summary").click()
         rows = browser.find_elements(By.CSS_SELECTOR, "#result table.heat tr")
         assert len(rows) == 1 + len(tokenize(SENTENCE))  # a header, then a row per token
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#result .strip")) == 5 * len(tokenize(SENTENCE))
+        strips = browser.find_elements(By.CSS_SELECTOR, "#result .strip")
+        assert len(strips) == 7 * len(tokenize(SENTENCE))  # a window of 5 words and the 2 document codes
         shot = tmp_path / "page.png"
         assert browser.save_screenshot(str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

@@ -176,8 +176,10 @@ def test_parallel_character_kernel_loads_from_an_empty_cache_and_then_from_it(ch
     assert any((tmp_path / "numba-cache").rglob("chars.fill_all_rows*.nbi"))
 
 
-@pytest.mark.parametrize("options", [(), ("--average", "0.3"), ("--average", "0.3", "--loss", "sentence")],
-                         ids=["plain", "averaged", "averaged-sentence"])
+@pytest.mark.parametrize("options", [("--context-code", "none"), ("--context-code", "none", "--average", "0.3"),
+                                     ("--context-code", "none", "--average", "0.3", "--loss", "sentence"),
+                                     ("--average", "0.3", "--alone", "0.5")],
+                         ids=["plain", "averaged", "averaged-sentence", "averaged-document-codes"])
 def test_resume_with_characters_gives_the_same_bits(options, tmp_path):
     """A run stopped after epoch 1 and resumed ends where an unbroken run does, character parameters and their
     Adam moments included (the checkpoint holds them as the model's arrays and the optimiser's state), and with

@@ -40,7 +40,7 @@ def test_train_writes_model_metrics_and_pictures(trained):
     summary = json.loads((trained / "summary.json").read_text())
     assert 0.0 <= summary["best_dev_f1"] <= 1.0
     with np.load(model / "params.npz", allow_pickle=False) as f:
-        assert f["W0"].shape == (5 * (config["mlp"]["embed_dim"] + 10), 16)
+        assert f["W0"].shape == (7 * (config["mlp"]["embed_dim"] + 10), 16)  # window 5, then the 2 document codes
 
 
 def test_evaluate_json_schema(trained, tmp_path):

@@ -57,6 +57,28 @@ def test_tagger_explanations_add_up_to_the_chosen_tags_logit_with_the_bias():
     assert explanations[5].sentence == 1 and explanations[5].position == 0
 
 
+def test_a_tagger_with_document_codes_explains_the_codes_as_two_more_inputs():
+    """The codes' contributions are each code's gradient x input: for a linear model, the code (the mean of the
+    linked occurrences' neighbours, written out here) times its block of W0, and they add up with the window's."""
+    words = Vocab([PAD, UNK, "john", "smith", "went", "home", "."])
+    tags = ["O", "S-PER", "B-PER", "E-PER"]
+    config = MLPConfig(n_positions=5, vocab_size=len(words), embed_dim=4, n_out=len(tags), hidden=(),
+                       n_features=len(CASINGS), feature_dim=2, dtype="float64")
+    spec = TaggerSpec(1, tags, "iobes", "iob2", context={"mode": "document", "forget": 0.5, "occurrences": 2})
+    tagger = Tagger(WindowMLP(config, seed=3), words, spec)
+    sentences = [["John", "Smith", "went", "home", "."], ["John", "went", "home", "."]]
+    _, explanations = explain_tagger(tagger, sentences)
+    x = explanations[5]  # the second "John": linked to the first, whose right neighbour is "Smith"
+    assert x.window == [PAD, "John", "went", "<document left>", "<document right>"]
+    assert x.offsets == [-1, 0, 1, -2, 2]
+    W0, E = tagger.model.params["W0"], tagger.model.E
+    chosen, stride = tagger.tag_vocab.stoi[x.label], 4 + 2
+    assert x.word[3] == pytest.approx(0.0, abs=1e-12)  # the first "John" starts its sentence: nothing left of it
+    assert x.word[4] == pytest.approx(E[words.stoi["smith"]] @ W0[4 * stride : 4 * stride + 4, chosen], abs=1e-6)
+    bias = tagger.model.params["b0"][chosen]
+    assert sum(x.word) + sum(x.casing) + bias == pytest.approx(x.score, abs=1e-5)
+
+
 def test_scorer_and_lm_explanations():
     words = Vocab([PAD, UNK, "paris", "in", "."])
     config = MLPConfig(n_positions=3, vocab_size=len(words), embed_dim=4, n_out=1, hidden=(5,),
@@ -93,12 +115,13 @@ def test_ner_explain_table_json_and_page(small_tagger):
     assert len(lines) == 1 + len(tokenize(SENTENCE)) and "[Jim]" in lines[1]
     records = json.loads(runner.invoke(app, ["ner", "explain", str(small_tagger), SENTENCE, "--json"]).stdout)
     x = records[0]["explanations"][0]
-    assert x["token"] == "Jim" and len(x["word"]) == 5 and x["window"][2] == "Jim"
+    assert x["token"] == "Jim" and len(x["word"]) == 7 and x["window"][2] == "Jim"
+    assert x["window"][5:] == ["<document left>", "<document right>"]  # the default model's codes
     assert x["rest"] == pytest.approx(x["score"] - sum(x["word"]) - sum(x["casing"]), abs=1e-4)
     page = runner.invoke(app, ["ner", "explain", str(small_tagger), "-", "--html"], input=HOSTILE + "\n")
     assert page.exit_code == 0, page.output
     assert page.stdout.startswith("<!doctype html>") and "<script" not in page.stdout
-    assert page.stdout.count('class="strip"') == len(tokenize(HOSTILE)) * 5  # window 5: a strip per word
+    assert page.stdout.count('class="strip"') == len(tokenize(HOSTILE)) * 7  # window 5 and 2 codes: a strip each
     both = runner.invoke(app, ["ner", "explain", str(small_tagger), SENTENCE, "--json", "--html"])
     assert both.exit_code == 1 and "choose one" in both.output
 

@@ -82,8 +82,8 @@ def test_updates_hold_whole_sentences_and_every_window_once():
 
 def _train(out: Path, epochs: int, *extra: str) -> subprocess.CompletedProcess:
     args = [WINNER, "ner", "train", "--train", SAMPLE, "--dev", SAMPLE, "--embeddings", "none", "--hidden", "16",
-            "--batch-size", "16", "--loss", "sentence", "--epochs", str(epochs), "--patience", "9", "--seed", "3",
-            "--quiet", "--out", str(out), *extra]
+            "--batch-size", "16", "--loss", "sentence", "--context-code", "none", "--epochs", str(epochs), "--patience",
+            "9", "--seed", "3", "--quiet", "--out", str(out), *extra]
     r = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     return r

@@ -115,6 +115,10 @@ OLD_OPTIONS["ner"]["average"] = OLD_OPTIONS["score"]["average"] = ("--average", 
 # The tagger's average on by default since (2 epochs: CoNLL-2003 dev F1, issue 13).
 OLD_DEFAULTS[NERSettings]["average"] = 2.0
 OLD_OPTIONS["ner"]["average"] = ("--average", 2.0, "0.0..")
+# Document codes on by default since (CoNLL-2003 and WikiGold dev F1, issue 13), with their two settings.
+OLD_DEFAULTS[NERSettings].update({"context_code": "document", "occurrences": 6, "alone": 0.0})
+OLD_OPTIONS["ner"].update({"context_code": ("--context-code", "document", ""),
+                           "occurrences": ("--occurrences", 6, "1.."), "alone": ("--alone", 0.0, "0.0..1.0")})
 TRAINERS = {"ner": ("winner.heads.ner", "train_tagger"), "score": ("winner.heads.scorer", "train_scorer"),
             "lm": ("winner.heads.lm", "train_lm")}
 

@@ -36,15 +36,18 @@ class Attribution(NamedTuple):
 
 
 def input_gradients(model: WindowMLP, ids: np.ndarray, feats: np.ndarray, score_grad: ScoreGrad,
-                    start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    start: int = 0, table: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores (B,), X (B, n_in), dX (B, n_in)) of one batch: forward without dropout, then the training
-    backward pass from dZ = score_grad(Z). ids, feats: (B, P) int32 within the model's tables."""
+    backward pass from dZ = score_grad(Z). ids, feats: (B, P) int32 within the model's tables, or within `table`
+    if given (rows read in place of the word table's: a batch with context codes, winner.core.context)."""
     ids = np.ascontiguousarray(ids, dtype=np.int32)
     feats = np.ascontiguousarray(feats, dtype=np.int32)
-    model.check_ids(ids, feats)
+    model.check_ids(ids, feats, None if table is None else len(table))
     B, n_in = ids.shape[0], model.config.n_in
     scratch = model.scratch(B)
-    params, net = model.kernel_params, model.kernel_net(False)
+    params = model.kernel_params if table is None else layers.Params(table, model.F, model.theta, model.sizes,
+                                                                       model.weight_mask)
+    net = model.kernel_net(False)
     layers.forward(ids, feats, params, net, 0, 0, scratch)
     X = scratch.acts[: B * n_in].reshape(B, n_in).copy()
     scores, dZ = score_grad(scratch.Z[:B].copy(), start)
@@ -55,8 +58,9 @@ def input_gradients(model: WindowMLP, ids: np.ndarray, feats: np.ndarray, score_
 
 
 def attribute(model: WindowMLP, ids: np.ndarray, feats: np.ndarray | None, score_grad: ScoreGrad,
-              chunk: int = CHUNK) -> Attribution:
-    """Attributions of every window (N, P), chunk by chunk; feats None means no feature table is read."""
+              chunk: int = CHUNK, table: np.ndarray | None = None) -> Attribution:
+    """Attributions of every window (N, P), chunk by chunk; feats None means no feature table is read; `table` as
+    in input_gradients."""
     c = model.config
     N, P = ids.shape
     if feats is None:
@@ -68,7 +72,7 @@ def attribute(model: WindowMLP, ids: np.ndarray, feats: np.ndarray | None, score
     grad = np.zeros((N, P, d + df))
     for s in range(0, N, chunk):
         e = min(s + chunk, N)
-        sc, X, dX = input_gradients(model, ids[s:e], feats[s:e], score_grad, s)
+        sc, X, dX = input_gradients(model, ids[s:e], feats[s:e], score_grad, s, table)
         prod = (X.astype(np.float64) * dX.astype(np.float64)).reshape(e - s, P, d + df)
         score[s:e] = sc
         word[s:e] = prod[:, :, :d].sum(axis=2)

@@ -4,7 +4,8 @@ Workloads (synthetic ids drawn from a Zipf-like distribution, as words in text a
 - NER window MLP training (V 30,000, embed 100, window 5, hidden 300 tanh, 9 classes, plain SGD, backprop
   into the embeddings), windows/s per batch size and thread count;
 - tagging: log-probabilities of 200,000 token windows (winner: the first-layer lookup path), and the same with
-  character windows on and 2% of the tokens words the vocabulary lacks (bench_chars.py, winner only);
+  character windows on and 2% of the tokens words the vocabulary lacks (bench_chars.py, winner only), and with
+  character windows and document codes (bench_context.py, winner only);
 - LM training (|V| 16,493, context 4, embed 60, hidden 100, direct connections, full softmax), tokens/s,
   and generation at batch 1 (one forward + one sample per token);
 - the class-factored LM output (bench_classes.py): training tokens/s against a PyTorch reference of the same
@@ -32,6 +33,7 @@ from winner.core.atomic import save_figure
 from winner.core.bench_chars import char_tag_workload
 from winner.core.bench_classes import class_workload
 from winner.core.bench_common import Report, Row, median_rate, set_all_threads, windows_of, zipf_ids
+from winner.core.bench_context import document_tag_workload
 from winner.core.mlp import MLPConfig, WindowMLP
 from winner.core.optim import Optimizer
 
@@ -208,6 +210,7 @@ def run(quick: bool = False, threads: tuple[int, ...] = (1, 2), repeats: int = 3
     if "tag" in workloads:
         tag_workload(report, rng, threads, repeats, quick, torch, progress)
         char_tag_workload(report, rng, NER, threads, repeats, quick, progress)
+        document_tag_workload(report, rng, NER, threads, repeats, quick, progress)
 
     if "lm" in workloads:
         lm_workload(report, rng, threads, repeats, quick, torch, progress)

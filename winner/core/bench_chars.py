@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from winner.core.bench_common import Report, Row, median_rate, set_all_threads, windows_of, zipf_ids
+from winner.core.bench_common import Report, lookup_tagging_rows, windows_of, zipf_ids
 from winner.core.chars import CharConfig, CharWindowMLP
 from winner.core.mlp import MLPConfig
 
@@ -58,12 +58,5 @@ def char_tag_workload(report: Report, rng: np.random.Generator, ner: dict, threa
         rows[:, word_dim:] = model.word_vectors(*new_words)
         return model.predict_log_proba_extra(ids, feats, rows, method=method)
 
-    ref, fast = tag("gemm"), tag("lookup")
-    report.checks["tagging with characters: max |log p difference|, lookup vs straightforward"] = float(
-        np.abs(ref - fast).max())
-    for t in threads:
-        progress(f"tagging {n_tok} tokens with character windows, {t} thread(s)")
-        set_all_threads(t)
-        rate, runs = median_rate(n_tok, lambda: tag("lookup"), repeats)
-        report.rows.append(Row("tagging, character windows", 4096, t, "tokens/s", rate, runs=runs,
-                               note=f"{UNSEEN:.0%} of tokens unseen: character vectors computed per call"))
+    lookup_tagging_rows(report, "tagging, character windows", "characters", n_tok, tag, threads, repeats, progress,
+                        f"{UNSEEN:.0%} of tokens unseen: character vectors computed per call")

@@ -80,3 +80,17 @@ def set_all_threads(n: int, torch_module=None) -> None:
     runtime.set_threads(n)
     if torch_module is not None:
         torch_module.set_num_threads(n)
+
+
+def lookup_tagging_rows(report: Report, name: str, what: str, n_tok: int, tag: Callable[[str], np.ndarray],
+                        threads: tuple[int, ...], repeats: int, progress: Callable[[str], None], note: str) -> None:
+    """Check that tag("lookup") equals tag("gemm"), then time tag("lookup") on n_tok tokens at each thread count:
+    one row `name` per count; `what` names the workload in the check and the progress lines."""
+    ref, fast = tag("gemm"), tag("lookup")
+    report.checks[f"tagging with {what}: max |log p difference|, lookup vs straightforward"] = float(
+        np.abs(ref - fast).max())
+    for t in threads:
+        progress(f"tagging {n_tok} tokens with {what}, {t} thread(s)")
+        set_all_threads(t)
+        rate, runs = median_rate(n_tok, lambda: tag("lookup"), repeats)
+        report.rows.append(Row(name, 4096, t, "tokens/s", rate, runs=runs, note=note))

@@ -369,7 +369,7 @@ class CharWindowMLP(WindowMLP):
         out = np.empty((ids.shape[0], self.config.n_out), self.dtype)
         touched = (ids >= V).any(axis=1)
         if touched.any() and method == "lookup":
-            vocab = self._vocabulary_table(ids.size)
+            vocab = self.vocabulary_table(ids.size)
             if vocab is not None:
                 self.check_ids(ids, feats, V + len(extra))
                 self._lookup_extended(ids, feats, extra, vocab, out)

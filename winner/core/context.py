@@ -13,6 +13,14 @@ by its codes' rows, and run the ordinary kernels on it (window ids pointing at t
 positions at the codes'); the codes' gradient then flows, a^(k-1)-scaled, into every row they sum. Tagging's fast
 path uses that the first layer is linear: W_L L_t = a (W_L L_(t-1)) + W_L e(x_(t-w-1)), a recurrence over rows
 projected once per distinct word, O(hidden) per token.
+
+Document codes (mode "document") look across sentences instead: a document repeats its entities, and another
+mention's neighbours often say what this one is ("Jordan said" beside "the Jordan team"). Each token is linked to
+the K nearest other occurrences of its word (its lookup form) in its document; its left code is the mean over those
+occurrences j of sum_(d=1..w) a^(d-1) e(x_(j-d)) within j's sentence, the right code the same with x_(j+d). This is
+Ratinov & Roth 2009's context aggregation ("Design Challenges and Misconceptions in Named Entity Recognition",
+https://aclanthology.org/W09-1119/), learned: the codes are sums of word rows, so backprop reaches every row they
+read. A token with no other occurrence gets zero codes, as a token alone in its sentence gets from FOFE.
 """
 
 from __future__ import annotations
@@ -21,11 +29,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from winner.core import layers, lookup, updates
 from winner.core.fastmath import FAST
-from winner.core.mlp import ACTIVATIONS, SparseGrads, WindowMLP
+from winner.core.mlp import ACTIVATIONS, SparseGrads, VocabularyTable, WindowMLP
 
 CODE_POSITIONS = 2  # the left and the right code, after the window's positions
 
@@ -50,6 +58,82 @@ def code_terms(idx, lo, hi, half, forget, rows, toks, weights):
         for j in range(t + half + 1, hi[t]):
             n = add_term(rows, toks, weights, n, B + b, j, w)
             w *= forget
+    return n
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def document_terms(idx, start, links, lo, hi, half, forget, rows, toks, weights):
+    """The terms of the document codes of windows idx: token t's linked occurrences are links[start[t]:start[t+1]];
+    code b (left) sums forget^(d-1) / m * e(token j - d), code B + b (right) the same of j + d, for each of t's m
+    occurrences j and d = 1..half within j's sentence (lo, hi). Returns the number of terms."""
+    B = idx.shape[0]
+    n = 0
+    for b in range(B):
+        t = idx[b]
+        s, e = start[t], start[t + 1]
+        if e == s:
+            continue
+        share = 1.0 / (e - s)
+        for q in range(s, e):
+            j = links[q]
+            w = share
+            for k in range(j - 1, max(j - half, lo[j]) - 1, -1):
+                n = add_term(rows, toks, weights, n, b, k, w)
+                w *= forget
+            w = share
+            for k in range(j + 1, min(j + half + 1, hi[j])):
+                n = add_term(rows, toks, weights, n, B + b, k, w)
+                w *= forget
+    return n
+
+
+@njit(cache=True, fastmath=FAST, error_model="numpy")
+def nearest_occurrences(keys, dlo, dhi, most, start, links):
+    """For each token t with keys[t] >= 0, the `most` tokens nearest to it in its document [dlo[t], dhi[t]) with
+    the same key (the nearer first, the left one first at equal distance), written to links from start[t];
+    start[N] ends the last. Returns the number of links. Each document's tokens are sorted by (key, position) once,
+    so a token's occurrences are a run of that order, taken outward from the token's own place in it."""
+    N = keys.shape[0]
+    order = np.empty(N, np.int64)  # each document's tokens by (key, position)
+    place = np.empty(N, np.int64)  # a token's index in order
+    run_start = np.empty(N, np.int64)  # where a token's key starts and ends in order
+    run_end = np.empty(N, np.int64)
+    t = 0
+    while t < N:
+        a, b = dlo[t], dhi[t]
+        L = b - a
+        by_key = np.empty(L, np.int64)
+        for i in range(L):
+            by_key[i] = (keys[a + i] + 1) * L + i  # unique, so the sort is deterministic
+        sorted_ = np.argsort(by_key)
+        for i in range(L):
+            order[a + i] = a + sorted_[i]
+        i = 0
+        while i < L:
+            j = i + 1
+            while j < L and keys[order[a + j]] == keys[order[a + i]]:
+                j += 1
+            for r in range(i, j):
+                place[order[a + r]] = a + r
+                run_start[order[a + r]] = a + i
+                run_end[order[a + r]] = a + j
+            i = j
+        t = b
+    n = 0
+    for t in range(N):
+        start[t] = n
+        if keys[t] < 0:
+            continue
+        left, right = place[t] - 1, place[t] + 1
+        for _ in range(min(most, run_end[t] - run_start[t] - 1)):
+            if right >= run_end[t] or (left >= run_start[t] and t - order[left] <= order[right] - t):
+                links[n] = order[left]
+                left -= 1
+            else:
+                links[n] = order[right]
+                right += 1
+            n += 1
+    start[N] = n
     return n
 
 
@@ -122,6 +206,42 @@ def context_first_layer(words, lo, hi, half, forget, PL, PR, const, G):
         t = b
 
 
+# Parallel and cached: safe to load in any process once winner.core.runtime.init() has run (see runtime.py).
+@njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
+def document_share(words, lo, hi, start, links, half, forget, PL, PR, const, sums, G):
+    """G[t] = const + the document codes' share of token t's first layer, over projected rows PL, PR (U, H0) of the
+    tokens' rows `words`: first sums[j] and sums[N + j] get occurrence j's projected neighbours within its sentence
+    (d = 1..half, weighed forget^(d-1)), then each token averages its links'. Every row is written by one
+    iteration, in a fixed order: the bits do not depend on the thread count."""
+    N, H = G.shape
+    for j in prange(N):
+        for h in range(H):
+            sums[j, h] = 0.0
+            sums[N + j, h] = 0.0
+        w = 1.0
+        for d in range(1, min(half, j - lo[j]) + 1):
+            u = words[j - d]
+            for h in range(H):
+                sums[j, h] += w * PL[u, h]
+            w *= forget
+        w = 1.0
+        for d in range(1, min(half, hi[j] - 1 - j) + 1):
+            u = words[j + d]
+            for h in range(H):
+                sums[N + j, h] += w * PR[u, h]
+            w *= forget
+    for t in prange(N):
+        for h in range(H):
+            G[t, h] = const[h]
+        m = start[t + 1] - start[t]
+        if m > 0:
+            share = 1.0 / m
+            for q in range(start[t], start[t + 1]):
+                j = links[q]
+                for h in range(H):
+                    G[t, h] += share * (sums[j, h] + sums[N + j, h])
+
+
 # ---------------------------------------------------------------- batches
 
 
@@ -130,6 +250,41 @@ def sentence_bounds(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.asarray(lengths, np.int64)
     offsets = np.concatenate(([0], np.cumsum(lengths)))
     return np.repeat(offsets[:-1], lengths), np.repeat(offsets[1:], lengths)
+
+
+class Links(NamedTuple):
+    """Each token's linked occurrences for document codes: token t's are links[start[t]:start[t+1]] (token indices
+    in the same stream)."""
+
+    start: np.ndarray  # (N + 1,) int64
+    links: np.ndarray  # int64
+
+    def part(self, a: int, b: int) -> Links:
+        """The links of tokens a..b-1 as a stream of their own (the part must hold whole documents)."""
+        s, e = int(self.start[a]), int(self.start[b])
+        return Links(self.start[a : b + 1] - s, self.links[s:e] - a)
+
+
+def within_sentences(links: Links, alone: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Links:
+    """`links` with the tokens where `alone` (N,) bool is set keeping only their links inside their own sentence
+    (lo, hi): those tokens see what they would if their sentence were a document by itself."""
+    counts = np.diff(links.start)
+    token = np.repeat(np.arange(len(counts)), counts)
+    keep = ~alone[token] | ((links.links >= lo[token]) & (links.links < hi[token]))
+    start = np.zeros_like(links.start)
+    np.cumsum(np.bincount(token[keep], minlength=len(counts)), out=start[1:])
+    return Links(start, links.links[keep])
+
+
+def occurrence_links(keys: np.ndarray, doc_lengths: np.ndarray, most: int) -> Links:
+    """The `most` nearest other tokens with the same key in each token's document (keys < 0: none); doc_lengths:
+    tokens per document, documents laid end to end."""
+    keys = np.ascontiguousarray(keys, np.int64)
+    dlo, dhi = sentence_bounds(doc_lengths)
+    start = np.empty(len(keys) + 1, np.int64)
+    links = np.empty(len(keys) * most, np.int64)
+    n = nearest_occurrences(keys, dlo, dhi, most, start, links)
+    return Links(start, links[:n].copy())
 
 
 class CodedBatch(NamedTuple):
@@ -143,27 +298,30 @@ class CodedBatch(NamedTuple):
     terms: tuple  # (rows, words, weights, n) of code_terms, words as local rows
 
 
+MODES = ("sentence", "document")
+
+
 @dataclass(frozen=True)
 class ContextCodes:
     """The codes of a model: window half-width, forgetting factor, the columns of a row summed, the feature id the
-    code positions read."""
+    code positions read, what they encode (MODES) and, for document codes, how many occurrences a token links."""
 
     half: int
     forget: float
     word_dim: int
     feature: int
+    mode: str = "sentence"
+    occurrences: int = 0
 
     def batch(self, E: np.ndarray, extra: np.ndarray, ids: np.ndarray, feats: np.ndarray, idx: np.ndarray,
-              words: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> CodedBatch:
+              words: np.ndarray, lo: np.ndarray, hi: np.ndarray, links: Links | None = None) -> CodedBatch:
         """The windows ids/feats (B, 2w+1) of tokens idx, whose sentences' tokens have rows `words` (N,) and bounds
-        lo, hi; a row id >= len(E) names extra[id - len(E)] (a word the vocabulary lacks)."""
+        lo, hi (and, for document codes, `links`); a row id >= len(E) names extra[id - len(E)] (a word the
+        vocabulary lacks)."""
         B = ids.shape[0]
-        left = np.maximum(idx - self.half - lo[idx], 0)
-        right = np.maximum(hi[idx] - idx - self.half - 1, 0)
-        cap = int(left.sum() + right.sum())
-        t_rows, toks, weights = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float64)
-        n = code_terms(np.ascontiguousarray(idx, np.int64), lo, hi, self.half, self.forget, t_rows, toks, weights)
-        uniq, inverse = np.unique(np.concatenate([ids.ravel(), words[toks]]), return_inverse=True)
+        idx = np.ascontiguousarray(idx, np.int64)
+        t_rows, toks, weights, n = self.terms(idx, lo, hi, links)
+        uniq, inverse = np.unique(np.concatenate([ids.ravel(), words[toks[:n]]]), return_inverse=True)
         U = len(uniq)
         table = np.zeros((U + 2 * B, E.shape[1]), E.dtype)
         table[:U] = table_rows(E, extra, uniq)
@@ -174,6 +332,24 @@ class ContextCodes:
         code_feats = np.full((B, CODE_POSITIONS), self.feature, np.int32)
         return CodedBatch(table, local, np.concatenate([feats, code_feats], axis=1).astype(np.int32), uniq,
                           (t_rows, local_words, weights, n))
+
+    def terms(self, idx: np.ndarray, lo: np.ndarray, hi: np.ndarray, links: Links | None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(rows, tokens, weights, n): the codes of windows idx as weighted sums of tokens' rows."""
+        if self.mode == "document":
+            if links is None:
+                raise ValueError("document codes need each token's links (occurrence_links)")
+            per_link = 2 * self.half
+            cap = int((links.start[idx + 1] - links.start[idx]).sum()) * per_link
+        else:
+            cap = int(np.maximum(idx - self.half - lo[idx], 0).sum() + np.maximum(hi[idx] - idx - self.half - 1,
+                                                                               0).sum())
+        t_rows, toks, weights = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float64)
+        if self.mode == "document":
+            n = document_terms(idx, links.start, links.links, lo, hi, self.half, self.forget, t_rows, toks, weights)
+        else:
+            n = code_terms(idx, lo, hi, self.half, self.forget, t_rows, toks, weights)
+        return t_rows, toks, weights, n
 
 
 def table_rows(E: np.ndarray, extra: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -236,34 +412,50 @@ def model_word_dim(model: WindowMLP) -> int:
 
 
 def coded_log_proba(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: np.ndarray, lengths: np.ndarray,
-                    extra: np.ndarray, method: str = "lookup", batch: int = 4096) -> np.ndarray:
+                    extra: np.ndarray, method: str = "lookup", batch: int = 4096, links: Links | None = None,
+                    documents: np.ndarray | None = None) -> np.ndarray:
     """(N, n_out) log-probabilities of every token of whole sentences (lengths), windows ids/feats (N, 2w+1), ids
-    >= V naming rows of extra. method "gemm": the codes built and multiplied (the straightforward path); anything
-    else: the first layer by lookup, the codes' share by the recurrence (context_first_layer)."""
+    >= V naming rows of extra. Document codes also take each token's `links` and `documents`, the sentences per
+    document (the parts cut at document ends). method "gemm": the codes built and multiplied (the straightforward
+    path); anything else: the first layer by lookup, the codes' share over projected rows (context_first_layer,
+    document_share)."""
     lengths = np.asarray(lengths, np.int64)
     out = np.empty((ids.shape[0], model.config.n_out), model.dtype)
-    ends = np.cumsum(lengths)
+    per_unit = np.ones(len(lengths), np.int64)  # sentences per unit a part holds whole: a sentence, or a document
+    if codes.mode == "document":
+        if links is None or documents is None:
+            raise ValueError("document codes need the tokens' links and the sentences per document")
+        per_unit = np.asarray(documents, np.int64)
+        if per_unit.sum() != len(lengths) or (per_unit < 0).any():
+            raise ValueError(f"documents hold {per_unit.sum()} sentences in all, expected {len(lengths)}")
+    sentence_ends = np.cumsum(per_unit)
+    ends = np.concatenate(([0], np.cumsum(lengths)))[sentence_ends]  # each unit's token end
+    units = np.diff(ends, prepend=0)
+    vocab = None  # the whole vocabulary's first-layer table, when the model keeps one and no id names an extra row
+    if method != "gemm" and model.lookup_supported and ids.size and int(ids.max()) < model.config.vocab_size:
+        vocab = model.vocabulary_table(ids.size)
     start, s = 0, 0
-    while s < len(lengths):  # whole sentences, about `batch` tokens at a time
-        e = max(s + 1, int(np.searchsorted(ends, ends[s] - lengths[s] + batch, side="right")))
+    while s < len(units):  # whole units, about `batch` tokens at a time
+        e = max(s + 1, int(np.searchsorted(ends, ends[s] - units[s] + batch, side="right")))
         stop = int(ends[e - 1])
         part = (np.ascontiguousarray(ids[start:stop], np.int32), np.ascontiguousarray(feats[start:stop], np.int32),
-                lengths[s:e])
+                lengths[sentence_ends[s] - per_unit[s] : sentence_ends[e - 1]])
+        part_links = links.part(start, stop) if codes.mode == "document" else None
         if stop == start:  # empty sentences only
             pass
         elif method == "gemm" or not model.lookup_supported:
-            _gemm_part(model, codes, *part, extra, out[start:stop])
+            _gemm_part(model, codes, *part, extra, part_links, out[start:stop])
         else:
-            _lookup_part(model, codes, *part, extra, out[start:stop])
+            _lookup_part(model, codes, *part, extra, part_links, out[start:stop], vocab)
         start, s = stop, e
     return out
 
 
 def _gemm_part(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: np.ndarray, lengths: np.ndarray,
-               extra: np.ndarray, out: np.ndarray) -> None:
+               extra: np.ndarray, links: Links | None, out: np.ndarray) -> None:
     lo, hi = sentence_bounds(lengths)
     n = ids.shape[0]
-    coded = codes.batch(model.E, extra, ids, feats, np.arange(n), ids[:, codes.half], lo, hi)
+    coded = codes.batch(model.E, extra, ids, feats, np.arange(n), ids[:, codes.half], lo, hi, links)
     params = layers.Params(coded.table, model.F, model.theta, model.sizes, model.weight_mask)
     scratch = model.scratch(min(n, 1024))
     layers.predict_batches(coded.ids, coded.feats, params, model.kernel_net(False), min(n, 1024), scratch, out)
@@ -271,24 +463,34 @@ def _gemm_part(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: np
 
 
 def _lookup_part(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: np.ndarray, lengths: np.ndarray,
-                 extra: np.ndarray, out: np.ndarray) -> None:
+                 extra: np.ndarray, links: Links | None, out: np.ndarray, vocab: VocabularyTable | None) -> None:
     c = model.config
     P, H0, d, df = 2 * codes.half + 1, c.hidden[0], c.embed_dim, c.feature_dim
-    uniq, inverse = np.unique(ids, return_inverse=True)
-    local = inverse.reshape(ids.shape).astype(np.int32)
-    rows = np.ascontiguousarray(table_rows(model.E, extra, uniq), model.dtype)
-    U = len(uniq)
     W0 = model.params["W0"]
-    T = np.empty((U, P, H0), model.dtype)
-    C = np.empty((P, c.n_features, H0 if df else 0), model.dtype)
-    lookup.first_layer_tables(rows, model.F, W0, None, T, C)
     wd, stride = codes.word_dim, d + df
     left, right = W0[P * stride : P * stride + stride], W0[(P + 1) * stride : (P + 2) * stride]
+    if vocab is not None:  # every (word, position) pair and every word's projections, computed once per model
+        local, T, C, WT = ids, vocab.T, vocab.C, vocab.WT
+        if "codes" not in vocab.derived:
+            vocab.derived["codes"] = (lookup.stable_product(vocab.E[:, :wd], left[:wd]),
+                                      lookup.stable_product(vocab.E[:, :wd], right[:wd]))
+        PL, PR = vocab.derived["codes"]
+    else:  # tables of the part's distinct words only
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        local = inverse.reshape(ids.shape).astype(np.int32)
+        rows = np.ascontiguousarray(table_rows(model.E, extra, uniq), model.dtype)
+        T = np.empty((len(uniq), P, H0), model.dtype)
+        C = np.empty((P, c.n_features, H0 if df else 0), model.dtype)
+        lookup.first_layer_tables(rows, model.F, W0, None, T, C)
+        WT = model._transposed_theta()
+        PL, PR = lookup.stable_product(rows[:, :wd], left[:wd]), lookup.stable_product(rows[:, :wd], right[:wd])
     const = (model.F[codes.feature] @ left[d:] + model.F[codes.feature] @ right[d:]).astype(model.dtype)
     lo, hi = sentence_bounds(lengths)
     G = np.empty((ids.shape[0], H0), model.dtype)
-    context_first_layer(np.ascontiguousarray(local[:, codes.half]), lo, hi, codes.half, model.dtype.type(codes.forget),
-                        lookup.stable_product(rows[:, :wd], left[:wd]), lookup.stable_product(rows[:, :wd], right[:wd]),
-                        const, G)
-    lookup.lookup_logits(local, feats, T, C, model.theta, model._transposed_theta(), model.sizes,
-                         ACTIVATIONS[c.activation], True, out, G)
+    centre = np.ascontiguousarray(local[:, codes.half])
+    if codes.mode == "document":
+        sums = np.empty((2 * len(centre), H0), model.dtype)
+        document_share(centre, lo, hi, links.start, links.links, codes.half, codes.forget, PL, PR, const, sums, G)
+    else:
+        context_first_layer(centre, lo, hi, codes.half, model.dtype.type(codes.forget), PL, PR, const, G)
+    lookup.lookup_logits(local, feats, T, C, model.theta, WT, model.sizes, ACTIVATIONS[c.activation], True, out, G)

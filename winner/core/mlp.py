@@ -40,6 +40,7 @@ class VocabularyTable:
     theta: np.ndarray
     E: np.ndarray
     F: np.ndarray
+    derived: dict = field(default_factory=dict)  # other tables of the same parameters (context codes' projections)
 
     @classmethod
     def build(cls, model: WindowMLP) -> VocabularyTable:
@@ -371,7 +372,7 @@ class WindowMLP:
         N, P = ids.shape
         act = ACTIVATIONS[c.activation]
         out = np.empty((N, c.n_out), self.dtype)
-        table = self._vocabulary_table(N * P)
+        table = self.vocabulary_table(N * P)
         if table is not None:
             lookup.lookup_logits(ids, feats, table.T, table.C, self.theta, table.WT, self.sizes, act, log_proba, out,
                                  lookup.NO_EXTRA)
@@ -404,7 +405,7 @@ class WindowMLP:
             WT[off : off + w.size] = w.T.ravel()
         return WT
 
-    def _vocabulary_table(self, n_lookups: int) -> VocabularyTable | None:
+    def vocabulary_table(self, n_lookups: int) -> VocabularyTable | None:
         """Every (word, position) pair's first-layer contribution, computed once and kept while the parameters
         stay as they were (Collobert et al. 2011 precompute it after training).
 

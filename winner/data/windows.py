@@ -75,6 +75,18 @@ def flat_casing_ids(tokens: Sequence[str]) -> np.ndarray:
     return out
 
 
+def word_keys(tokens: Sequence[str]) -> np.ndarray:
+    """(N,) int64: the same number for tokens with the same lookup form (`normalise`), numbered as first met, -1 for
+    a token with no letter or digit (punctuation links nothing in document codes)."""
+    forms = normalised_forms(tokens)
+    if forms is None:
+        forms = [normalise(w) for w in tokens]
+    numbers: dict[str, int] = {}
+    keys = np.fromiter([numbers.setdefault(form, len(numbers)) for form in forms], dtype=np.int64, count=len(forms))
+    linked = np.fromiter((any(map(str.isalnum, form)) for form in numbers), dtype=bool, count=len(numbers))
+    return np.where(linked[keys], keys, -1) if len(keys) else keys
+
+
 def make_windows(per_sentence: Sequence[np.ndarray], half_width: int, pad_id: int) -> np.ndarray:
     """(N_tokens, 2w+1) int32 windows centred on every token, padded with pad_id beyond sentence edges."""
     if not per_sentence:

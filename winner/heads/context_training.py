@@ -17,7 +17,16 @@ import numpy as np
 
 from winner.core.chars import CharConfig, CharOptimizer, CharWindowMLP
 from winner.core.console import progress_bar
-from winner.core.context import CODE_POSITIONS, CodedBatch, ContextCodes, coded_loss, sentence_bounds
+from winner.core.context import (
+    CODE_POSITIONS,
+    CodedBatch,
+    ContextCodes,
+    Links,
+    coded_loss,
+    occurrence_links,
+    sentence_bounds,
+    within_sentences,
+)
 from winner.core.gradcheck import CaseReport, check
 from winner.core.loop import Epoch, WindowTraining
 from winner.core.mlp import MLPConfig, WindowMLP
@@ -32,10 +41,21 @@ class ContextTraining(WindowTraining):
 
     lengths: np.ndarray  # (sentences,) tokens per training sentence, in data's order
     codes: ContextCodes
+    links: Links | None = None  # document codes: each token's linked occurrences (winner.core.context.Links)
+    alone: float = 0.0  # document codes: the share of sentences an epoch reads as documents by themselves
 
     def __post_init__(self) -> None:
         self.lo, self.hi = sentence_bounds(self.lengths)
         self.words = np.ascontiguousarray(self.data.ids[:, self.codes.half], np.int32)  # each token's own row
+        self.epoch_links = self.links
+
+    def links_of_epoch(self, epoch: int) -> Links | None:
+        """The links an epoch reads: a random share `alone` of the sentences (drawn from the seed and the epoch)
+        keep only their links inside themselves, so that the model also learns to tag a sentence given alone."""
+        if self.links is None or not self.alone:
+            return self.links
+        alone = np.random.default_rng([self.seed, epoch, 2]).random(len(self.lengths)) < self.alone
+        return within_sentences(self.links, np.repeat(alone, self.lengths), self.lo, self.hi)
 
     def warm_up(self) -> None:
         self.model.check_ids(self.data.ids, self.data.feats)
@@ -46,6 +66,7 @@ class ContextTraining(WindowTraining):
         n = len(self.words)
         batch = min(self.batch_size, n)
         order = np.random.default_rng([self.seed, epoch]).permutation(n).astype(np.int64)
+        self.epoch_links = self.links_of_epoch(epoch)
         total = 0.0
         with progress_bar(f"epoch {epoch}", n, quiet) as advance:
             for s in range(0, n, batch):
@@ -62,7 +83,8 @@ class ContextTraining(WindowTraining):
         ids, feats = self.data.ids[idx], self.data.feats[idx]
         chars = isinstance(opt, CharOptimizer) and isinstance(model, CharWindowMLP)
         n_words = opt.stage_words(model, ids) if chars else 0
-        batch = self.codes.batch(model.E, model.E[:0], ids, feats, idx, self.words, self.lo, self.hi)
+        batch = self.codes.batch(model.E, model.E[:0], ids, feats, idx, self.words, self.lo, self.hi,
+                                 self.epoch_links)
         loss, grads = coded_loss(model, batch, self.data.targets[idx], True, self.seed, opt.steps)
         if not math.isfinite(loss):
             return loss
@@ -94,7 +116,10 @@ def gradcheck_cases() -> list[CaseReport]:
     """The context codes' first-layer weights (W0's last two blocks) and every word row the codes sum, through the
     whole tagger loss, on four sentences of a tiny float64 model; with and without dropout."""
     return [_context_case("context codes (sentence FOFE), forget 0.7", 0.7, train=False, seed=0),
-            _context_case("context codes, forget 0.5, 2 hidden, dropout", 0.5, train=True, seed=1, hidden=(6, 4))]
+            _context_case("context codes, forget 0.5, 2 hidden, dropout", 0.5, train=True, seed=1, hidden=(6, 4)),
+            _context_case("document codes, forget 0.6, 2 occurrences", 0.6, train=False, seed=2, mode="document"),
+            _context_case("document codes, 2 hidden, dropout", 1.0, train=True, seed=3, hidden=(6, 4),
+                          mode="document")]
 
 
 def tiny_context_model(seed: int, hidden: tuple[int, ...] = (5,), dropout: float = 0.0, chars: CharConfig | None = None,
@@ -117,17 +142,24 @@ def tiny_sentences(rng: np.random.Generator, lengths: tuple[int, ...] = (6, 1, 3
     return words, lengths, ids, feats
 
 
-def _context_case(name: str, forget: float, train: bool, seed: int, hidden: tuple[int, ...] = (5,)) -> CaseReport:
+def tiny_links(words: np.ndarray, lengths: np.ndarray, most: int = 2) -> Links:
+    """The links of tiny_sentences' tokens, the first two sentences one document and the rest another."""
+    return occurrence_links(words.astype(np.int64), np.array([lengths[:2].sum(), lengths[2:].sum()]), most)
+
+
+def _context_case(name: str, forget: float, train: bool, seed: int, hidden: tuple[int, ...] = (5,),
+                  mode: str = "sentence") -> CaseReport:
     model = tiny_context_model(seed, hidden, dropout=0.3 if train else 0.0)
     rng = np.random.default_rng(seed)
     words, lengths, ids, feats = tiny_sentences(rng)
     targets = rng.integers(0, 4, size=len(words))
-    codes = ContextCodes(1, forget, 3, 0)
+    codes = ContextCodes(1, forget, 3, 0, mode, 2)
+    links = tiny_links(words, lengths) if mode == "document" else None
     lo, hi = sentence_bounds(lengths)
     idx = np.arange(len(words), dtype=np.int64)
 
     def loss_and_grad() -> tuple[float, dict[str, np.ndarray]]:
-        batch = codes.batch(model.E, model.E[:0], ids, feats, idx, words, lo, hi)
+        batch = codes.batch(model.E, model.E[:0], ids, feats, idx, words, lo, hi, links)
         loss, grads = coded_loss(model, batch, targets, train, seed, 1)
         return loss, dense_grads(model, grads)
 

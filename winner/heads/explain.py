@@ -17,7 +17,6 @@ from winner.core.attribution import Attribution, attribute, log_probability_of, 
 from winner.data.conll import convert_tags
 from winner.data.corpus import tokenize as lm_tokenize
 from winner.data.vocab import PAD
-from winner.errors import WinnerError
 from winner.heads.lm import LanguageModel
 from winner.heads.scorer import Scorer
 from winner.heads.tagger import Tagger
@@ -61,20 +60,23 @@ def _explanations(a: Attribution, where: list[tuple[int, int, list[str]]], token
 def explain_tagger(tagger: Tagger, sentences: Sequence[Sequence[str]]) -> tuple[list[list[str]],
                                                                                list[WindowExplanation]]:
     """(tags in the output scheme, one explanation per token of the tag the model chose for it)."""
-    if tagger.context is not None:
-        raise WinnerError("explaining a tagger with context codes (--context-code) is not supported yet: its "
-                          "attributions would leave out the codes")
     model_tags = tagger.predict(sentences, scheme=tagger.spec.scheme)
     flat = [t for tags in model_tags for t in tags]
     if not flat:
         return [[] for _ in sentences], []
     ids, feats = tagger.featurize(sentences)
-    chosen = np.array([tagger.tag_vocab.stoi[t] for t in flat], dtype=np.int64)
-    a = attribute(tagger.model, ids, feats, logit_of(chosen))
     w = tagger.spec.window
+    where, offsets, table = _windows(sentences, w), list(range(-w, w + 1)), None
+    if tagger.context is not None:  # the codes are two more inputs, shown as two more words beyond the window
+        ids, feats, table = tagger.coded_inputs(sentences, ids, feats)
+        codes = [f"<{tagger.context.mode} left>", f"<{tagger.context.mode} right>"]
+        where = [(i, j, [*window, *codes]) for i, j, window in where]
+        offsets += [-(w + 1), w + 1]
+    chosen = np.array([tagger.tag_vocab.stoi[t] for t in flat], dtype=np.int64)
+    a = attribute(tagger.model, ids, feats, logit_of(chosen), table=table)
     shown = [convert_tags(t, tagger.spec.scheme, tagger.spec.output_scheme) for t in model_tags]
     tokens = [t for s in sentences for t in s]
-    return shown, _explanations(a, _windows(sentences, w), tokens, flat, list(range(-w, w + 1)))
+    return shown, _explanations(a, where, tokens, flat, offsets)
 
 
 def explain_scorer(scorer: Scorer, sentences: Sequence[Sequence[str]]) -> list[WindowExplanation]:

@@ -73,8 +73,10 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
         model = CharWindowMLP.with_word_table(config, chars.config(), settings.seed, table)
     spec = TaggerSpec(settings.window, tags, settings.scheme, source_scheme, settings.decode,
                       asdict(chars) if chars else None)
-    if settings.context_code != "none":
-        spec.context = {"mode": settings.context_code, "forget": settings.forget}
+    if settings.context_code == "sentence":
+        spec.context = {"mode": "sentence", "forget": settings.forget}
+    elif settings.context_code == "document":
+        spec.context = {"mode": "document", "forget": settings.forget, "occurrences": settings.occurrences}
     if settings.loss == "sentence":
         crf = Transitions.zeros(len(tags))
         spec.transitions, spec.start = crf.A.tolist(), crf.start.tolist()
@@ -105,12 +107,14 @@ def train_tagger(settings: NERSettings) -> dict:
     optimizer = optimizer_type(settings.optimizer, lr=settings.lr, embed_lr_scale=settings.embed_lr_scale,
                                l2=settings.l2, l1=settings.l1, average_windows=settings.average * len(data.targets))
     dev_tokens = [s.tokens for s in dev]
+    dev_documents = [s.doc for s in dev]
     dev_gold = [convert_tags(s.tags, detect_scheme([s.tags for s in dev]), "iob2") for s in dev]
 
     def evaluate() -> float:
         if tagger.chars:  # training steps leave the vocabulary's character columns stale
             tagger.model.fill_vocabulary()
-        return entity_scores(dev_gold, tagger.predict(dev_tokens, scheme="iob2"))["f1"]
+        return entity_scores(dev_gold, tagger.predict(dev_tokens, scheme="iob2",
+                                                          documents=dev_documents))["f1"]
 
     meta = {"settings": asdict(settings), "train_source": train_src, "dev_source": dev_src,
             "embedding_stats": emb_stats}
@@ -126,8 +130,10 @@ def train_tagger(settings: NERSettings) -> dict:
     loop = LoopSettings.of(settings)
     lengths = np.fromiter((len(s.tokens) for s in train), np.int64, count=len(train))
     if tagger.context is not None:
+        links = tagger.links([s.tokens for s in train], [s.doc for s in train])
         trainee = ContextTraining(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best,
-                                  settings.batch_size, settings.seed, lengths=lengths, codes=tagger.context)
+                                  settings.batch_size, settings.seed, lengths=lengths, codes=tagger.context,
+                                  links=links, alone=settings.alone)
     elif tagger.crf is not None:
         trainee = SentenceTraining(tagger.model, optimizer, data, evaluate, Metric("dev F1"), save_best,
                                    settings.batch_size, settings.seed, lengths=lengths, crf=tagger.crf)
@@ -161,7 +167,7 @@ def evaluate_tagger(model_dir: str | Path, data: str, plot: str | Path | None = 
     tagger = Tagger.load(resolve_model_dir(model_dir))
     scheme = detect_scheme([s.tags for s in sentences])
     gold = [convert_tags(s.tags, scheme, "iob2") for s in sentences]
-    pred = tagger.predict([s.tokens for s in sentences], scheme="iob2")
+    pred = tagger.predict([s.tokens for s in sentences], scheme="iob2", documents=[s.doc for s in sentences])
     scores = entity_scores(gold, pred)
     counts = entity_counts(gold, pred)
     for kind, v in scores["per_type"].items():

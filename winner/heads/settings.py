@@ -157,18 +157,26 @@ class NERSettings(WindowSettings):
                                    "character features).", group="model", min=0)
     char_dim: int = setting(25, "Character embedding size of the character CNN.", group="model", min=1)
     char_width: int = setting(3, "Characters per window of the character CNN (odd).", group="model", min=1)
-    context_code: str = setting("none", "sentence: two more inputs, the forgetting encodings (FOFE) of the "
-                                        "sentence's words left and right of the window (Xu et al. 2017).",
-                                group="model", choices=("none", "sentence"))
+    context_code: str = setting("document", "sentence: two more inputs, the forgetting encodings (FOFE) of the "
+                                        "sentence's words left and right of the window (Xu et al. 2017); "
+                                        "document: the mean left and right neighbours of the word's other "
+                                        "occurrences in its document (Ratinov & Roth 2009).",
+                                group="model", choices=("none", "sentence", "document"))
     forget: float = setting(0.7, "With --context-code: the forgetting factor, each word further from the window "
-                                 "weighs this much less.", group="model", min=0.0, max=1.0)
+                                 "(or the occurrence) weighs this much less.", group="model", min=0.0, max=1.0)
+    occurrences: int = setting(6, "With --context-code document: how many other occurrences of a word, the "
+                                  "nearest in its document, its codes average.", group="model", min=1)
+    alone: float = setting(0.0, "With --context-code document: the share of training sentences each epoch reads "
+                                "as documents by themselves, so that a sentence tagged alone is tagged well.",
+                           group="model", min=0.0, max=1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.char_width % 2 == 0:
             raise BadSettingError("char_width", f"expects an odd number, got {self.char_width}")
         if self.context_code != "none" and self.loss != "word":
-            raise BadSettingError("context_code", f"needs --loss word, got --loss {self.loss}")
+            raise BadSettingError("context_code", f"({self.context_code}) trains with --loss word only; with --loss "
+                                                  f"{self.loss}, add --context-code none")
 
 
 @dataclass(kw_only=True)

@@ -16,11 +16,19 @@ import numpy as np
 
 from winner.core.chars import CharWindowMLP, read_arrays
 from winner.core.console import compiling_notice
-from winner.core.context import CODE_POSITIONS, ContextCodes, coded_log_proba, model_word_dim
+from winner.core.context import (
+    CODE_POSITIONS,
+    ContextCodes,
+    Links,
+    coded_log_proba,
+    model_word_dim,
+    occurrence_links,
+    sentence_bounds,
+)
 from winner.core.mlp import WindowMLP
 from winner.data.conll import convert_tags
 from winner.data.vocab import PAD, Vocab
-from winner.data.windows import CASING_VOCAB, featurize
+from winner.data.windows import CASING_VOCAB, featurize, word_keys
 from winner.errors import ModelFormatError
 from winner.heads.characters import CharSpec, char_log_proba, char_windows
 from winner.heads.crf import Transitions
@@ -73,7 +81,8 @@ class TaggerSpec:
     # a sentence-level model's learned scores (crf.py), or None: a word-level (softmax) model
     transitions: list[list[float]] | None = None
     start: list[float] | None = None
-    # context codes beyond the window (winner.core.context): {"mode": "sentence", "forget": a}, or None
+    # context codes beyond the window (winner.core.context): {"mode": "sentence", "forget": a}, {"mode": "document",
+    # "forget": a, "occurrences": K}, or None
     context: dict | None = None
 
     def to_json(self) -> dict:
@@ -85,6 +94,35 @@ class TaggerSpec:
     def positions(self) -> int:
         """The network's input positions: the window's, and the two context codes' if the model has them."""
         return 2 * self.window + 1 + (CODE_POSITIONS if self.context else 0)
+
+
+def context_codes(spec: TaggerSpec, word_dim: int) -> ContextCodes:
+    """The ContextCodes a saved spec.context describes; anything else is refused in one line."""
+    context = spec.context
+    is_dict = isinstance(context, dict)
+    mode = context.get("mode") if is_dict else None
+    forget = context.get("forget") if is_dict else None
+    most = context.get("occurrences") if is_dict else None
+    expected = {"sentence": {"mode", "forget"}, "document": {"mode", "forget", "occurrences"}}
+    if (mode not in expected or set(context) != expected[mode] or isinstance(forget, bool)
+            or not isinstance(forget, int | float) or not 0.0 <= forget <= 1.0
+            or (mode == "document" and (isinstance(most, bool) or not isinstance(most, int) or most < 1))):
+        raise ModelFormatError(f"tagger context must be {{\"mode\": \"sentence\", \"forget\": a number in [0, 1]}} "
+                               f"or {{\"mode\": \"document\", \"forget\": …, \"occurrences\": a positive integer}}, "
+                               f"got {context!r}")
+    return ContextCodes(spec.window, float(forget), word_dim, CASING_VOCAB.stoi[PAD], mode, most or 0)
+
+
+def sentences_per_document(n_sentences: int, documents: Sequence | None) -> np.ndarray:
+    """How many consecutive sentences each document holds, from each sentence's document id (None: one
+    document)."""
+    if documents is None:
+        return np.array([n_sentences] if n_sentences else [], np.int64)
+    documents = list(documents)
+    if len(documents) != n_sentences:
+        raise ValueError(f"documents names {len(documents)} sentences' documents, expected {n_sentences}")
+    cuts = [k for k in range(1, n_sentences) if documents[k] != documents[k - 1]]
+    return np.diff(np.array([0, *cuts, n_sentences], np.int64))
 
 
 class Tagger:
@@ -102,15 +140,7 @@ class Tagger:
         self.tag_vocab = Vocab(spec.tags)
         self._constraints = allowed_transitions(spec.tags, spec.scheme)
         self._tables: dict[str, np.ndarray] = {}  # output scheme -> conversion_table, made when first asked
-        self.context = None
-        if spec.context:
-            is_dict = isinstance(spec.context, dict)
-            forget = spec.context.get("forget") if is_dict else None
-            if (not is_dict or spec.context.get("mode") != "sentence" or isinstance(forget, bool)
-                    or not isinstance(forget, int | float) or not 0.0 <= forget <= 1.0):
-                raise ModelFormatError(f"tagger context must be {{\"mode\": \"sentence\", \"forget\": a number in "
-                                       f"[0, 1]}}, got {spec.context!r}")
-            self.context = ContextCodes(spec.window, float(forget), model_word_dim(model), CASING_VOCAB.stoi[PAD])
+        self.context = context_codes(spec, model_word_dim(model)) if spec.context else None
         self.crf = None
         if spec.transitions is not None:
             try:
@@ -135,13 +165,14 @@ class Tagger:
         return np.asarray(out, dtype=np.int64)
 
     def predict(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
-                batch: int = 4096, method: str | None = None) -> list[list[str]]:
+                batch: int = 4096, method: str | None = None, documents: Sequence | None = None) -> list[list[str]]:
         """Tags of every token, in `scheme` (default: the training data's scheme); `method` as in
-        WindowMLP.predict_logits, None for `stable_method`."""
-        return self.predict_scored(sentences, scheme, batch, method)[0]
+        WindowMLP.predict_logits, None for `stable_method`; `documents` as in log_proba."""
+        return self.predict_scored(sentences, scheme, batch, method, documents)[0]
 
     def predict_scored(self, sentences: Sequence[Sequence[str]], scheme: str | None = None,
-                       batch: int = 4096, method: str | None = None) -> tuple[list[list[str]], list[np.ndarray]]:
+                       batch: int = 4096, method: str | None = None, documents: Sequence | None = None
+                       ) -> tuple[list[list[str]], list[np.ndarray]]:
         """Tags of every token as `predict` gives them, and each token's model probability of its decoded tag."""
         if isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
             raise TypeError("each sentence is a list of tokens, not a str (which would be read character by "
@@ -150,17 +181,18 @@ class Tagger:
             return [], []
         offsets = np.zeros(len(sentences) + 1, np.int64)
         np.cumsum([len(s) for s in sentences], out=offsets[1:])
-        tags, probs = self.predict_flat(sentences, offsets, scheme, batch, method)
+        tags, probs = self.predict_flat(sentences, offsets, scheme, batch, method, documents)
         bounds = offsets.tolist()
         return ([tags[a:b] for a, b in zip(bounds, bounds[1:], strict=False)],
                 np.split(probs, bounds[1:-1]))
 
     def predict_flat(self, sentences: Sequence[Sequence[str]], offsets: np.ndarray, scheme: str | None = None,
-                     batch: int = 4096, method: str | None = None) -> tuple[list[str], np.ndarray]:
+                     batch: int = 4096, method: str | None = None, documents: Sequence | None = None
+                     ) -> tuple[list[str], np.ndarray]:
         """predict_scored's tags and probabilities of all sentences laid end to end (sentence k at
         offsets[k]:offsets[k+1]): the whole batch decoded in one call, with no Python step per sentence."""
         with compiling_notice():
-            logp = self.log_proba(sentences, batch, method)
+            logp = self.log_proba(sentences, batch, method, documents)
             path = self.decode(logp, offsets)
         probs = np.exp(logp[np.arange(len(path)), path].astype(np.float64))
         return tag_strings(path, offsets, self.tag_table(scheme or self.spec.output_scheme)), probs
@@ -187,10 +219,12 @@ class Tagger:
         matrix products. Fixed, not chosen per call, so that a sentence gets the same bits in any batch."""
         return "lookup" if self.model.lookup_supported else "gemm"
 
-    def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096, method: str | None = None
-                  ) -> np.ndarray:
+    def log_proba(self, sentences: Sequence[Sequence[str]], batch: int = 4096, method: str | None = None,
+                  documents: Sequence | None = None) -> np.ndarray:
         """(N_tokens, n_tags) log-probabilities of every token's tags; `method` as in predict (with character
-        windows: for windows of vocabulary words only, matrix products for windows holding an unseen word)."""
+        windows: for windows of vocabulary words only, matrix products for windows holding an unseen word).
+        `documents`: each sentence's document id, consecutive sentences with the same id forming one document
+        (None: the sentences given are one document); only a model with document codes reads it."""
         method = method or self.stable_method
         if self.context is not None:
             lengths = np.fromiter(map(len, sentences), np.int64, count=len(sentences))
@@ -199,11 +233,36 @@ class Tagger:
             else:
                 ids, feats = self.featurize(sentences)
                 extra = np.zeros((0, self.model.config.embed_dim), self.model.dtype)
-            return coded_log_proba(self.model, self.context, ids, feats, lengths, extra, method, batch)
+            links, per_document = None, None
+            if self.context.mode == "document":
+                per_document = sentences_per_document(len(sentences), documents)
+                links = self.links(sentences, documents)
+            return coded_log_proba(self.model, self.context, ids, feats, lengths, extra, method, batch, links,
+                                   per_document)
         if self.chars is not None:
             return char_log_proba(self.model, self.chars, self.words, sentences, self.spec.window, method)
         ids, feats = self.featurize(sentences)
         return self.model.predict_log_proba(ids, feats, batch=batch, method=method)
+
+    def coded_inputs(self, sentences: Sequence[Sequence[str]], ids: np.ndarray, feats: np.ndarray,
+                     documents: Sequence | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, feats, table): the windows ids/feats of every token of `sentences` with their context codes, as
+        rows of `table` (the rows they read, then the codes), for the ordinary kernels (explanations)."""
+        lengths = np.fromiter(map(len, sentences), np.int64, count=len(sentences))
+        lo, hi = sentence_bounds(lengths)
+        links = self.links(sentences, documents) if self.context.mode == "document" else None
+        batch = self.context.batch(self.model.E, self.model.E[:0], ids, feats, np.arange(len(ids)),
+                                   ids[:, self.spec.window], lo, hi, links)
+        return batch.ids, batch.feats, batch.table
+
+    def links(self, sentences: Sequence[Sequence[str]], documents: Sequence | None = None) -> Links:
+        """Each token's nearest other occurrences of its word in its document (documents as in log_proba), as the
+        model's document codes read them."""
+        tokens = [w for s in sentences for w in s]
+        per_document = sentences_per_document(len(sentences), documents)
+        lengths = np.fromiter(map(len, sentences), np.int64, count=len(sentences))
+        doc_tokens = np.add.reduceat(lengths, np.cumsum(per_document) - per_document) if len(lengths) else lengths
+        return occurrence_links(word_keys(tokens), doc_tokens, self.context.occurrences)
 
     # ------------------------------------------------------------ I/O
 

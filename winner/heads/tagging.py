@@ -139,7 +139,8 @@ def tag_split(tagger: Tagger, batch: list[Split], method: str, writer: ConllWrit
     np.cumsum([n for item in batch for n in item.lengths], out=offsets[1:])
     bounds = offsets.tolist()
     sentences = [forms[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
-    tags = tagger.predict_flat(sentences, offsets, method=method)[0] if sentences else []
+    documents = [k for k, item in enumerate(batch) for _ in item.lengths]  # a record is a document
+    tags = tagger.predict_flat(sentences, offsets, method=method, documents=documents)[0] if sentences else []
     pos = 0
     for item in batch:
         writer.write_tagged(item.record, item.tokens, tags[pos : pos + len(item)])

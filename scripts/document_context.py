@@ -1,0 +1,38 @@
+"""Entity F1 of saved taggers on a CoNLL file read three ways: with the file's documents (what `winner ner
+evaluate` does), each sentence a document by itself (what a model with document codes sees when it is given
+sentences alone, as `winner ner tag` gives it a line of text), and the whole file as one document.
+
+    python scripts/document_context.py RUN [RUN ...] --data ../shared/data/conll2003/valid.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from winner.data.conll import convert_tags, detect_scheme, read_conll
+from winner.heads.metrics import entity_scores
+from winner.heads.model_io import resolve_model_dir
+from winner.heads.tagger import Tagger
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run directories (or model directories)")
+    parser.add_argument("--data", required=True, help="a CoNLL file with -DOCSTART- lines")
+    args = parser.parse_args()
+    sentences = read_conll(args.data)
+    scheme = detect_scheme([s.tags for s in sentences])
+    gold = [convert_tags(s.tags, scheme, "iob2") for s in sentences]
+    tokens = [s.tokens for s in sentences]
+    readings = {"documents": [s.doc for s in sentences], "sentences alone": list(range(len(sentences))),
+                "one document": None}
+    for run in args.runs:
+        tagger = Tagger.load(resolve_model_dir(run))
+        scores = {name: round(100 * entity_scores(gold, tagger.predict(tokens, scheme="iob2", documents=docs))["f1"],
+                              2) for name, docs in readings.items()}
+        print(json.dumps({"run": run, "context": tagger.spec.context, **scores}))
+
+
+if __name__ == "__main__":
+    main()
