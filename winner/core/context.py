@@ -298,13 +298,11 @@ class CodedBatch(NamedTuple):
     terms: tuple  # (rows, words, weights, n) of code_terms, words as local rows
 
 
-MODES = ("sentence", "document")
-
-
 @dataclass(frozen=True)
 class ContextCodes:
     """The codes of a model: window half-width, forgetting factor, the columns of a row summed, the feature id the
-    code positions read, what they encode (MODES) and, for document codes, how many occurrences a token links."""
+    code positions read, what they encode ("sentence" or "document") and, for document codes, how many occurrences
+    a token links."""
 
     half: int
     forget: float
@@ -339,15 +337,13 @@ class ContextCodes:
         if self.mode == "document":
             if links is None:
                 raise ValueError("document codes need each token's links (occurrence_links)")
-            per_link = 2 * self.half
-            cap = int((links.start[idx + 1] - links.start[idx]).sum()) * per_link
+            cap = int((links.start[idx + 1] - links.start[idx]).sum()) * 2 * self.half
+            t_rows, toks, weights = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float64)
+            n = document_terms(idx, links.start, links.links, lo, hi, self.half, self.forget, t_rows, toks, weights)
         else:
             cap = int(np.maximum(idx - self.half - lo[idx], 0).sum() + np.maximum(hi[idx] - idx - self.half - 1,
                                                                                0).sum())
-        t_rows, toks, weights = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float64)
-        if self.mode == "document":
-            n = document_terms(idx, links.start, links.links, lo, hi, self.half, self.forget, t_rows, toks, weights)
-        else:
+            t_rows, toks, weights = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float64)
             n = code_terms(idx, lo, hi, self.half, self.forget, t_rows, toks, weights)
         return t_rows, toks, weights, n
 
