@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from winner.core import context
 from winner.core.chars import CharConfig
 from winner.core.context import (
     ContextCodes,
@@ -296,7 +297,8 @@ def test_document_codes_train_evaluate_and_tag_in_fresh_processes(tmp_path):
 @pytest.mark.parametrize("mode", ["sentence", "document"])
 def test_the_whole_vocabulary_table_gives_the_bits_of_the_per_part_tables(mode, monkeypatch):
     """A model that keeps its whole vocabulary's first-layer table (and the codes' projections of every word) tags
-    with the same bits as one that builds tables of each part's distinct words: every row is a stable product."""
+    with the same bits as one that builds a table of the call's distinct words, and as one that builds tables of
+    each part's distinct words (the call's too big): every row is a stable product."""
     model = tiny_context_model(4, chars=CharConfig(8, 3, 2, 3), dtype="float32")
     lengths = np.array([7, 1, 2, 9, 4, 6])
     words, lengths, ids, feats = tiny_sentences(np.random.default_rng(5), tuple(lengths))
@@ -307,5 +309,8 @@ def test_the_whole_vocabulary_table_gives_the_bits_of_the_per_part_tables(mode, 
     whole = coded_log_proba(model, codes, ids, feats, lengths, extra, "lookup", 8, links, documents)
     assert model.vocabulary_table(ids.size) is not None
     monkeypatch.setattr(model, "vocabulary_table", lambda n_lookups: None)
+    distinct = coded_log_proba(model, codes, ids, feats, lengths, extra, "lookup", 8, links, documents)
+    monkeypatch.setattr(context, "LOOKUP_TABLE_BYTES", 0)
+    assert context.call_tables(model, codes, ids, extra) is None
     parts = coded_log_proba(model, codes, ids, feats, lengths, extra, "lookup", 8, links, documents)
-    assert np.array_equal(whole, parts)
+    assert np.array_equal(whole, distinct) and np.array_equal(whole, parts)

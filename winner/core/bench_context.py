@@ -46,6 +46,8 @@ def document_tag_workload(report: Report, rng: np.random.Generator, ner: dict, t
         links = occurrence_links(keys, np.full(len(documents), doc_tokens), OCCURRENCES)
         return coded_log_proba(model, codes, ids, feats, lengths, extra, method, 4096, links, documents)
 
+    counts = np.diff(occurrence_links(keys, np.full(len(documents), doc_tokens), OCCURRENCES).start)
     lookup_tagging_rows(report, "tagging, characters + document codes", "character windows and document codes", n_tok,
                         tag, threads, repeats, progress,
-                        f"documents of {doc_tokens} tokens, {OCCURRENCES} occurrences linked")
+                        f"documents of {doc_tokens} tokens, up to {OCCURRENCES} occurrences linked: "
+                        f"{(counts > 0).mean():.0%} of tokens have links, {counts.mean():.2f} per token")

@@ -33,7 +33,7 @@ from numba import njit, prange
 
 from winner.core import layers, lookup, updates
 from winner.core.fastmath import FAST
-from winner.core.mlp import ACTIVATIONS, SparseGrads, VocabularyTable, WindowMLP
+from winner.core.mlp import ACTIVATIONS, LOOKUP_TABLE_BYTES, SparseGrads, WindowMLP
 
 CODE_POSITIONS = 2  # the left and the right code, after the window's positions
 
@@ -210,14 +210,18 @@ def context_first_layer(words, lo, hi, half, forget, PL, PR, const, G):
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
 def document_share(words, lo, hi, start, links, half, forget, PL, PR, const, sums, G):
     """G[t] = const + the document codes' share of token t's first layer, over projected rows PL, PR (U, H0) of the
-    tokens' rows `words`: first sums[j] and sums[N + j] get occurrence j's projected neighbours within its sentence
-    (d = 1..half, weighed forget^(d-1)), then each token averages its links'. Every row is written by one
-    iteration, in a fixed order: the bits do not depend on the thread count."""
-    N, H = G.shape
+    tokens' rows `words`: first sums[j] gets occurrence j's projected neighbours within its sentence, left then
+    right (d = 1..half, weighed forget^(d-1)), then each token averages its links'. Only a token with links of its
+    own is linked to (links join tokens of one key), so sums[j] is left unwritten for the others. sums and G may
+    be longer than the N tokens (buffers kept between calls). Every row is written by one iteration, in a fixed
+    order: the bits do not depend on the thread count."""
+    N = words.shape[0]
+    H = PL.shape[1]
     for j in prange(N):
+        if start[j + 1] == start[j]:
+            continue
         for h in range(H):
             sums[j, h] = 0.0
-            sums[N + j, h] = 0.0
         w = 1.0
         for d in range(1, min(half, j - lo[j]) + 1):
             u = words[j - d]
@@ -228,7 +232,7 @@ def document_share(words, lo, hi, start, links, half, forget, PL, PR, const, sum
         for d in range(1, min(half, hi[j] - 1 - j) + 1):
             u = words[j + d]
             for h in range(H):
-                sums[N + j, h] += w * PR[u, h]
+                sums[j, h] += w * PR[u, h]
             w *= forget
     for t in prange(N):
         for h in range(H):
@@ -239,7 +243,7 @@ def document_share(words, lo, hi, start, links, half, forget, PL, PR, const, sum
             for q in range(start[t], start[t + 1]):
                 j = links[q]
                 for h in range(H):
-                    G[t, h] += share * (sums[j, h] + sums[N + j, h])
+                    G[t, h] += share * sums[j, h]
 
 
 # ---------------------------------------------------------------- batches
@@ -427,9 +431,9 @@ def coded_log_proba(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feat
     sentence_ends = np.cumsum(per_unit)
     ends = np.concatenate(([0], np.cumsum(lengths)))[sentence_ends]  # each unit's token end
     units = np.diff(ends, prepend=0)
-    vocab = None  # the whole vocabulary's first-layer table, when the model keeps one and no id names an extra row
-    if method != "gemm" and model.lookup_supported and ids.size and int(ids.max()) < model.config.vocab_size:
-        vocab = model.vocabulary_table(ids.size)
+    lookup_path = method != "gemm" and model.lookup_supported
+    tables = call_tables(model, codes, ids, extra) if lookup_path and ids.size else None
+    buffers: dict[str, np.ndarray] = {}  # the lookup path's per-part arrays, kept: fresh pages cost a fault each
     start, s = 0, 0
     while s < len(units):  # whole units, about `batch` tokens at a time
         e = max(s + 1, int(np.searchsorted(ends, ends[s] - units[s] + batch, side="right")))
@@ -439,12 +443,72 @@ def coded_log_proba(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feat
         part_links = links.part(start, stop) if codes.mode == "document" else None
         if stop == start:  # empty sentences only
             pass
-        elif method == "gemm" or not model.lookup_supported:
+        elif not lookup_path:
             _gemm_part(model, codes, *part, extra, part_links, out[start:stop])
         else:
-            _lookup_part(model, codes, *part, extra, part_links, out[start:stop], vocab)
+            part_tables = (tables.part(start, stop) if tables is not None
+                           else distinct_tables(model, codes, part[0], extra))
+            _lookup_part(model, codes, part[1], part[2], part_tables, part_links, out[start:stop], buffers)
         start, s = stop, e
     return out
+
+
+class LookupTables(NamedTuple):
+    """What the lookup path reads: windows as rows `local` (N, 2w+1) of T (U, 2w+1, H0) (every row's first-layer
+    share at each window position) and of PL, PR (U, H0) (its word vector's projection by the left and the right
+    code's block of W0); C: the features' table, WT: theta with the upper layers transposed."""
+
+    local: np.ndarray
+    T: np.ndarray
+    C: np.ndarray
+    WT: np.ndarray
+    PL: np.ndarray
+    PR: np.ndarray
+
+    def part(self, a: int, b: int) -> LookupTables:
+        return self._replace(local=np.ascontiguousarray(self.local[a:b]))
+
+
+def call_tables(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, extra: np.ndarray) -> LookupTables | None:
+    """The tables of a whole call: from the whole vocabulary's table when the model keeps one and no id names an
+    extra row (its code projections computed once per model), else of the call's distinct rows when their table
+    fits LOOKUP_TABLE_BYTES (None: too many, so each part builds its own). Every row's entries are the same bits
+    whichever rows are built beside it (stable products), so the tags never depend on the path."""
+    c = model.config
+    vocab = model.vocabulary_table(ids.size) if int(ids.max()) < c.vocab_size else None
+    if vocab is not None:
+        wd = codes.word_dim
+        left, right = code_blocks(model, codes)
+        if "codes" not in vocab.derived:
+            vocab.derived["codes"] = (lookup.stable_product(vocab.E[:, :wd], left[:wd]),
+                                      lookup.stable_product(vocab.E[:, :wd], right[:wd]))
+        return LookupTables(np.ascontiguousarray(ids, np.int32), vocab.T, vocab.C, vocab.WT, *vocab.derived["codes"])
+    distinct = len(np.unique(ids))
+    if distinct * ids.shape[1] * c.hidden[0] * model.dtype.itemsize > LOOKUP_TABLE_BYTES:
+        return None
+    return distinct_tables(model, codes, ids, extra)
+
+
+def distinct_tables(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, extra: np.ndarray) -> LookupTables:
+    """The tables of the distinct rows of windows ids (ids >= V naming rows of extra)."""
+    c = model.config
+    P, H0, wd = ids.shape[1], c.hidden[0], codes.word_dim
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    rows = np.ascontiguousarray(table_rows(model.E, extra, uniq), model.dtype)
+    T = np.empty((len(uniq), P, H0), model.dtype)
+    C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), model.dtype)
+    lookup.first_layer_tables(rows, model.F, model.params["W0"], None, T, C)
+    left, right = code_blocks(model, codes)
+    return LookupTables(inverse.reshape(ids.shape).astype(np.int32), T, C, model._transposed_theta(),
+                        lookup.stable_product(rows[:, :wd], left[:wd]), lookup.stable_product(rows[:, :wd], right[:wd]))
+
+
+def code_blocks(model: WindowMLP, codes: ContextCodes) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of W0 the left and the right code read (embedding columns, then feature columns)."""
+    c = model.config
+    P, stride = 2 * codes.half + 1, c.embed_dim + c.feature_dim
+    W0 = model.params["W0"]
+    return W0[P * stride : (P + 1) * stride], W0[(P + 1) * stride : (P + 2) * stride]
 
 
 def _gemm_part(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: np.ndarray, lengths: np.ndarray,
@@ -458,35 +522,30 @@ def _gemm_part(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: np
     layers.log_softmax_rows(out, out)
 
 
-def _lookup_part(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, feats: np.ndarray, lengths: np.ndarray,
-                 extra: np.ndarray, links: Links | None, out: np.ndarray, vocab: VocabularyTable | None) -> None:
+def _lookup_part(model: WindowMLP, codes: ContextCodes, feats: np.ndarray, lengths: np.ndarray, tables: LookupTables,
+                 links: Links | None, out: np.ndarray, buffers: dict[str, np.ndarray]) -> None:
     c = model.config
-    P, H0, d, df = 2 * codes.half + 1, c.hidden[0], c.embed_dim, c.feature_dim
-    W0 = model.params["W0"]
-    wd, stride = codes.word_dim, d + df
-    left, right = W0[P * stride : P * stride + stride], W0[(P + 1) * stride : (P + 2) * stride]
-    if vocab is not None:  # every (word, position) pair and every word's projections, computed once per model
-        local, T, C, WT = ids, vocab.T, vocab.C, vocab.WT
-        if "codes" not in vocab.derived:
-            vocab.derived["codes"] = (lookup.stable_product(vocab.E[:, :wd], left[:wd]),
-                                      lookup.stable_product(vocab.E[:, :wd], right[:wd]))
-        PL, PR = vocab.derived["codes"]
-    else:  # tables of the part's distinct words only
-        uniq, inverse = np.unique(ids, return_inverse=True)
-        local = inverse.reshape(ids.shape).astype(np.int32)
-        rows = np.ascontiguousarray(table_rows(model.E, extra, uniq), model.dtype)
-        T = np.empty((len(uniq), P, H0), model.dtype)
-        C = np.empty((P, c.n_features, H0 if df else 0), model.dtype)
-        lookup.first_layer_tables(rows, model.F, W0, None, T, C)
-        WT = model._transposed_theta()
-        PL, PR = lookup.stable_product(rows[:, :wd], left[:wd]), lookup.stable_product(rows[:, :wd], right[:wd])
+    H0, d = c.hidden[0], c.embed_dim
+    left, right = code_blocks(model, codes)
     const = (model.F[codes.feature] @ left[d:] + model.F[codes.feature] @ right[d:]).astype(model.dtype)
     lo, hi = sentence_bounds(lengths)
-    G = np.empty((ids.shape[0], H0), model.dtype)
-    centre = np.ascontiguousarray(local[:, codes.half])
+    n = len(feats)
+    G = _buffer(buffers, "G", n, H0, model.dtype)
+    centre = np.ascontiguousarray(tables.local[:, codes.half])
     if codes.mode == "document":
-        sums = np.empty((2 * len(centre), H0), model.dtype)
-        document_share(centre, lo, hi, links.start, links.links, codes.half, codes.forget, PL, PR, const, sums, G)
+        sums = _buffer(buffers, "sums", n, H0, model.dtype)
+        document_share(centre, lo, hi, links.start, links.links, codes.half, codes.forget, tables.PL, tables.PR,
+                       const, sums, G)
     else:
-        context_first_layer(centre, lo, hi, codes.half, model.dtype.type(codes.forget), PL, PR, const, G)
-    lookup.lookup_logits(local, feats, T, C, model.theta, WT, model.sizes, ACTIVATIONS[c.activation], True, out, G)
+        context_first_layer(centre, lo, hi, codes.half, model.dtype.type(codes.forget), tables.PL, tables.PR, const,
+                            G)
+    lookup.lookup_logits(tables.local, feats, tables.T, tables.C, model.theta, tables.WT, model.sizes,
+                         ACTIVATIONS[c.activation], True, out, G)
+
+
+def _buffer(buffers: dict[str, np.ndarray], name: str, rows: int, cols: int, dtype: np.dtype) -> np.ndarray:
+    """The first `rows` rows of buffers[name], grown when a part needs more."""
+    kept = buffers.get(name)
+    if kept is None or kept.shape[0] < rows:
+        kept = buffers[name] = np.empty((rows, cols), dtype)
+    return kept[:rows]
