@@ -60,10 +60,11 @@ def test_two_workers_resume_and_match_one_process(tiny_tagger, corpus, tmp_path)
     assert n_chunks >= 6 and sum(_chunks_per_node(first.stderr).values()) == n_chunks
 
     # Leave the parts a killed run would: the manifest and every other chunk, as that run wrote them.
+    from winner.heads.tagger import reads_documents
     from winner.scale.tagging import _body_path, _done_path, _manifest, _prepare_parts, parts_dir, plan
 
     sources = resolve_sources([str(corpus)], "auto")
-    chunks = plan(sources, int(float(CHUNK_MB) * 1e6))
+    chunks = plan(sources, int(float(CHUNK_MB) * 1e6), reads_documents(tiny_tagger))
     assert len(chunks) == n_chunks
     out.unlink()
     parts = parts_dir(str(out))

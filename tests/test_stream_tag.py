@@ -6,6 +6,7 @@ it, and these tests check it without Ray.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -14,11 +15,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from winner.cli.app import app
-from winner.data.stream import Source, boundary, chunk_records, plan_chunks, read_chunk, read_source, resolve_sources
+from winner.data.conll import detect_scheme, read_conll
+from winner.data.resources import wikigold_path
+from winner.data.stream import (
+    ConllBlock,
+    Source,
+    boundary,
+    chunk_records,
+    plan_chunks,
+    read_chunk,
+    read_source,
+    resolve_sources,
+)
+from winner.heads import tagger as tagger_module
 from winner.heads import tagging
 from winner.heads.tagger import Tagger
 from winner.heads.writers import WRITERS
@@ -55,14 +69,22 @@ def test_inputs_expand_in_order_and_formats_are_sniffed(corpus):
     assert block.tokens[:2] == ("Acme", "hires") and block.text.startswith("Acme NNP B-NP I-ORG\n")
 
 
+@pytest.mark.parametrize("documents", [False, True], ids=["sentences", "documents"])
 @pytest.mark.parametrize("chunk_bytes", [1, 7, 50, 333, 10_000])
-def test_chunks_cut_on_sentence_boundaries(corpus, chunk_bytes):
+def test_chunks_cut_on_sentence_boundaries(corpus, chunk_bytes, documents):
+    """Chunks hold whole sentences (with `documents`, whole documents: each CoNLL sentence then ends its document
+    in its chunk exactly when it does in the whole file)."""
     sources = resolve_sources([str(corpus)], "auto")
-    chunks = plan_chunks(sources, chunk_bytes)
+    chunks = plan_chunks(sources, chunk_bytes, documents=documents)
     pieces = [r for c in chunks for r in chunk_records(read_chunk(sources[c.source], c), sources[c.source],
                                                        c.start == 0)]
-    assert pieces == _all_records(sources)
+    whole = _all_records(sources)
+    if not documents:  # a chunk's last sentence ends its stream, and so a document
+        pieces, whole = ([dataclasses.replace(r, ends_document=True) if isinstance(r, ConllBlock) else r for r in rs]
+                         for rs in (pieces, whole))
+    assert pieces == whole
     assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert len([c for c in chunks if sources[c.source].format == "conll"]) > (1 if chunk_bytes < 100 else 0)
 
 
 def test_the_input_tail_is_cut_into_smaller_chunks(tmp_path):
@@ -89,6 +111,15 @@ def test_conll_boundary_is_after_a_blank_line():
     assert [boundary(f, t, "conll") for t in range(len(data) + 1)] == \
         [0, *[9] * 8, *[15] * 6, *[19] * 5]  # the first token line after a blank line read from the next line start
     assert [boundary(f, t, "text") for t in (0, 1, 4, 5)] == [0, 4, 4, 8]
+
+
+def test_conll_document_boundary_is_after_a_docstart_line():
+    """With documents, a cut falls at the first token line after a -DOCSTART- line (before- or after-style), read
+    from the next line start; a file without one more is not cut."""
+    data = b"A O\n\n-DOCSTART- O\n\nB O\n\nC O\n-DOCSTART- O\nD O\n"
+    f = io.BytesIO(data)
+    assert [boundary(f, t, "conll", documents=True) for t in range(len(data) + 1)] == \
+        [0, *[19] * 5, *[41] * 23, *[45] * 17]
 
 
 def test_a_sentence_is_tagged_the_same_in_any_batch(tiny_tagger, corpus, monkeypatch):
@@ -121,6 +152,63 @@ def test_joined_chunk_bodies_equal_one_pass(tiny_tagger, corpus, output_format):
     assert sum(n for _, n in bodies) == counts.sentences
     if output_format == "json":
         assert [r["sentence"] for r in json.loads(one.getvalue())] == list(range(counts.sentences))
+
+
+def test_a_conll_file_is_tagged_by_its_documents_as_evaluate_reads_them(tiny_tagger, tmp_path, monkeypatch):
+    """With document codes, `ner tag` groups a CoNLL file's sentences by its -DOCSTART- lines, as `ner evaluate`
+    does: the tags of Tagger.predict with the file's documents (not those of each sentence read alone), in any
+    batches, in chunks cut between documents, and from the installed command."""
+    data = wikigold_path("dev")
+    sentences = read_conll(data)
+    scheme = detect_scheme([s.tags for s in sentences])
+    tagger = Tagger.load(tiny_tagger)
+    assert tagger.context is not None and tagger.context.mode == "document"
+    tokens = [s.tokens for s in sentences]
+    by_documents = tagger.predict(tokens, scheme=scheme, documents=[s.doc for s in sentences])
+    assert by_documents != tagger.predict(tokens, scheme=scheme, documents=list(range(len(tokens))))
+
+    def predicted(output: str) -> list[list[str]]:
+        rows = [line.split() for line in output.splitlines()]
+        cuts = [k for k, r in enumerate(rows) if not r or r[0] == "-DOCSTART-"]
+        return [[r[-1] for r in rows[a + 1 : b]] for a, b in zip([-1, *cuts], [*cuts, len(rows)], strict=False)
+                if b > a + 1]
+
+    source = resolve_sources([str(data)], "auto")
+    whole = io.StringIO()
+    tagging.tag_sources(tagger, source, whole, "conll")
+    assert predicted(whole.getvalue()) == by_documents
+    bodies = []
+    for c in plan_chunks(source, 2000, documents=True):
+        body = io.StringIO()
+        n = tagging.tag_chunk(tagger, read_chunk(source[0], c), source[0], body, "conll", c.start == 0)
+        bodies.append((body.getvalue(), n.sentences))
+    assert len(bodies) > 3
+    joined = io.StringIO()
+    WRITERS["conll"].join(bodies, joined)
+    assert joined.getvalue() == whole.getvalue()
+    r = subprocess.run([WINNER, "ner", "tag", str(tiny_tagger), str(data)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == whole.getvalue()
+    monkeypatch.setattr(tagging.batches, "__defaults__", (1,))
+    single = io.StringIO()
+    tagging.tag_sources(tagger, source, single, "conll")
+    assert single.getvalue() == whole.getvalue()
+
+
+def test_a_long_document_is_read_in_the_same_pieces_whole_and_streamed(monkeypatch):
+    """A document over MAX_DOCUMENT_TOKENS is cut at the first sentence end that brings a piece to it, whether the
+    tagger is given the whole list or `ner tag`'s batcher streams it sentence by sentence."""
+    monkeypatch.setattr(tagger_module, "MAX_DOCUMENT_TOKENS", 10)
+    lengths = np.array([4, 4, 4, 3, 8, 2, 5])
+    documents = [0, 0, 0, 0, 1, 1, 2]
+    assert tagger_module.sentences_per_document(lengths, documents).tolist() == [3, 1, 2, 1]
+    assert tagger_module.sentences_per_document(lengths, None).tolist() == [3, 2, 2]
+    ends = [k == len(documents) - 1 or documents[k + 1] != documents[k] for k in range(len(documents))]
+    items = [tagging.Split(ConllBlock("", ("w",) * n, ("O",) * n, "iob2", end), ["w"] * n, [n])
+             for n, end in zip(lengths.tolist(), ends, strict=True)]
+    for max_tokens in (1, 12, 100):
+        ids = [d for _, batch_ids in tagging.batches(items, max_tokens) for d in batch_ids]
+        assert np.diff(np.flatnonzero(np.diff([-1, *ids, -2]))).tolist() == [3, 1, 2, 1]
 
 
 def test_tag_command_files_out_twice_in_fresh_processes(tiny_tagger, corpus, tmp_path):

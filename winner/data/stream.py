@@ -135,12 +135,14 @@ def open_binary(path: str) -> BinaryIO:
 class ConllBlock:
     """One CoNLL sentence as the file has it: `text`, its lines (with their line ends, and the blank or
     -DOCSTART- lines after it), its tokens and gold tags (BILOU read as IOBES), and the file's tag `scheme`.
-    The blank or -DOCSTART- lines that start a file are a block of their own, without tokens."""
+    The blank or -DOCSTART- lines that start a file are a block of their own, without tokens. `ends_document`:
+    a -DOCSTART- line follows its tokens, or the stream ends with it (documents as `read_conll` numbers them)."""
 
     text: str
     tokens: tuple[str, ...]
     tags: tuple[str, ...]
     scheme: str
+    ends_document: bool = True
 
 
 Record = str | ConllBlock
@@ -158,22 +160,25 @@ def records(stream: BinaryIO, source: Source, file_start: bool = True) -> Iterat
     text: list[str] = []
     rows: list[list[str]] = []
     ended = False  # the lines so far end in a blank or -DOCSTART- line
+    docstart = False  # a -DOCSTART- line came after the rows so far
     for line in lines:
         cols = _COLUMNS.split(line.strip(_BLANK_STR))
         is_row = bool(cols[0]) and cols[0] != DOCSTART
         if is_row and ended:
-            yield _block(text, rows, source.scheme)
-            text, rows = [], []
+            yield _block(text, rows, source.scheme, docstart)
+            text, rows, docstart = [], [], False
         if is_row:
             rows.append(cols)
+        docstart = docstart or cols[0] == DOCSTART
         ended = not is_row
         text.append(line)
     if text:
-        yield _block(text, rows, source.scheme)
+        yield _block(text, rows, source.scheme, True)
 
 
-def _block(text: list[str], rows: list[list[str]], scheme: str) -> ConllBlock:
-    return ConllBlock("".join(text), tuple(r[0] for r in rows), tuple(bilou_as_iobes(r[-1]) for r in rows), scheme)
+def _block(text: list[str], rows: list[list[str]], scheme: str, ends_document: bool) -> ConllBlock:
+    return ConllBlock("".join(text), tuple(r[0] for r in rows), tuple(bilou_as_iobes(r[-1]) for r in rows), scheme,
+                      ends_document)
 
 
 def _lines(stream: BinaryIO, name: str, file_start: bool) -> Iterator[str]:
@@ -214,10 +219,12 @@ class Chunk:
     end: int
 
 
-def boundary(f: BinaryIO, target: int, fmt: str) -> int:
+def boundary(f: BinaryIO, target: int, fmt: str, documents: bool = False) -> int:
     """The first record boundary at or after byte `target` of a seekable, uncompressed file: the start of a
     line (text), or the start of the first token line after a blank line and any blank or -DOCSTART- lines
-    following it (CoNLL, where those lines belong to the sentence before); the file's size if there is none."""
+    following it (CoNLL, where those lines belong to the sentence before); with `documents`, after a -DOCSTART-
+    line (and any blank or -DOCSTART- lines after it), so that a chunk holds whole documents. The file's size if
+    there is none."""
     if target <= 0:
         return 0
     f.seek(target - 1)
@@ -225,7 +232,8 @@ def boundary(f: BinaryIO, target: int, fmt: str) -> int:
     if fmt == "text":
         return f.tell()
     while line := f.readline():
-        if not line.strip(_BLANK):
+        first = _COLUMNS_BYTES.split(line.strip(_BLANK), 1)[0]
+        if (first == DOCSTART.encode()) if documents else not first:
             break
     while True:
         start = f.tell()
@@ -238,10 +246,11 @@ def boundary(f: BinaryIO, target: int, fmt: str) -> int:
 TAIL_SPLIT = 4  # the input's tail is cut into pieces this many times smaller
 
 
-def plan_chunks(sources: list[Source], chunk_bytes: int, tail_bytes: int = 0) -> list[Chunk]:
-    """Cut every input into pieces of about `chunk_bytes`, on sentence boundaries, in input order; the last
-    `tail_bytes` of all the (uncompressed) input into pieces TAIL_SPLIT times smaller, so that workers taking
-    chunks from a queue run out of work at nearly the same moment."""
+def plan_chunks(sources: list[Source], chunk_bytes: int, tail_bytes: int = 0, documents: bool = False) -> list[Chunk]:
+    """Cut every input into pieces of about `chunk_bytes`, on sentence boundaries (with `documents`, a CoNLL file
+    on document boundaries: a file without -DOCSTART- lines stays whole), in input order; the last `tail_bytes`
+    of all the (uncompressed) input into pieces TAIL_SPLIT times smaller, so that workers taking chunks from a
+    queue run out of work at nearly the same moment."""
     for source in sources:
         if source.path == STDIN or not Path(source.path).is_file():
             raise WinnerError(f"{source.path}: standard input or a pipe cannot be split into chunks: pass files")
@@ -254,8 +263,14 @@ def plan_chunks(sources: list[Source], chunk_bytes: int, tail_bytes: int = 0) ->
             continue
         targets = _chunk_targets(size, left, chunk_bytes, tail_bytes)
         left -= size
+        cuts = [0]
         with open(source.path, "rb") as f:
-            cuts = sorted({0, size, *(boundary(f, t, source.format) for t in targets)})
+            for t in targets:
+                if t >= cuts[-1]:  # a target inside the last piece found would find its end again
+                    cuts.append(boundary(f, t, source.format, documents))
+                if cuts[-1] >= size:
+                    break
+        cuts = sorted({*cuts, size})
         base = len(chunks)
         chunks.extend(Chunk(base + i, k, a, b) for i, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False)))
     return chunks

@@ -97,12 +97,15 @@ def tag_docs(tagger: Tagger, items: Iterable[TextInput], batch_size: int = 64) -
         yield from tag_prepared(tagger, batch)
 
 
-def tag_prepared(tagger: Tagger, batch: Sequence[Prepared], method: str | None = None) -> list[Doc]:
-    """Docs of prepared texts, every sentence of the batch in one model call (`method` as in Tagger.predict); each
-    text is its own document (what document codes read), whatever batch it falls in."""
+def tag_prepared(tagger: Tagger, batch: Sequence[Prepared], method: str | None = None,
+                 documents: Sequence[int] | None = None) -> list[Doc]:
+    """Docs of prepared texts, every sentence of the batch in one model call (`method` as in Tagger.predict);
+    `documents`: each text's document id (what document codes read; None: each text is its own document,
+    whatever batch it falls in)."""
     sentences = [[model_form(t.text) for t in sent] for _, _, sents in batch for sent in sents]
-    documents = [k for k, (_, _, sents) in enumerate(batch) for _ in sents]
-    tags, probs = tagger.predict_scored(sentences, method=method, documents=documents)
+    ids = range(len(batch)) if documents is None else documents
+    per_sentence = [ids[k] for k, (_, _, sents) in enumerate(batch) for _ in sents]
+    tags, probs = tagger.predict_scored(sentences, method=method, documents=per_sentence)
     docs, k = [], 0
     for text, tokens, sents in batch:
         doc_tags: list[str] = []

@@ -39,9 +39,8 @@ def format_tag(kind: str) -> str:
     return f"winner.{kind}.v1"
 
 
-def load_model_dir(path: str | Path, kind: str) -> tuple[dict, dict[str, np.ndarray], Vocab]:
-    """(config, arrays, vocab) of a saved model, refusing other kinds and unknown format versions."""
-    path = Path(path)
+def read_model_config(path: Path, kind: str) -> dict:
+    """A saved model's config.json, refusing other kinds and unknown format versions (its arrays not read)."""
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise ModelFormatError(f"{path}: not a winner model directory (no config.json)")
@@ -56,6 +55,13 @@ def load_model_dir(path: str | Path, kind: str) -> tuple[dict, dict[str, np.ndar
     found = config.get("format")
     if found != format_tag(kind):
         raise ModelFormatError(f"{path}: expected a model of format {format_tag(kind)}, found {found}")
+    return config
+
+
+def load_model_dir(path: str | Path, kind: str) -> tuple[dict, dict[str, np.ndarray], Vocab]:
+    """(config, arrays, vocab) of a saved model, refusing other kinds and unknown format versions."""
+    path = Path(path)
+    config = read_model_config(path, kind)
     for name in ("params.npz", "vocab.json"):
         if not (path / name).is_file():
             raise ModelFormatError(f"{path}: {name} is missing")

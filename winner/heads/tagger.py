@@ -33,7 +33,7 @@ from winner.errors import ModelFormatError
 from winner.heads.characters import CharSpec, char_log_proba, char_windows
 from winner.heads.crf import Transitions
 from winner.heads.decode import conversion_table, decode_batch, tag_strings
-from winner.heads.model_io import load_window_head, save_mlp_model
+from winner.heads.model_io import load_window_head, read_model_config, save_mlp_model
 
 KIND = "tagger"
 
@@ -113,16 +113,54 @@ def context_codes(spec: TaggerSpec, word_dim: int) -> ContextCodes:
     return ContextCodes(spec.window, float(forget), word_dim, CASING_VOCAB.stoi[PAD], mode, most or 0)
 
 
-def sentences_per_document(n_sentences: int, documents: Sequence | None) -> np.ndarray:
-    """How many consecutive sentences each document holds, from each sentence's document id (None: one
-    document)."""
+MAX_DOCUMENT_TOKENS = 1 << 16  # a longer document is read in pieces (memory, and `winner ner tag`'s batches)
+
+
+class DocumentPieces:
+    """Where the documents that document codes read end: with their document, or at the first sentence end that
+    brings a piece to MAX_DOCUMENT_TOKENS tokens. Fed sentence by sentence (or record by record), so a streaming
+    reader cuts exactly where `sentences_per_document` cuts a whole list."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+
+    def ends(self, tokens: int, document_ends: bool) -> bool:
+        """Whether a piece ends after a sentence (or a record) of `tokens` tokens."""
+        self.tokens += tokens
+        if document_ends or self.tokens >= MAX_DOCUMENT_TOKENS:
+            self.tokens = 0
+            return True
+        return False
+
+
+def sentences_per_document(lengths: np.ndarray, documents: Sequence | None) -> np.ndarray:
+    """How many consecutive sentences each document (each piece of a long one, see DocumentPieces) holds, from the
+    sentences' lengths and each sentence's document id (None: one document)."""
+    n_sentences = len(lengths)
     if documents is None:
-        return np.array([n_sentences] if n_sentences else [], np.int64)
+        documents = [0] * n_sentences
     documents = list(documents)
     if len(documents) != n_sentences:
         raise ValueError(f"documents names {len(documents)} sentences' documents, expected {n_sentences}")
     cuts = [k for k in range(1, n_sentences) if documents[k] != documents[k - 1]]
-    return np.diff(np.array([0, *cuts, n_sentences], np.int64))
+    per_document = np.diff(np.array([0, *cuts, n_sentences], np.int64)) if n_sentences else np.zeros(0, np.int64)
+    if int(np.sum(lengths)) < MAX_DOCUMENT_TOKENS:
+        return per_document
+    pieces, counter, n = [], DocumentPieces(), 0
+    last = set(np.cumsum(per_document) - 1)
+    for k, length in enumerate(lengths):
+        n += 1
+        if counter.ends(int(length), k in last):
+            pieces.append(n)
+            n = 0
+    return np.array(pieces, np.int64)
+
+
+def reads_documents(model_dir: Path) -> bool:
+    """Whether a saved tagger has document codes (its input is then cut only between documents), from its config
+    alone."""
+    context = read_model_config(model_dir, KIND).get(KIND, {}).get("context")
+    return isinstance(context, dict) and context.get("mode") == "document"
 
 
 class Tagger:
@@ -224,7 +262,8 @@ class Tagger:
         """(N_tokens, n_tags) log-probabilities of every token's tags; `method` as in predict (with character
         windows: for windows of vocabulary words only, matrix products for windows holding an unseen word).
         `documents`: each sentence's document id, consecutive sentences with the same id forming one document
-        (None: the sentences given are one document); only a model with document codes reads it."""
+        (None: the sentences given are one document; a document of more than MAX_DOCUMENT_TOKENS tokens is read in
+        pieces); only a model with document codes reads it."""
         method = method or self.stable_method
         if self.context is not None:
             lengths = np.fromiter(map(len, sentences), np.int64, count=len(sentences))
@@ -235,8 +274,8 @@ class Tagger:
                 extra = np.zeros((0, self.model.config.embed_dim), self.model.dtype)
             links, per_document = None, None
             if self.context.mode == "document":
-                per_document = sentences_per_document(len(sentences), documents)
-                links = self.links(sentences, documents)
+                per_document = sentences_per_document(lengths, documents)
+                links = self._links(sentences, lengths, per_document)
             return coded_log_proba(self.model, self.context, ids, feats, lengths, extra, method, batch, links,
                                    per_document)
         if self.chars is not None:
@@ -258,9 +297,11 @@ class Tagger:
     def links(self, sentences: Sequence[Sequence[str]], documents: Sequence | None = None) -> Links:
         """Each token's nearest other occurrences of its word in its document (documents as in log_proba), as the
         model's document codes read them."""
-        tokens = [w for s in sentences for w in s]
-        per_document = sentences_per_document(len(sentences), documents)
         lengths = np.fromiter(map(len, sentences), np.int64, count=len(sentences))
+        return self._links(sentences, lengths, sentences_per_document(lengths, documents))
+
+    def _links(self, sentences: Sequence[Sequence[str]], lengths: np.ndarray, per_document: np.ndarray) -> Links:
+        tokens = [w for s in sentences for w in s]
         doc_tokens = np.add.reduceat(lengths, np.cumsum(per_document) - per_document) if len(lengths) else lengths
         return occurrence_links(word_keys(tokens), doc_tokens, self.context.occurrences)
 

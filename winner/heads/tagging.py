@@ -1,11 +1,13 @@
 """Tag a stream of records (winner.data.stream) in bounded batches and write them as they are tagged.
 
-Memory holds the model and one batch of about `batch_tokens` tokens, whatever the input's size. A record is
-tokenised and tagged as the Python API does it (winner.heads.docs): raw text with character offsets, cut into
-sentences. The CoNLL writer needs neither offsets nor entities, so for it a batch is token strings and sentence
-lengths (`Split`, from the whole-line tokeniser), the same tags found with no Python object per token. A
-sentence's tags do not depend on the batch it falls in (`Tagger.predict_scored` with a fixed
-method is row-wise), so any cut of the input into batches or chunks gives the same output, byte for byte.
+Memory holds the model and one batch of about `batch_tokens` tokens (or one longer document), whatever the
+input's size. A record is tokenised and tagged as the Python API does it (winner.heads.docs): raw text with
+character offsets, cut into sentences. The CoNLL writer needs neither offsets nor entities, so for it a batch is
+token strings and sentence lengths (`Split`, from the whole-line tokeniser), the same tags found with no Python
+object per token. For document codes a line of text is a document, and a CoNLL file's sentences are grouped into
+documents by its -DOCSTART- lines, as `winner ner evaluate` reads them. A sentence's tags depend only on its
+document (`Tagger.predict_scored` with a fixed method is row-wise, and a batch or a chunk ends only where a
+document does), so any cut of the input into batches or chunks gives the same output, byte for byte.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ import numpy as np
 
 from winner.core.console import progress_bar
 from winner.core.mlp import LOOKUP_TABLE_BYTES
-from winner.data.stream import STDIN, Record, Source, chunk_records, read_source
+from winner.data.stream import STDIN, ConllBlock, Record, Source, chunk_records, read_source
 from winner.data.text import model_forms, split_line
 from winner.errors import WinnerError
 from winner.heads.docs import Prepared, prepare, tag_prepared
 from winner.heads.model_io import resolve_model_dir
-from winner.heads.tagger import Tagger
+from winner.heads.tagger import DocumentPieces, Tagger
 from winner.heads.writers import WRITERS, ConllWriter, SentenceWriter
 
 BATCH_TOKENS = 1 << 15
@@ -91,18 +93,27 @@ def pending(records: Iterable[Record]) -> Iterator[Pending]:
 _Item = TypeVar("_Item", bound=Sized)
 
 
-def batches(items: Iterable[_Item], max_tokens: int = BATCH_TOKENS) -> Iterator[list[_Item]]:
-    """Consecutive records grouped into lists of about `max_tokens` tokens (a longer record goes alone)."""
+def batches(items: Iterable[_Item], max_tokens: int = BATCH_TOKENS) -> Iterator[tuple[list[_Item], list[int]]]:
+    """Consecutive records grouped into lists of about `max_tokens` tokens, each with its records' document ids.
+    A batch ends only where a document does (a text record is a document; CoNLL sentences are grouped by their
+    file's -DOCSTART- lines, a long document cut as DocumentPieces cuts it), so a record's tags never depend on
+    where the batches fall; a longer document goes alone."""
     batch: list[_Item] = []
-    n = 0
+    documents: list[int] = []
+    pieces = DocumentPieces()
+    n = document = 0
     for item in items:
         batch.append(item)
+        documents.append(document)
         n += len(item)
-        if n >= max_tokens:
-            yield batch
-            batch, n = [], 0
+        record = item.record  # type: ignore[attr-defined]
+        if pieces.ends(len(item), not isinstance(record, ConllBlock) or record.ends_document):
+            document += 1
+            if n >= max_tokens:
+                yield batch, documents
+                batch, documents, n = [], [], 0
     if batch:
-        yield batch
+        yield batch, documents
 
 
 @dataclass
@@ -131,16 +142,16 @@ def split_records(records: Iterable[Record]) -> Iterator[Split]:
         yield Split(r, tokens, [len(tokens)] if tokens else [])
 
 
-def tag_split(tagger: Tagger, batch: list[Split], method: str, writer: ConllWriter) -> None:
-    """Tag a batch of split records in one model call and write them: Tagger.predict_flat on the same
-    sentences as `tag_prepared` gives Tagger.predict_scored, so the same tags."""
+def tag_split(tagger: Tagger, batch: list[Split], documents: list[int], method: str, writer: ConllWriter) -> None:
+    """Tag a batch of split records (`documents`: each one's document id) in one model call and write them:
+    Tagger.predict_flat on the same sentences as `tag_prepared` gives Tagger.predict_scored, so the same tags."""
     forms = model_forms(list(chain.from_iterable(item.tokens for item in batch)))
     offsets = np.zeros(sum(len(item.lengths) for item in batch) + 1, np.int64)
     np.cumsum([n for item in batch for n in item.lengths], out=offsets[1:])
     bounds = offsets.tolist()
     sentences = [forms[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
-    documents = [k for k, item in enumerate(batch) for _ in item.lengths]  # a record is a document
-    tags = tagger.predict_flat(sentences, offsets, method=method, documents=documents)[0] if sentences else []
+    per_sentence = [documents[k] for k, item in enumerate(batch) for _ in item.lengths]
+    tags = tagger.predict_flat(sentences, offsets, method=method, documents=per_sentence)[0] if sentences else []
     pos = 0
     for item in batch:
         writer.write_tagged(item.record, item.tokens, tags[pos : pos + len(item)])
@@ -155,11 +166,11 @@ def tag_into(tagger: Tagger, records: Iterable[Record], writer: SentenceWriter,
     method = tagger.stable_method
     writer.open()
     light = isinstance(writer, ConllWriter)
-    for batch in batches(split_records(records) if light else pending(records), batch_tokens(tagger)):
+    for batch, documents in batches(split_records(records) if light else pending(records), batch_tokens(tagger)):
         if light:
-            tag_split(tagger, batch, method, writer)  # type: ignore[arg-type]
+            tag_split(tagger, batch, documents, method, writer)  # type: ignore[arg-type]
         else:
-            docs = tag_prepared(tagger, [item.prepared for item in batch], method)
+            docs = tag_prepared(tagger, [item.prepared for item in batch], method, documents)
             for item, doc in zip(batch, docs, strict=True):
                 writer.write(item.record, doc)
         n = sum(len(item) for item in batch)

@@ -30,7 +30,7 @@ from winner.core.console import console, progress_bar
 from winner.data.stream import STDIN, Chunk, Source, plan_chunks, read_chunk
 from winner.errors import WinnerError
 from winner.heads.model_io import resolve_model_dir
-from winner.heads.tagger import Tagger
+from winner.heads.tagger import Tagger, reads_documents
 from winner.heads.tagging import TagCounts, tag_chunk, writer_class
 from winner.scale.cluster import connect, require_ray, threads_per_worker
 
@@ -108,9 +108,10 @@ class DriverTagging(threading.Thread):
             self.error = e
 
 
-def plan(sources: list[Source], chunk_bytes: int) -> list[Chunk]:
-    """The chunks of a run: `chunk_bytes` pieces, the last TAIL_CHUNKS pieces' worth cut smaller."""
-    return plan_chunks(sources, chunk_bytes, tail_bytes=TAIL_CHUNKS * chunk_bytes)
+def plan(sources: list[Source], chunk_bytes: int, documents: bool) -> list[Chunk]:
+    """The chunks of a run: `chunk_bytes` pieces, the last TAIL_CHUNKS pieces' worth cut smaller; with
+    `documents` (a model with document codes), CoNLL files cut only between documents."""
+    return plan_chunks(sources, chunk_bytes, tail_bytes=TAIL_CHUNKS * chunk_bytes, documents=documents)
 
 
 def parts_dir(out: str) -> Path:
@@ -156,7 +157,7 @@ def tag_on_ray(model_dir: str | Path, sources: list[Source], out: str, output_fo
     require_ray()  # before any work: without Ray, a one-line error naming the extra
     writer = writer_class(output_format)
     model = resolve_model_dir(model_dir)
-    chunks = plan(sources, chunk_bytes)
+    chunks = plan(sources, chunk_bytes, reads_documents(model))
     parts = parts_dir(out)
     _prepare_parts(parts, _manifest(model, sources, chunks, output_format))
     todo = [c for c in chunks if not _done_path(parts, c.index).is_file()]
