@@ -1,9 +1,10 @@
 """Entity F1 of saved taggers on a CoNLL file read three ways: with the file's documents (what `winner ner
 evaluate` does), each sentence a document by itself (what a model with document codes sees when it is given
 sentences alone, as `winner ner tag` gives it a line of text), and the whole file as one document; with the
-tokens per second of each reading's `Tagger.predict` call (featurizing included), on real text.
+tokens per second of each reading's `Tagger.predict` call (featurizing included), on real text. With --vote,
+also the F1 by documents with the other `consistency` setting (one entity type per name in a document, or not).
 
-    python scripts/document_context.py RUN [RUN ...] --data ../shared/data/conll2003/valid.txt
+    python scripts/document_context.py RUN [RUN ...] --data ../shared/data/conll2003/valid.txt [--vote]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run directories (or model directories)")
     parser.add_argument("--data", required=True, help="a CoNLL file with -DOCSTART- lines")
+    parser.add_argument("--vote", action="store_true", help="also read by documents with the other consistency")
     args = parser.parse_args()
     sentences = read_conll(args.data)
     scheme = detect_scheme([s.tags for s in sentences])
@@ -38,7 +40,14 @@ def main() -> None:
             predicted = tagger.predict(tokens, scheme="iob2", documents=docs)
             speed[name] = round(sum(map(len, tokens)) / (time.perf_counter() - start))
             scores[name] = round(100 * entity_scores(gold, predicted)["f1"], 2)
-        print(json.dumps({"run": run, "context": tagger.spec.context, **scores, "tokens_per_s": speed}))
+        if args.vote:
+            other = "none" if tagger.spec.consistency == "document" else "document"
+            tagger.spec.consistency, saved = other, tagger.spec.consistency
+            predicted = tagger.predict(tokens, scheme="iob2", documents=readings["documents"])
+            scores[f"documents, consistency {other}"] = round(100 * entity_scores(gold, predicted)["f1"], 2)
+            tagger.spec.consistency = saved
+        print(json.dumps({"run": run, "context": tagger.spec.context, "consistency": tagger.spec.consistency,
+                          **scores, "tokens_per_s": speed}))
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, 
     else:
         model = CharWindowMLP.with_word_table(config, chars.config(), settings.seed, table)
     spec = TaggerSpec(settings.window, tags, settings.scheme, source_scheme, settings.decode,
-                      asdict(chars) if chars else None)
+                      asdict(chars) if chars else None, consistency=settings.consistency)
     if settings.context_code == "sentence":
         spec.context = {"mode": "sentence", "forget": settings.forget}
     elif settings.context_code == "document":
@@ -126,7 +126,8 @@ def train_tagger(settings: NERSettings) -> dict:
                   f"{tagger.model.config.embed_dim}, hidden {tagger.model.config.hidden}, "
                   f"{len(tagger.spec.tags)} tags ({settings.scheme}), {tagger.model.n_parameters():,} parameters, "
                   f"{settings.loss}-level loss" + (f", {settings.context_code} context codes (forget "
-                                                   f"{settings.forget})" if tagger.context else ""))
+                                                   f"{settings.forget})" if tagger.context else "")
+                  + (", one entity type per name in a document" if settings.consistency == "document" else ""))
     loop = LoopSettings.of(settings)
     lengths = np.fromiter((len(s.tokens) for s in train), np.int64, count=len(train))
     if tagger.context is not None:

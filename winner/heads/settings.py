@@ -150,6 +150,10 @@ class NERSettings(WindowSettings):
     decode: str = setting("viterbi", "Viterbi under the scheme's constraints (with --loss sentence, and the "
                                      "learned transitions), or per-token argmax.",
                           group="decoding", choices=("viterbi", "argmax"))
+    consistency: str = setting("none", "document: after decoding, every entity of a document gets the type its "
+                                       "mentions with the same words voted for, each vote weighed by the model's "
+                                       "probability (Krishnan & Manning 2006).",
+                               group="decoding", choices=("none", "document"))
     loss: str = setting("word", "word: a softmax per window; sentence: the sentence-level log-likelihood with "
                                 "learned tag-transition scores (Collobert et al. 2011), whole sentences per update.",
                         group="objective", choices=("word", "sentence"))

@@ -31,11 +31,13 @@ from winner.data.vocab import PAD, Vocab
 from winner.data.windows import CASING_VOCAB, featurize, word_keys
 from winner.errors import ModelFormatError
 from winner.heads.characters import CharSpec, char_log_proba, char_windows
+from winner.heads.consistency import vote_types
 from winner.heads.crf import Transitions
 from winner.heads.decode import conversion_table, decode_batch, tag_strings
 from winner.heads.model_io import load_window_head, read_model_config, save_mlp_model
 
 KIND = "tagger"
+CONSISTENCY = ("none", "document")
 
 
 def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,11 +86,13 @@ class TaggerSpec:
     # context codes beyond the window (winner.core.context): {"mode": "sentence", "forget": a}, {"mode": "document",
     # "forget": a, "occurrences": K}, or None
     context: dict | None = None
+    consistency: str = "none"  # "document": one entity type for the same words in a document (consistency.py)
 
     def to_json(self) -> dict:
         return {"window": self.window, "tags": self.tags, "scheme": self.scheme,
                 "output_scheme": self.output_scheme, "decode": self.decode, "chars": self.chars,
-                "transitions": self.transitions, "start": self.start, "context": self.context}
+                "transitions": self.transitions, "start": self.start, "context": self.context,
+                "consistency": self.consistency}
 
     @property
     def positions(self) -> int:
@@ -157,10 +161,11 @@ def sentences_per_document(lengths: np.ndarray, documents: Sequence | None) -> n
 
 
 def reads_documents(model_dir: Path) -> bool:
-    """Whether a saved tagger has document codes (its input is then cut only between documents), from its config
-    alone."""
-    context = read_model_config(model_dir, KIND).get(KIND, {}).get("context")
-    return isinstance(context, dict) and context.get("mode") == "document"
+    """Whether a saved tagger reads documents, with document codes or a consistency vote (its input is then cut
+    only between documents), from its config alone."""
+    spec = read_model_config(model_dir, KIND).get(KIND, {})
+    context = spec.get("context")
+    return (isinstance(context, dict) and context.get("mode") == "document") or spec.get("consistency") == "document"
 
 
 class Tagger:
@@ -179,6 +184,9 @@ class Tagger:
         self._constraints = allowed_transitions(spec.tags, spec.scheme)
         self._tables: dict[str, np.ndarray] = {}  # output scheme -> conversion_table, made when first asked
         self.context = context_codes(spec, model_word_dim(model)) if spec.context else None
+        if spec.consistency not in CONSISTENCY:
+            raise ModelFormatError(f"tagger consistency must be one of {', '.join(CONSISTENCY)}, got "
+                                   f"{spec.consistency!r}")
         self.crf = None
         if spec.transitions is not None:
             try:
@@ -232,6 +240,10 @@ class Tagger:
         with compiling_notice():
             logp = self.log_proba(sentences, batch, method, documents)
             path = self.decode(logp, offsets)
+            if self.spec.consistency == "document":
+                lengths = np.diff(offsets)
+                path = vote_types(path, offsets, sentences_per_document(lengths, documents),
+                                  word_keys([w for s in sentences for w in s]), logp, self.spec.tags)
         probs = np.exp(logp[np.arange(len(path)), path].astype(np.float64))
         return tag_strings(path, offsets, self.tag_table(scheme or self.spec.output_scheme)), probs
 
@@ -263,7 +275,7 @@ class Tagger:
         windows: for windows of vocabulary words only, matrix products for windows holding an unseen word).
         `documents`: each sentence's document id, consecutive sentences with the same id forming one document
         (None: the sentences given are one document; a document of more than MAX_DOCUMENT_TOKENS tokens is read in
-        pieces); only a model with document codes reads it."""
+        pieces); only a model with document codes reads it (and a consistency vote, in predict_flat)."""
         method = method or self.stable_method
         if self.context is not None:
             lengths = np.fromiter(map(len, sentences), np.int64, count=len(sentences))

@@ -1,0 +1,95 @@
+"""Label consistency across a document (winner.heads.consistency): the spans it reads are conll.tags_to_spans',
+the vote follows the model's probabilities within a document and never across documents, only types change, and
+a tagger that votes tags the same through evaluate, the Python API's documents and `winner ner tag`."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from winner.data.conll import SCHEMES, convert_tags, read_conll, tags_to_spans
+from winner.data.resources import wikigold_path
+from winner.data.stream import resolve_sources
+from winner.data.windows import word_keys
+from winner.errors import ModelFormatError
+from winner.heads import tagging
+from winner.heads.consistency import entity_spans, tag_codes, vote_types
+from winner.heads.tagger import Tagger, TaggerSpec, sentences_per_document
+
+TYPES = ["LOC", "PER", "ORG"]
+
+
+def _tag_set(scheme: str) -> list[str]:
+    prefixes = {"iob1": "BI", "iob2": "BI", "iobes": "BIES"}[scheme]
+    return ["O", *(f"{p}-{t}" for t in TYPES for p in prefixes)]
+
+
+@pytest.mark.parametrize("scheme", ["iob1", "iob2", "iobes"])
+def test_entity_spans_read_tags_as_tags_to_spans_does(scheme):
+    """Random tag ids, well formed or not, sentence by sentence: the kernel's spans are tags_to_spans'."""
+    assert scheme in SCHEMES
+    tags = _tag_set(scheme)
+    prefix, kind, kinds = tag_codes(tags)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 9, size=200)
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    path = rng.integers(0, len(tags), size=offsets[-1])
+    starts, ends = np.empty(len(path), np.int64), np.empty(len(path), np.int64)
+    n = entity_spans(path, offsets, prefix, kind, starts, ends)
+    expected = [(kinds.index(t), a + offsets[k], b + offsets[k])
+                for k in range(len(lengths))
+                for t, a, b in tags_to_spans([tags[i] for i in path[offsets[k]:offsets[k + 1]]], scheme)]
+    assert [(kind[path[a]], a, b) for a, b in zip(starts[:n], ends[:n], strict=True)] == expected
+
+
+def test_the_vote_follows_probability_within_a_document_and_keeps_the_spans():
+    tags = _tag_set("iobes")
+    ids = {t: i for i, t in enumerate(tags)}
+    sentences = [["Jordan", "said", "New", "York"], ["in", "Jordan", "and", "new", "york"], ["Jordan", "won"]]
+    decoded = [["S-PER", "O", "B-ORG", "E-ORG"], ["O", "S-LOC", "O", "B-LOC", "E-LOC"], ["S-LOC", "O"]]
+    path = np.array([ids[t] for s in decoded for t in s])
+    offsets = np.array([0, 4, 9, 11])
+    sure = {0: 0.9, 5: 0.6, 2: 0.5, 3: 0.5, 7: 0.7, 8: 0.9, 9: 0.2}  # token -> probability of its decoded tag
+    logp = np.full((len(path), len(tags)), np.log(1e-3))
+    logp[np.arange(len(path)), path] = np.log([sure.get(t, 0.99) for t in range(len(path))])
+    keys = word_keys([w for s in sentences for w in s])
+    out = vote_types(path, offsets, np.array([2, 1]), keys, logp, tags)  # documents: sentences 0-1, then 2
+    assert [tags[i] for i in out] == ["S-PER", "O", "B-LOC", "E-LOC", "O", "S-PER", "O", "B-LOC", "E-LOC",
+                                      "S-LOC", "O"]
+    alone = vote_types(path, offsets, np.array([1, 1, 1]), keys, logp, tags)
+    assert np.array_equal(alone, path)
+
+
+def test_a_voting_tagger_tags_the_same_in_every_path(tiny_tagger):
+    """The vote runs after decoding in predict_flat, so evaluate's reading, the API's documents and `ner tag` on a
+    CoNLL file (its -DOCSTART- documents) give the same tags; and they are vote_types of the tagger's own path."""
+    tagger = Tagger.load(tiny_tagger)
+    data = wikigold_path("dev")
+    sentences = read_conll(data)
+    tokens, documents = [s.tokens for s in sentences], [s.doc for s in sentences]
+    before = tagger.predict(tokens, scheme=tagger.spec.scheme, documents=documents)
+    tagger.spec.consistency = "document"
+    voted = tagger.predict(tokens, scheme=tagger.spec.scheme, documents=documents)
+    assert voted != before
+    lengths = np.array([len(t) for t in tokens])
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    logp = tagger.log_proba(tokens, documents=documents)
+    path = tagger.decode(logp, offsets)
+    expected = vote_types(path, offsets, sentences_per_document(lengths, documents),
+                          word_keys([w for t in tokens for w in t]), logp, tagger.spec.tags)
+    assert [t for s in voted for t in s] == [tagger.spec.tags[i] for i in expected]
+    out = io.StringIO()
+    tagging.tag_sources(tagger, resolve_sources([str(data)], "conll"), out, "conll")
+    rows = [line.split() for line in out.getvalue().splitlines()]
+    tagged = [r[-1] for r in rows if r and r[0] != "-DOCSTART-"]
+    scheme = tagger.spec.output_scheme
+    assert tagged == [t for s in voted for t in convert_tags(s, tagger.spec.scheme, scheme)]
+
+
+def test_an_unknown_consistency_is_refused_in_one_line(tiny_tagger):
+    tagger = Tagger.load(tiny_tagger)
+    spec = TaggerSpec(**{**tagger.spec.to_json(), "consistency": "sentence"})
+    with pytest.raises(ModelFormatError, match="consistency must be one of none, document"):
+        Tagger(tagger.model, tagger.words, spec)
