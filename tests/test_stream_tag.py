@@ -32,6 +32,7 @@ from winner.data.stream import (
     read_source,
     resolve_sources,
 )
+from winner.data.text import split_line
 from winner.heads import tagger as tagger_module
 from winner.heads import tagging
 from winner.heads.tagger import Tagger
@@ -74,7 +75,7 @@ def test_inputs_expand_in_order_and_formats_are_sniffed(corpus):
 def test_chunks_cut_on_sentence_boundaries(corpus, chunk_bytes, documents):
     """Chunks hold whole sentences (with `documents`, whole documents: each CoNLL sentence then ends its document
     in its chunk exactly when it does in the whole file)."""
-    sources = resolve_sources([str(corpus)], "auto")
+    sources = resolve_sources([str(corpus)], "auto", paragraphs=documents)
     chunks = plan_chunks(sources, chunk_bytes, documents=documents)
     pieces = [r for c in chunks for r in chunk_records(read_chunk(sources[c.source], c), sources[c.source],
                                                        c.start == 0)]
@@ -83,6 +84,8 @@ def test_chunks_cut_on_sentence_boundaries(corpus, chunk_bytes, documents):
         pieces, whole = ([dataclasses.replace(r, ends_document=True) if isinstance(r, ConllBlock) else r for r in rs]
                          for rs in (pieces, whole))
     assert pieces == whole
+    ends = [[getattr(r, "ends_document", None) for r in rs] for rs in (pieces, whole)]
+    assert ends[0] == ends[1] and (False in ends[1]) == documents  # text by paragraphs: flags as one pass reads
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert len([c for c in chunks if sources[c.source].format == "conll"]) > (1 if chunk_bytes < 100 else 0)
 
@@ -111,6 +114,21 @@ def test_conll_boundary_is_after_a_blank_line():
     assert [boundary(f, t, "conll") for t in range(len(data) + 1)] == \
         [0, *[9] * 8, *[15] * 6, *[19] * 5]  # the first token line after a blank line read from the next line start
     assert [boundary(f, t, "text") for t in (0, 1, 4, 5)] == [0, 4, 4, 8]
+
+
+def test_text_read_by_paragraphs_ends_documents_at_blank_lines(tmp_path):
+    """--paragraphs: each non-blank line says whether a blank line (or the end) follows it, and a cut for whole
+    documents falls at the first non-blank line after a blank one."""
+    data = b"a b\nc d\n\n \t\nE f\ng\r\n\n"
+    path = tmp_path / "p.txt"
+    path.write_bytes(data)
+    (source,) = resolve_sources([str(path)], "text", paragraphs=True)
+    lines = list(read_source(source))
+    assert lines == ["a b", "c d", "E f", "g"] == list(read_source(dataclasses.replace(source, paragraphs=False)))
+    assert [line.ends_document for line in lines] == [False, True, False, True]
+    f = io.BytesIO(data)
+    assert [boundary(f, t, "text", documents=True) for t in range(len(data) + 1)] == [0, *[12] * 9, *[20] * 11]
+    assert [boundary(f, t, "text") for t in (1, 4, 8)] == [4, 4, 8]
 
 
 def test_conll_document_boundary_is_after_a_docstart_line():
@@ -192,6 +210,53 @@ def test_a_conll_file_is_tagged_by_its_documents_as_evaluate_reads_them(tiny_tag
     monkeypatch.setattr(tagging.batches, "__defaults__", (1,))
     single = io.StringIO()
     tagging.tag_sources(tagger, source, single, "conll")
+    assert single.getvalue() == whole.getvalue()
+
+
+def test_text_read_by_paragraphs_is_tagged_by_its_paragraphs(tiny_tagger, tmp_path, monkeypatch):
+    """`ner tag --paragraphs`: a paragraph's lines are one document, so a line's tags are those of Tagger.predict
+    given its paragraph's sentences as one document (not those of each line alone), in any batches, in chunks cut
+    between paragraphs, and from the installed command."""
+    documents: dict[int, list[str]] = {}
+    for sentence in read_conll(wikigold_path("dev")):
+        documents.setdefault(sentence.doc, []).append(" ".join(sentence.tokens))
+    path = tmp_path / "articles.txt"
+    path.write_text("\n\n".join("\n".join(lines) for lines in documents.values()) + "\n", encoding="utf-8")
+    tagger = Tagger.load(tiny_tagger)
+    sentences, ids = [], []
+    for k, lines in enumerate(documents.values()):
+        for line in lines:
+            tokens, lengths = split_line(line)
+            bounds = np.cumsum([0, *lengths]).tolist()
+            sentences += [tokens[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+            ids += [k] * len(lengths)
+    scheme = tagger.spec.output_scheme
+    by_paragraphs = [t for s in tagger.predict(sentences, scheme=scheme, documents=ids) for t in s]
+
+    def tags(output: str) -> list[str]:
+        return [line.split()[-1] for line in output.splitlines() if line.strip()]
+
+    (source,) = resolve_sources([str(path)], "text", paragraphs=True)
+    whole, lines = io.StringIO(), io.StringIO()
+    tagging.tag_sources(tagger, [source], whole, "conll")
+    tagging.tag_sources(tagger, [dataclasses.replace(source, paragraphs=False)], lines, "conll")
+    assert tags(whole.getvalue()) == by_paragraphs != tags(lines.getvalue())
+    bodies = []
+    for c in plan_chunks([source], 3000, documents=True):
+        body = io.StringIO()
+        n = tagging.tag_chunk(tagger, read_chunk(source, c), source, body, "conll", c.start == 0)
+        bodies.append((body.getvalue(), n.sentences))
+    assert len(bodies) > 3
+    joined = io.StringIO()
+    WRITERS["conll"].join(bodies, joined)
+    assert joined.getvalue() == whole.getvalue()
+    r = subprocess.run([WINNER, "ner", "tag", str(tiny_tagger), str(path), "--paragraphs"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == whole.getvalue()
+    monkeypatch.setattr(tagging.batches, "__defaults__", (1,))
+    single = io.StringIO()
+    tagging.tag_sources(tagger, [source], single, "conll")
     assert single.getvalue() == whole.getvalue()
 
 

@@ -71,6 +71,10 @@ def tag_cmd(
                              ] = OutputFormat.conll,
     input_format: Annotated[InputFormat, typer.Option(help="How to read INPUT (auto: CoNLL if its first lines are "
                                                            "CoNLL, else raw text).")] = InputFormat.auto,
+    paragraphs: Annotated[bool, typer.Option("--paragraphs", help="Raw text: the lines up to a blank line form one "
+                                                                  "document, which document codes and the "
+                                                                  "consistency vote read (default: each line is "
+                                                                  "one).")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Tag on N Ray workers (0: in this process). Needs the "
                                                      "'ray' extra.")] = 0,
     address: Annotated[str | None, typer.Option(help="Ray cluster to use (auto, ray://host:port); default: "
@@ -82,7 +86,7 @@ def tag_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress or summary on stderr.")] = False,
 ) -> None:
     """Tag text or CoNLL files of any size, streaming: the output is written in input order as it is tagged."""
-    sources = resolve_sources(inputs or ["-"], input_format.value)
+    sources = resolve_sources(inputs or ["-"], input_format.value, paragraphs)
     if workers or address:
         from winner.scale.tagging import tag_on_ray
 

@@ -42,6 +42,7 @@ class Source:
     path: str
     format: str
     scheme: str = ""
+    paragraphs: bool = False  # raw text: lines up to a blank line form one document (else each line is one)
 
     @property
     def gzipped(self) -> bool:
@@ -73,9 +74,9 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return paths
 
 
-def resolve_sources(inputs: list[str], input_format: str) -> list[Source]:
+def resolve_sources(inputs: list[str], input_format: str, paragraphs: bool = False) -> list[Source]:
     """Each input file with its format; `auto` sniffs the first lines of each file (CoNLL if every one of
-    them is `token ... tag` or -DOCSTART-, else text)."""
+    them is `token ... tag` or -DOCSTART-, else text). `paragraphs`: raw text's documents end at blank lines."""
     sources = []
     for path in expand_inputs(inputs):
         fmt = input_format
@@ -84,7 +85,7 @@ def resolve_sources(inputs: list[str], input_format: str) -> list[Source]:
             raise WinnerError(f"{path}: --input-format conll needs a regular file, not standard input or a pipe")
         if fmt == "auto":
             fmt = "text" if stream else sniff_format(path)
-        sources.append(Source(path, fmt, conll_scheme(path) if fmt == "conll" else ""))
+        sources.append(Source(path, fmt, conll_scheme(path) if fmt == "conll" else "", paragraphs and fmt == "text"))
     return sources
 
 
@@ -153,9 +154,12 @@ def records(stream: BinaryIO, source: Source, file_start: bool = True) -> Iterat
     with the lines around it. `file_start`: the stream starts at the beginning of a file (where a byte-order
     mark is dropped)."""
     lines = _lines(stream, source.path, file_start)
-    if source.format == "text":
+    if source.format == "text" and not source.paragraphs:
         for line in lines:
             yield from (part for part in line.splitlines() if part.strip())
+        return
+    if source.format == "text":
+        yield from _paragraph_lines(lines)
         return
     text: list[str] = []
     rows: list[list[str]] = []
@@ -174,6 +178,40 @@ def records(stream: BinaryIO, source: Source, file_start: bool = True) -> Iterat
         text.append(line)
     if text:
         yield _block(text, rows, source.scheme, True)
+
+
+class TextLine(str):
+    """A line of raw text read by paragraphs: `ends_document` says whether a blank line, or the end of the
+    stream, follows it."""
+
+    ends_document: bool
+
+
+def _text_line(text: str, ends_document: bool) -> TextLine:
+    line = TextLine(text)
+    line.ends_document = ends_document
+    return line
+
+
+def _paragraph_lines(lines: Iterator[str]) -> Iterator[TextLine]:
+    """The non-blank lines of raw text (as `records` cuts them), each saying whether its paragraph ends with it."""
+    held: str | None = None
+    for line in lines:
+        parts = [part for part in line.splitlines() if part.strip()]
+        if not parts and held is not None:
+            yield _text_line(held, True)
+            held = None
+        for part in parts:
+            if held is not None:
+                yield _text_line(held, False)
+            held = part
+    if held is not None:
+        yield _text_line(held, True)
+
+
+def _blank_text(line: bytes) -> bool:
+    """A line `records` reads as blank (paragraphs end there): nothing but white space, as str.strip sees it."""
+    return not line.decode("utf-8", "replace").strip()
 
 
 def _block(text: list[str], rows: list[list[str]], scheme: str, ends_document: bool) -> ConllBlock:
@@ -222,15 +260,23 @@ class Chunk:
 def boundary(f: BinaryIO, target: int, fmt: str, documents: bool = False) -> int:
     """The first record boundary at or after byte `target` of a seekable, uncompressed file: the start of a
     line (text), or the start of the first token line after a blank line and any blank or -DOCSTART- lines
-    following it (CoNLL, where those lines belong to the sentence before); with `documents`, after a -DOCSTART-
-    line (and any blank or -DOCSTART- lines after it), so that a chunk holds whole documents. The file's size if
-    there is none."""
+    following it (CoNLL, where those lines belong to the sentence before). With `documents`, so that a chunk holds
+    whole documents: a CoNLL file is cut after a -DOCSTART- line (and any blank or -DOCSTART- lines after it), and
+    text read by paragraphs at the first non-blank line after a blank one. The file's size if there is none."""
     if target <= 0:
         return 0
     f.seek(target - 1)
     f.readline()  # the rest of the line holding byte target - 1
-    if fmt == "text":
+    if fmt == "text" and not documents:
         return f.tell()
+    if fmt == "text":  # paragraphs: the first non-blank line after a blank one
+        while (line := f.readline()) and not _blank_text(line):
+            pass
+        while True:
+            start = f.tell()
+            line = f.readline()
+            if not line or not _blank_text(line):
+                return start
     while line := f.readline():
         first = _COLUMNS_BYTES.split(line.strip(_BLANK), 1)[0]
         if (first == DOCSTART.encode()) if documents else not first:
@@ -267,7 +313,8 @@ def plan_chunks(sources: list[Source], chunk_bytes: int, tail_bytes: int = 0, do
         with open(source.path, "rb") as f:
             for t in targets:
                 if t >= cuts[-1]:  # a target inside the last piece found would find its end again
-                    cuts.append(boundary(f, t, source.format, documents))
+                    cuts.append(boundary(f, t, source.format, documents and (source.format == "conll"
+                                                                             or source.paragraphs)))
                 if cuts[-1] >= size:
                     break
         cuts = sorted({*cuts, size})

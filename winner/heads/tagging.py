@@ -4,8 +4,9 @@ Memory holds the model and one batch of about `batch_tokens` tokens (or one long
 input's size. A record is tokenised and tagged as the Python API does it (winner.heads.docs): raw text with
 character offsets, cut into sentences. The CoNLL writer needs neither offsets nor entities, so for it a batch is
 token strings and sentence lengths (`Split`, from the whole-line tokeniser), the same tags found with no Python
-object per token. For document codes a line of text is a document, and a CoNLL file's sentences are grouped into
-documents by its -DOCSTART- lines, as `winner ner evaluate` reads them. A sentence's tags depend only on its
+object per token. For document codes a line of text is a document (or, read by paragraphs, the lines up to a blank
+one), and a CoNLL file's sentences are grouped into documents by its -DOCSTART- lines, as `winner ner evaluate`
+reads them. A sentence's tags depend only on its
 document (`Tagger.predict_scored` with a fixed method is row-wise, and a batch or a chunk ends only where a
 document does), so any cut of the input into batches or chunks gives the same output, byte for byte.
 """
@@ -25,7 +26,7 @@ import numpy as np
 
 from winner.core.console import progress_bar
 from winner.core.mlp import LOOKUP_TABLE_BYTES
-from winner.data.stream import STDIN, ConllBlock, Record, Source, chunk_records, read_source
+from winner.data.stream import STDIN, Record, Source, chunk_records, read_source
 from winner.data.text import model_forms, split_line
 from winner.errors import WinnerError
 from winner.heads.docs import Prepared, prepare, tag_prepared
@@ -95,9 +96,10 @@ _Item = TypeVar("_Item", bound=Sized)
 
 def batches(items: Iterable[_Item], max_tokens: int = BATCH_TOKENS) -> Iterator[tuple[list[_Item], list[int]]]:
     """Consecutive records grouped into lists of about `max_tokens` tokens, each with its records' document ids.
-    A batch ends only where a document does (a text record is a document; CoNLL sentences are grouped by their
-    file's -DOCSTART- lines, a long document cut as DocumentPieces cuts it), so a record's tags never depend on
-    where the batches fall; a longer document goes alone."""
+    A batch ends only where a document does (a line of text is a document, or its paragraph is when read by
+    paragraphs; CoNLL sentences are grouped by their file's -DOCSTART- lines; a long document is cut as
+    DocumentPieces cuts it), so a record's tags never depend on where the batches fall; a longer document goes
+    alone."""
     batch: list[_Item] = []
     documents: list[int] = []
     pieces = DocumentPieces()
@@ -106,8 +108,7 @@ def batches(items: Iterable[_Item], max_tokens: int = BATCH_TOKENS) -> Iterator[
         batch.append(item)
         documents.append(document)
         n += len(item)
-        record = item.record  # type: ignore[attr-defined]
-        if pieces.ends(len(item), not isinstance(record, ConllBlock) or record.ends_document):
+        if pieces.ends(len(item), getattr(item.record, "ends_document", True)):  # type: ignore[attr-defined]
             document += 1
             if n >= max_tokens:
                 yield batch, documents

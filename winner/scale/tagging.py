@@ -127,7 +127,7 @@ def _manifest(model_dir: Path, sources: list[Source], chunks: list[Chunk], outpu
         return [str(path.resolve()), st.st_size, st.st_mtime_ns]
 
     return {"model": [stamp(f) for f in sorted(model_dir.iterdir()) if f.is_file()],
-            "inputs": [[*stamp(Path(s.path)), s.format] for s in sources], "format": output_format,
+            "inputs": [[*stamp(Path(s.path)), s.format, s.paragraphs] for s in sources], "format": output_format,
             "chunks": [asdict(c) for c in chunks]}
 
 
