@@ -5,20 +5,26 @@ a tagger that votes tags the same through evaluate, the Python API's documents a
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from winner.data.conll import SCHEMES, convert_tags, read_conll, tags_to_spans
+from winner.data.conll import SCHEMES, convert_tags, detect_scheme, read_conll, tags_to_spans
 from winner.data.resources import wikigold_path
 from winner.data.stream import resolve_sources
 from winner.data.windows import word_keys
 from winner.errors import ModelFormatError
 from winner.heads import tagging
 from winner.heads.consistency import entity_spans, tag_codes, vote_types
+from winner.heads.metrics import entity_scores
 from winner.heads.tagger import Tagger, TaggerSpec, sentences_per_document
 
 TYPES = ["LOC", "PER", "ORG"]
+WINNER = str(Path(sys.executable).with_name("winner"))
 
 
 def _tag_set(scheme: str) -> list[str]:
@@ -93,3 +99,24 @@ def test_an_unknown_consistency_is_refused_in_one_line(tiny_tagger):
     spec = TaggerSpec(**{**tagger.spec.to_json(), "consistency": "sentence"})
     with pytest.raises(ModelFormatError, match="consistency must be one of none, document"):
         Tagger(tagger.model, tagger.words, spec)
+
+
+def test_evaluate_scores_a_saved_model_with_either_consistency(tiny_tagger):
+    """`winner ner evaluate --consistency document` (the installed command, a fresh process) scores what the
+    Python API gives with the vote on, and without the option the model's own setting."""
+    data = wikigold_path("dev")
+    sentences = read_conll(data)
+    tagger = Tagger.load(tiny_tagger)
+    scheme = detect_scheme([s.tags for s in sentences])
+    gold = [convert_tags(s.tags, scheme, "iob2") for s in sentences]
+    tokens, documents = [s.tokens for s in sentences], [s.doc for s in sentences]
+    expected = {}
+    for consistency in ("none", "document"):
+        tagger.spec.consistency = consistency
+        expected[consistency] = entity_scores(gold, tagger.predict(tokens, scheme="iob2", documents=documents))["f1"]
+    assert expected["none"] != expected["document"]
+    for option, consistency in (([], "none"), (["--consistency", "document"], "document")):
+        r = subprocess.run([WINNER, "ner", "evaluate", str(tiny_tagger), "--data", str(data), "--json", *option],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["f1"] == expected[consistency]

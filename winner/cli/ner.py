@@ -28,6 +28,11 @@ class InputFormat(str, Enum):
     conll = "conll"
 
 
+class Consistency(str, Enum):
+    none = "none"
+    document = "document"
+
+
 train_command(ner_app, "ner")
 
 
@@ -43,12 +48,16 @@ def evaluate_cmd(
                                                                           "(conlleval's input) here.")] = None,
     split: Annotated[str, typer.Option(help="The split of a dataset with splits (test, validation, train).")
                      ] = "test",
+    consistency: Annotated[Consistency | None, typer.Option(help="Score with this consistency instead of the "
+                                                                  "model's own (document: one entity type per "
+                                                                  "name in a document, the vote after decoding).")
+                           ] = None,
 ) -> None:
     """Entity-level precision, recall and F1 per type (seqeval, conlleval-compatible), entity counts, the macro
     average and token accuracy."""
     from winner.heads.ner import evaluate_tagger, format_report
 
-    scores = evaluate_tagger(run_dir, data, plot, predictions, split)
+    scores = evaluate_tagger(run_dir, data, plot, predictions, split, consistency.value if consistency else None)
     if as_json:
         keys = ("precision", "recall", "f1", "per_type", "macro", "token_accuracy", "sentences", "tokens")
         typer.echo(json.dumps({k: scores[k] for k in keys}))
