@@ -483,17 +483,18 @@ def call_tables(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, extra: n
             vocab.derived["codes"] = (lookup.stable_product(vocab.E[:, :wd], left[:wd]),
                                       lookup.stable_product(vocab.E[:, :wd], right[:wd]))
         return LookupTables(np.ascontiguousarray(ids, np.int32), vocab.T, vocab.C, vocab.WT, *vocab.derived["codes"])
-    distinct = len(np.unique(ids))
-    if distinct * ids.shape[1] * c.hidden[0] * model.dtype.itemsize > LOOKUP_TABLE_BYTES:
-        return None
-    return distinct_tables(model, codes, ids, extra)
+    return distinct_tables(model, codes, ids, extra, LOOKUP_TABLE_BYTES)
 
 
-def distinct_tables(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, extra: np.ndarray) -> LookupTables:
-    """The tables of the distinct rows of windows ids (ids >= V naming rows of extra)."""
+def distinct_tables(model: WindowMLP, codes: ContextCodes, ids: np.ndarray, extra: np.ndarray,
+                    max_bytes: int | None = None) -> LookupTables | None:
+    """The tables of the distinct rows of windows ids (ids >= V naming rows of extra); None if their first-layer
+    table would pass `max_bytes`."""
     c = model.config
     P, H0, wd = ids.shape[1], c.hidden[0], codes.word_dim
     uniq, inverse = np.unique(ids, return_inverse=True)
+    if max_bytes is not None and len(uniq) * P * H0 * model.dtype.itemsize > max_bytes:
+        return None
     rows = np.ascontiguousarray(table_rows(model.E, extra, uniq), model.dtype)
     T = np.empty((len(uniq), P, H0), model.dtype)
     C = np.empty((P, c.n_features, H0 if c.feature_dim else 0), model.dtype)
