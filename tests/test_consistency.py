@@ -17,10 +17,11 @@ from winner.data.conll import SCHEMES, convert_tags, detect_scheme, read_conll, 
 from winner.data.resources import wikigold_path
 from winner.data.stream import resolve_sources
 from winner.data.windows import word_keys
-from winner.errors import ModelFormatError
+from winner.errors import ModelFormatError, WinnerError
 from winner.heads import tagging
 from winner.heads.consistency import entity_spans, tag_codes, vote_types
 from winner.heads.metrics import entity_scores
+from winner.heads.ner import evaluate_tagger
 from winner.heads.tagger import Tagger, TaggerSpec, sentences_per_document
 
 TYPES = ["LOC", "PER", "ORG"]
@@ -120,3 +121,34 @@ def test_evaluate_scores_a_saved_model_with_either_consistency(tiny_tagger):
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["f1"] == expected[consistency]
+
+
+def test_tag_and_the_api_decode_with_a_given_consistency(tiny_tagger, tmp_path):
+    """`winner ner tag --consistency document` (the installed command, a fresh process) writes the tags that
+    `Tagger.load(model, "document")` predicts for the file's documents, and without the option the model's own;
+    the API's `nlp.consistency` switches tagging and evaluation the same way and refuses an unknown value."""
+    import winner
+
+    data = wikigold_path("dev")
+    sentences = read_conll(data)
+    tokens, documents = [s.tokens for s in sentences], [s.doc for s in sentences]
+    written = {}
+    for option, consistency in (([], "none"), (["--consistency", "document"], "document")):
+        out = tmp_path / f"{consistency}.conll"
+        r = subprocess.run([WINNER, "ner", "tag", str(tiny_tagger), str(data), "-o", str(out), "--quiet", *option],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        written[consistency] = [line.split()[-1] for line in out.read_text(encoding="utf-8").splitlines()
+                                if line.strip() and not line.startswith("-DOCSTART-")]
+        tagger = Tagger.load(tiny_tagger, consistency)
+        predicted = tagger.predict(tokens, scheme=tagger.spec.output_scheme, documents=documents)
+        assert written[consistency] == [t for tags in predicted for t in tags]
+    assert written["none"] != written["document"]
+
+    nlp = winner.load(tiny_tagger)
+    assert nlp.consistency == "none"
+    plain = nlp.evaluate(data)["f1"]
+    nlp.consistency = "document"
+    assert nlp.evaluate(data)["f1"] == evaluate_tagger(tiny_tagger, str(data), consistency="document")["f1"] != plain
+    with pytest.raises(WinnerError, match="consistency must be one of none, document, got 'sentence'"):
+        nlp.consistency = "sentence"

@@ -50,7 +50,7 @@ def test_two_workers_resume_and_match_one_process(tiny_tagger, corpus, tmp_path)
     """Half the chunks are already finished (as a killed run leaves them): the Ray run tags only the rest, on
     two workers, and the joined output equals the single-process output byte for byte. The first run lets the
     driver tag while Ray starts (every chunk is counted once, by the driver or a node); the resumed one does not
-    (every chunk on a Ray worker)."""
+    (every chunk on a Ray worker). A run with --consistency document reuses none of those parts."""
     single = tmp_path / "single.json"
     _tag(tiny_tagger, corpus, single)
     out = tmp_path / "ray.json"
@@ -59,29 +59,46 @@ def test_two_workers_resume_and_match_one_process(tiny_tagger, corpus, tmp_path)
     n_chunks = int(first.stderr.split(" chunks,")[0].split()[-1])
     assert n_chunks >= 6 and sum(_chunks_per_node(first.stderr).values()) == n_chunks
 
-    # Leave the parts a killed run would: the manifest and every other chunk, as that run wrote them.
-    from winner.heads.tagger import reads_documents
-    from winner.scale.tagging import _body_path, _done_path, _manifest, _prepare_parts, parts_dir, plan
-
-    sources = resolve_sources([str(corpus)], "auto")
-    chunks = plan(sources, int(float(CHUNK_MB) * 1e6), reads_documents(tiny_tagger))
-    assert len(chunks) == n_chunks
     out.unlink()
-    parts = parts_dir(str(out))
-    _prepare_parts(parts, _manifest(tiny_tagger, sources, chunks, "json"))
-    tagger = Tagger.load(tiny_tagger)
-    for c in chunks[::2]:
-        body = io.StringIO()
-        counts = tag_chunk(tagger, read_chunk(sources[c.source], c), sources[c.source], body, "json", c.start == 0)
-        _body_path(parts, c.index, WRITERS["json"].suffix).write_text(body.getvalue(), encoding="utf-8")
-        _done_path(parts, c.index).write_text(json.dumps({"sentences": counts.sentences, "tokens": counts.tokens}))
+    parts = _leave_killed_parts(tiny_tagger, corpus, out, n_chunks)
     resumed = _tag(tiny_tagger, corpus, out, "--workers", "2", "--chunk-mb", CHUNK_MB, "--no-driver-tags")
-    done = len(chunks[::2])
+    done = (n_chunks + 1) // 2
     assert f"{n_chunks} chunks, {done} already done, {n_chunks - done} to tag" in resumed.stderr
     per_node = _chunks_per_node(resumed.stderr)
     assert "driver" not in per_node and sum(per_node.values()) == n_chunks - done
     assert out.read_bytes() == single.read_bytes()
     assert not parts.exists()
+
+    # With another consistency the killed run's parts are not reused, and the output is one process's with it.
+    voted_single = tmp_path / "voted.json"
+    _tag(tiny_tagger, corpus, voted_single, "--consistency", "document")
+    assert voted_single.read_bytes() != single.read_bytes()
+    out.unlink()
+    _leave_killed_parts(tiny_tagger, corpus, out, n_chunks)
+    voted = _tag(tiny_tagger, corpus, out, "--workers", "2", "--chunk-mb", CHUNK_MB, "--no-driver-tags",
+                 "--consistency", "document")
+    assert f"{n_chunks} chunks, 0 already done, {n_chunks} to tag" in voted.stderr
+    assert out.read_bytes() == voted_single.read_bytes()
+
+
+def _leave_killed_parts(tagger_dir: Path, corpus: Path, out: Path, n_chunks: int) -> Path:
+    """Leave the parts a killed run without --consistency would: the manifest and every other chunk, as that run
+    wrote them; returns the parts directory."""
+    from winner.heads.tagger import reads_documents
+    from winner.scale.tagging import RayRun, _body_path, _done_path, _manifest, _prepare_parts, parts_dir, plan
+
+    sources = resolve_sources([str(corpus)], "auto")
+    chunks = plan(sources, int(float(CHUNK_MB) * 1e6), reads_documents(tagger_dir))
+    assert len(chunks) == n_chunks
+    parts = parts_dir(str(out))
+    _prepare_parts(parts, _manifest(RayRun(tagger_dir, sources, parts, "json", None), chunks))
+    tagger = Tagger.load(tagger_dir)
+    for c in chunks[::2]:
+        body = io.StringIO()
+        counts = tag_chunk(tagger, read_chunk(sources[c.source], c), sources[c.source], body, "json", c.start == 0)
+        _body_path(parts, c.index, WRITERS["json"].suffix).write_text(body.getvalue(), encoding="utf-8")
+        _done_path(parts, c.index).write_text(json.dumps({"sentences": counts.sentences, "tokens": counts.tokens}))
+    return parts
 
 
 def test_sweep_ranks_trials_writes_best_toml_and_resumes(tmp_path):

@@ -33,6 +33,10 @@ class Consistency(str, Enum):
     document = "document"
 
 
+ConsistencyOption = Annotated[Consistency | None, typer.Option(
+    help="Decode with this consistency instead of the model's own (document: one entity type per name in a "
+         "document, the vote after decoding).")]
+
 train_command(ner_app, "ner")
 
 
@@ -48,10 +52,7 @@ def evaluate_cmd(
                                                                           "(conlleval's input) here.")] = None,
     split: Annotated[str, typer.Option(help="The split of a dataset with splits (test, validation, train).")
                      ] = "test",
-    consistency: Annotated[Consistency | None, typer.Option(help="Score with this consistency instead of the "
-                                                                  "model's own (document: one entity type per "
-                                                                  "name in a document, the vote after decoding).")
-                           ] = None,
+    consistency: ConsistencyOption = None,
 ) -> None:
     """Entity-level precision, recall and F1 per type (seqeval, conlleval-compatible), entity counts, the macro
     average and token accuracy."""
@@ -92,19 +93,21 @@ def tag_cmd(
                         ] = 2.0,
     driver_tags: Annotated[bool, typer.Option(help="With --workers and a local Ray: this process tags chunks "
                                                    "while Ray and its workers start.")] = True,
+    consistency: ConsistencyOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress or summary on stderr.")] = False,
 ) -> None:
     """Tag text or CoNLL files of any size, streaming: the output is written in input order as it is tagged."""
+    vote = consistency.value if consistency else None
     sources = resolve_sources(inputs or ["-"], input_format.value, paragraphs)
     if workers or address:
         from winner.scale.tagging import tag_on_ray
 
         counts = tag_on_ray(run_dir, sources, out, output_format.value, workers or None, address,
-                            int(chunk_mb * 1e6), quiet, driver_tags=driver_tags)
+                            int(chunk_mb * 1e6), quiet, driver_tags=driver_tags, consistency=vote)
     else:
         from winner.heads.tagging import tag_files
 
-        counts = tag_files(run_dir, sources, out, output_format.value, quiet)
+        counts = tag_files(run_dir, sources, out, output_format.value, quiet, vote)
     if not quiet:
         console.print(f"tagged {counts.sentences:,} sentences, {counts.tokens:,} tokens in {counts.seconds:.1f}s "
                       f"({counts.words_per_second:,.0f} words/s end to end)")

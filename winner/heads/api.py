@@ -24,7 +24,7 @@ from winner.heads.ner import evaluate_tagger
 from winner.heads.registry import HEADS
 from winner.heads.scorer import Scorer, rank_windows
 from winner.heads.settings import Settings
-from winner.heads.tagger import Tagger
+from winner.heads.tagger import Tagger, checked_consistency
 
 
 class Loaded:
@@ -46,6 +46,16 @@ class NER(Loaded):
         """The entity types the model predicts."""
         return sorted({t[2:] for t in self.model.spec.tags if t != "O"})
 
+    @property
+    def consistency(self) -> str:
+        """The vote after decoding: "document" gives the same words one entity type within a text, "none" does
+        not. Settable, to tag or evaluate a model without retraining it: `nlp.consistency = "document"`."""
+        return self.model.spec.consistency
+
+    @consistency.setter
+    def consistency(self, value: str) -> None:
+        self.model.spec.consistency = checked_consistency(value)
+
     def __call__(self, text: TextInput) -> Doc:
         """Tag raw text (a str: tokenised, split into sentences) or one pre-tokenised sentence (a list of str)."""
         return next(tag_docs(self.model, [text]))
@@ -57,7 +67,7 @@ class NER(Loaded):
     def evaluate(self, path: str | Path, predictions: str | Path | None = None) -> dict:
         """Entity precision / recall / F1 (overall, per type with counts, macro) and token accuracy on a CoNLL
         file or dataset; `predictions` also writes the data with the predicted tags as a last column."""
-        return evaluate_tagger(self.path, str(path), predictions=predictions)
+        return evaluate_tagger(self.path, str(path), predictions=predictions, consistency=self.consistency)
 
     def __repr__(self) -> str:
         return f"NER({str(self.path)!r}, labels={self.labels})"

@@ -42,7 +42,7 @@ from winner.heads.model_io import resolve_model_dir
 from winner.heads.sentence_training import SentenceTraining
 from winner.heads.sentence_training import gradcheck_cases as sentence_gradcheck_cases
 from winner.heads.settings import NERSettings
-from winner.heads.tagger import CONSISTENCY, Tagger, TaggerSpec
+from winner.heads.tagger import Tagger, TaggerSpec
 
 
 def build_tagger(settings: NERSettings, train: list[Sentence]) -> tuple[Tagger, str, dict, np.ndarray]:
@@ -166,11 +166,7 @@ def evaluate_tagger(model_dir: str | Path, data: str, plot: str | Path | None = 
     counts per type, token accuracy and the macro average; `predictions` also writes the data with the
     predicted tags as a last column (the file conlleval reads). `consistency` replaces the model's own."""
     sentences = load_sentences(data, split=split)  # first: a bad --data fails before the model's kernels load
-    tagger = Tagger.load(resolve_model_dir(model_dir))
-    if consistency is not None:
-        if consistency not in CONSISTENCY:
-            raise WinnerError(f"consistency must be one of {', '.join(CONSISTENCY)}, got {consistency!r}")
-        tagger.spec.consistency = consistency
+    tagger = Tagger.load(resolve_model_dir(model_dir), consistency)
     scheme = detect_scheme([s.tags for s in sentences])
     gold = [convert_tags(s.tags, scheme, "iob2") for s in sentences]
     pred = tagger.predict([s.tokens for s in sentences], scheme="iob2", documents=[s.doc for s in sentences])

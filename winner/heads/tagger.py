@@ -29,7 +29,7 @@ from winner.core.mlp import WindowMLP
 from winner.data.conll import convert_tags
 from winner.data.vocab import PAD, Vocab
 from winner.data.windows import CASING_VOCAB, featurize, word_keys
-from winner.errors import ModelFormatError
+from winner.errors import ModelFormatError, WinnerError
 from winner.heads.characters import CharSpec, char_log_proba, char_windows
 from winner.heads.consistency import vote_types
 from winner.heads.crf import Transitions
@@ -160,12 +160,20 @@ def sentences_per_document(lengths: np.ndarray, documents: Sequence | None) -> n
     return np.array(pieces, np.int64)
 
 
-def reads_documents(model_dir: Path) -> bool:
+def checked_consistency(consistency: str) -> str:
+    """`consistency` if the tagger knows it, else a one-line error (for a value a user gives, not a file's)."""
+    if consistency not in CONSISTENCY:
+        raise WinnerError(f"consistency must be one of {', '.join(CONSISTENCY)}, got {consistency!r}")
+    return consistency
+
+
+def reads_documents(model_dir: Path, consistency: str | None = None) -> bool:
     """Whether a saved tagger reads documents, with document codes or a consistency vote (its input is then cut
-    only between documents), from its config alone."""
+    only between documents), from its config alone; `consistency` replaces the model's own."""
     spec = read_model_config(model_dir, KIND).get(KIND, {})
     context = spec.get("context")
-    return (isinstance(context, dict) and context.get("mode") == "document") or spec.get("consistency") == "document"
+    vote = spec.get("consistency") if consistency is None else consistency
+    return (isinstance(context, dict) and context.get("mode") == "document") or vote == "document"
 
 
 class Tagger:
@@ -325,8 +333,11 @@ class Tagger:
         save_mlp_model(path, KIND, self.model, self.words, self.spec.to_json(), training)
 
     @classmethod
-    def load(cls, path: str | Path) -> Tagger:
+    def load(cls, path: str | Path, consistency: str | None = None) -> Tagger:
+        """The tagger saved in `path`; `consistency` replaces the model's own decoding vote."""
         model, words, spec = load_window_head(path, KIND, TaggerSpec)
+        if consistency is not None:
+            spec.consistency = checked_consistency(consistency)
         if spec.chars:
             chars = CharSpec(**spec.chars)
             model = CharWindowMLP.from_model(model, chars.config(), read_arrays(Path(path) / "params.npz", "char_"))

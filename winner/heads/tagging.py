@@ -200,11 +200,12 @@ def tag_chunk(tagger: Tagger, data: bytes, source: Source, out: TextIO, output_f
 
 
 def tag_files(model_dir: str | Path, sources: list[Source], out: str, output_format: str,
-              quiet: bool = False) -> TagCounts:
-    """Load a tagger and tag `sources` into file `out` (or standard output for `-`), writing as it goes."""
+              quiet: bool = False, consistency: str | None = None) -> TagCounts:
+    """Load a tagger and tag `sources` into file `out` (or standard output for `-`), writing as it goes;
+    `consistency` replaces the model's own."""
     t0 = time.perf_counter()
     writer_class(output_format)  # refuse an unknown format before loading the model
-    tagger = Tagger.load(resolve_model_dir(model_dir))
+    tagger = Tagger.load(resolve_model_dir(model_dir), consistency)
     with contextlib.ExitStack() as stack:
         stream = sys.stdout if out == STDIN else stack.enter_context(
             open(out, "w", encoding="utf-8", newline="\n"))  # noqa: SIM115

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -30,7 +30,7 @@ from winner.core.console import console, progress_bar
 from winner.data.stream import STDIN, Chunk, Source, plan_chunks, read_chunk
 from winner.errors import WinnerError
 from winner.heads.model_io import resolve_model_dir
-from winner.heads.tagger import Tagger, reads_documents
+from winner.heads.tagger import Tagger, checked_consistency, reads_documents
 from winner.heads.tagging import TagCounts, tag_chunk, writer_class
 from winner.scale.cluster import connect, require_ray, threads_per_worker
 
@@ -39,15 +39,38 @@ TAIL_CHUNKS = 2  # the input's last TAIL_CHUNKS chunks' worth of bytes is cut sm
 DRIVER = "driver"  # the node name the driver's own chunks are counted under
 
 
+@dataclass(frozen=True)
+class RayRun:
+    """What every chunk of one `tag_on_ray` call shares: the model, its inputs, where parts go, how to write."""
+
+    model: Path
+    sources: list[Source]
+    parts: Path
+    output_format: str
+    consistency: str | None  # replaces the model's own vote; None keeps it
+
+    def tag(self, tagger: Tagger, c: Chunk, node: str) -> dict:
+        """Tag chunk `c` with `tagger` (this process's) into a result as a worker returns it."""
+        s = self.sources[c.source]
+        return _tag_one(tagger, c.index, read_chunk(s, c), s, self.output_format, c.start == 0, node)
+
+    def save(self, result: dict) -> None:
+        """A chunk's body, then its done-file: a chunk counts as finished only once both are on disk."""
+        write_text_atomic(_body_path(self.parts, result["index"], writer_class(self.output_format).suffix),
+                          result["body"])
+        write_text_atomic(_done_path(self.parts, result["index"]),
+                          json.dumps({k: result[k] for k in ("sentences", "tokens", "node", "pid")}))
+
+
 class TagWorker:
     """A Ray actor: loads the model once (from the files it is sent), then tags chunks."""
 
-    def __init__(self, model_files: dict[str, bytes], threads: int):
+    def __init__(self, model_files: dict[str, bytes], threads: int, consistency: str | None):
         os.environ["WINNER_THREADS"] = str(threads)  # read when the model's first kernel starts the core
         with tempfile.TemporaryDirectory(prefix="winner-model-") as d:
             for name, data in model_files.items():
                 Path(d, name).write_bytes(data)
-            self.tagger = Tagger.load(d)
+            self.tagger = Tagger.load(d, consistency)
 
     def ready(self) -> bool:
         """Returns once the constructor (the model's load) has run."""
@@ -68,21 +91,12 @@ def _tag_one(tagger: Tagger, index: int, data: bytes, source: Source, output_for
             "node": node, "pid": os.getpid()}
 
 
-def _save(parts: Path, suffix: str, result: dict) -> None:
-    """A chunk's body, then its done-file: a chunk counts as finished only once both are on disk."""
-    write_text_atomic(_body_path(parts, result["index"], suffix), result["body"])
-    write_text_atomic(_done_path(parts, result["index"]),
-                      json.dumps({k: result[k] for k in ("sentences", "tokens", "node", "pid")}))
-
-
 class DriverTagging(threading.Thread):
     """Tags chunks from the front of the shared queue in the driver until stop() (the workers are ready)."""
 
-    def __init__(self, model: Path, sources: list[Source], queue: deque, lock: threading.Lock, parts: Path,
-                 output_format: str):
+    def __init__(self, job: RayRun, queue: deque, lock: threading.Lock):
         super().__init__(name="winner-driver-tagging", daemon=True)
-        self.model, self.sources, self.queue, self.lock = model, sources, queue, lock
-        self.parts, self.output_format = parts, output_format
+        self.job, self.queue, self.lock = job, queue, lock
         self.done = 0
         self.error: BaseException | None = None
         self._stop_taking = threading.Event()
@@ -93,16 +107,13 @@ class DriverTagging(threading.Thread):
     def run(self) -> None:
         try:
             runtime.set_threads(1)  # numba's thread count is per thread: one core while the workers start
-            tagger = Tagger.load(self.model)
-            suffix = writer_class(self.output_format).suffix
+            tagger = Tagger.load(self.job.model, self.job.consistency)
             while not self._stop_taking.is_set():
                 with self.lock:
                     if not self.queue:
                         return
                     c = self.queue.popleft()
-                s = self.sources[c.source]
-                result = _tag_one(tagger, c.index, read_chunk(s, c), s, self.output_format, c.start == 0, DRIVER)
-                _save(self.parts, suffix, result)
+                self.job.save(self.job.tag(tagger, c, DRIVER))
                 self.done += 1
         except BaseException as e:  # noqa: BLE001 — handed to the main thread, which raises it
             self.error = e
@@ -119,15 +130,16 @@ def parts_dir(out: str) -> Path:
     return p.with_name(f".{p.name}.parts")
 
 
-def _manifest(model_dir: Path, sources: list[Source], chunks: list[Chunk], output_format: str) -> dict:
+def _manifest(run: RayRun, chunks: list[Chunk]) -> dict:
     """What the parts were made from: a re-run reuses them only if all of it is unchanged."""
 
     def stamp(path: Path) -> list:
         st = path.stat()
         return [str(path.resolve()), st.st_size, st.st_mtime_ns]
 
-    return {"model": [stamp(f) for f in sorted(model_dir.iterdir()) if f.is_file()],
-            "inputs": [[*stamp(Path(s.path)), s.format, s.paragraphs] for s in sources], "format": output_format,
+    return {"model": [stamp(f) for f in sorted(run.model.iterdir()) if f.is_file()],
+            "inputs": [[*stamp(Path(s.path)), s.format, s.paragraphs] for s in run.sources],
+            "format": run.output_format, "consistency": run.consistency,
             "chunks": [asdict(c) for c in chunks]}
 
 
@@ -148,25 +160,28 @@ def _body_path(parts: Path, index: int, suffix: str) -> Path:
 
 
 def tag_on_ray(model_dir: str | Path, sources: list[Source], out: str, output_format: str, workers: int | None,
-               address: str | None, chunk_bytes: int, quiet: bool = False, driver_tags: bool = True) -> TagCounts:
+               address: str | None, chunk_bytes: int, quiet: bool = False, driver_tags: bool = True,
+               consistency: str | None = None) -> TagCounts:
     """Tag `sources` into `out` on Ray workers (and in this process while a local Ray starts, if driver_tags);
-    returns the counts of the whole output."""
+    returns the counts of the whole output. `consistency` replaces the model's own."""
     t0 = time.perf_counter()
     if out == STDIN:
         raise WinnerError("--workers needs --out FILE: finished chunks are kept beside it so that a re-run resumes")
     require_ray()  # before any work: without Ray, a one-line error naming the extra
     writer = writer_class(output_format)
-    model = resolve_model_dir(model_dir)
-    chunks = plan(sources, chunk_bytes, reads_documents(model))
-    parts = parts_dir(out)
-    _prepare_parts(parts, _manifest(model, sources, chunks, output_format))
+    if consistency is not None:
+        checked_consistency(consistency)
+    run = RayRun(resolve_model_dir(model_dir), sources, parts_dir(out), output_format, consistency)
+    chunks = plan(sources, chunk_bytes, reads_documents(run.model, consistency))
+    parts = run.parts
+    _prepare_parts(parts, _manifest(run, chunks))
     todo = [c for c in chunks if not _done_path(parts, c.index).is_file()]
     if not quiet:
         console.print(f"{len(chunks)} chunks, {len(chunks) - len(todo)} already done, {len(todo)} to tag")
     nodes: Counter[str] = Counter()
     ray_started: ModuleType | None = None
     if todo:
-        nodes, ray_started = _run_chunks(model, sources, todo, parts, output_format, workers, address, quiet,
+        nodes, ray_started = _run_chunks(run, todo, workers, address, quiet,
                                          driver_tags and address is None)
     with ThreadPoolExecutor(1, thread_name_prefix="winner-join") as pool:
         joined = pool.submit(_join, out, writer, parts, chunks)
@@ -195,18 +210,16 @@ def _bodies(parts: Path, chunks: list[Chunk], suffix: str, counts: TagCounts):
         yield _body_path(parts, c.index, suffix).read_text(encoding="utf-8"), done["sentences"]
 
 
-def _run_chunks(model: Path, sources: list[Source], todo: list[Chunk], parts: Path, output_format: str,
-                workers: int | None, address: str | None, quiet: bool, driver_tags: bool
-                ) -> tuple[Counter[str], ModuleType | None]:
+def _run_chunks(run: RayRun, todo: list[Chunk], workers: int | None, address: str | None, quiet: bool,
+                driver_tags: bool) -> tuple[Counter[str], ModuleType | None]:
     """Tag the chunks in `todo` on Ray actors (and, if driver_tags, in the driver until the actors are ready),
     saving each as it arrives; returns chunks done per node, and Ray if this call started it (else None)."""
     queue, lock = deque(todo), threading.Lock()
-    driver = DriverTagging(model, sources, queue, lock, parts, output_format) if driver_tags else None
+    driver = DriverTagging(run, queue, lock) if driver_tags else None
     if driver is not None:
         driver.start()
     try:
-        nodes, ray_started = _run_on_workers(model, sources, queue, lock, driver, parts, output_format, workers,
-                                             address, quiet)
+        nodes, ray_started = _run_on_workers(run, queue, lock, driver, workers, address, quiet)
     finally:
         if driver is not None:
             driver.stop()
@@ -219,9 +232,8 @@ def _run_chunks(model: Path, sources: list[Source], todo: list[Chunk], parts: Pa
     return nodes, ray_started
 
 
-def _run_on_workers(model: Path, sources: list[Source], queue: deque, lock: threading.Lock,
-                    driver: DriverTagging | None, parts: Path, output_format: str, workers: int | None,
-                    address: str | None, quiet: bool) -> tuple[Counter[str], ModuleType | None]:
+def _run_on_workers(run: RayRun, queue: deque, lock: threading.Lock, driver: DriverTagging | None,
+                    workers: int | None, address: str | None, quiet: bool) -> tuple[Counter[str], ModuleType | None]:
     ray, cpus, started = connect(address, workers)
     ray_started = ray if started else None
     with lock:
@@ -230,16 +242,15 @@ def _run_on_workers(model: Path, sources: list[Source], queue: deque, lock: thre
         return Counter(), ray_started
     n_workers = min(workers or cpus, left)
     threads = threads_per_worker(cpus, n_workers)
-    files = ray.put({f.name: f.read_bytes() for f in model.iterdir() if f.is_file()})
+    files = ray.put({f.name: f.read_bytes() for f in run.model.iterdir() if f.is_file()})
     actor = ray.remote(TagWorker).options(num_cpus=threads)
-    pool = [actor.remote(files, threads) for _ in range(n_workers)]
+    pool = [actor.remote(files, threads, run.consistency) for _ in range(n_workers)]
     ray.get([w.ready.remote() for w in pool])
     if driver is not None:
         driver.stop()
         if driver.error is not None:
             raise driver.error
     pending: dict = {}
-    suffix = writer_class(output_format).suffix
     nodes: Counter[str] = Counter()
 
     def submit(worker) -> None:
@@ -247,8 +258,8 @@ def _run_on_workers(model: Path, sources: list[Source], queue: deque, lock: thre
             if not queue:
                 return
             c = queue.popleft()
-        s = sources[c.source]
-        pending[worker.tag.remote(c.index, read_chunk(s, c), s, output_format, c.start == 0)] = worker
+        s = run.sources[c.source]
+        pending[worker.tag.remote(c.index, read_chunk(s, c), s, run.output_format, c.start == 0)] = worker
 
     for worker in pool:
         for _ in range(IN_FLIGHT_PER_WORKER):
@@ -259,7 +270,7 @@ def _run_on_workers(model: Path, sources: list[Source], queue: deque, lock: thre
             [ref], _ = ray.wait(list(pending), num_returns=1)
             worker = pending.pop(ref)
             result = _result(ray, ref)
-            _save(parts, suffix, result)
+            run.save(result)
             nodes[result["node"]] += 1
             step(1)
             submit(worker)
