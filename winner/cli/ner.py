@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
-from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, cli_errors, train_command
+from winner.cli.common import EvalDataOption, JsonTableFlag, RunDirArgument, choice_enum, cli_errors, train_command
 from winner.core.console import console
 from winner.data.stream import resolve_sources
+from winner.heads.settings import CONSISTENCY
 
 ner_app = typer.Typer(no_args_is_help=True, help="Named-entity tagging with the softmax window tagger.")
 
@@ -28,9 +29,7 @@ class InputFormat(str, Enum):
     conll = "conll"
 
 
-class Consistency(str, Enum):
-    none = "none"
-    document = "document"
+Consistency = choice_enum("consistency", CONSISTENCY)
 
 
 ConsistencyOption = Annotated[Consistency | None, typer.Option(

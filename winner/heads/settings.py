@@ -30,6 +30,8 @@ from typing import Any
 
 from winner.errors import WinnerError
 
+CONSISTENCY = ("none", "document")  # the tagger's votes after decoding (winner.heads.consistency)
+
 # The order options are listed in by --help: by group, then as declared (base classes first).
 GROUPS = ("io", "model", "objective", "training", "regularisation", "decoding", "run")
 
@@ -153,7 +155,7 @@ class NERSettings(WindowSettings):
     consistency: str = setting("none", "document: after decoding, every entity of a document gets the type its "
                                        "mentions with the same words voted for, each vote weighed by the model's "
                                        "probability (Krishnan & Manning 2006).",
-                               group="decoding", choices=("none", "document"))
+                               group="decoding", choices=CONSISTENCY)
     loss: str = setting("word", "word: a softmax per window; sentence: the sentence-level log-likelihood with "
                                 "learned tag-transition scores (Collobert et al. 2011), whole sentences per update.",
                         group="objective", choices=("word", "sentence"))

@@ -35,9 +35,9 @@ from winner.heads.consistency import vote_types
 from winner.heads.crf import Transitions
 from winner.heads.decode import conversion_table, decode_batch, tag_strings
 from winner.heads.model_io import load_window_head, read_model_config, save_mlp_model
+from winner.heads.settings import CONSISTENCY
 
 KIND = "tagger"
-CONSISTENCY = ("none", "document")
 
 
 def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
