@@ -533,9 +533,10 @@ def test_blas_runs_on_one_thread_whatever_the_thread_count():
 
 
 def test_gemm_cuts_a_large_product_into_equal_aligned_parts_along_its_longer_side():
-    """blas.gemm's parts depend on the shape alone: none below 2M multiply-adds or for one row; else 2, 4 or 8,
-    along the columns of a wide product and along the rows (64 at least, or 32 in two parts for a sum over a
-    vocabulary) of any other, covering the side exactly, cut at multiples of 16 and within 16 of each other."""
+    """blas.gemm's parts depend on the shape alone: none below 2M multiply-adds or for one row; else 2, 4 or 8
+    along the columns of a wide product, two (of 32 at least) along the longer side of a sum over a vocabulary, and
+    2, 4 or 8 along the rows (64 at least) of any other, covering the side exactly, cut at multiples of 16 and
+    within 16 of each other."""
     assert blas.gemm_parts(32, 9, 300) == (True, 1)  # an output layer: too small to share
     assert blas.gemm_parts(1, 16493, 340) == (False, 1)  # one row: its own loop
     assert blas.gemm_parts(32, 300, 550) == (True, 1)  # 32 rows: too few to cut
@@ -545,10 +546,13 @@ def test_gemm_cuts_a_large_product_into_equal_aligned_parts_along_its_longer_sid
     assert blas.gemm_parts(512, 300, 550) == (True, 8)
     assert blas.gemm_parts(550, 300, 32) == (True, 4)
     assert blas.gemm_parts(130, 100, 300) == (True, 2)
-    assert blas.gemm_parts(256, 340, 16493) == (True, 4)
-    assert blas.gemm_parts(64, 100, 16493) == (True, 2)  # 64 rows, a sum over a vocabulary: cut in two all the same
-    assert blas.gemm_parts(100, 240, 16493) == (True, 2)
-    assert blas.gemm_parts(63, 240, 16493) == (True, 1)
+    # a sum over a vocabulary: two parts along the longer side, so the smaller operand is the one read twice
+    assert blas.gemm_parts(256, 340, 16493) == (False, 2)
+    assert blas.gemm_parts(512, 340, 16493) == (True, 2)
+    assert blas.gemm_parts(64, 40, 16493) == (True, 2)  # 64 rows: cut in two all the same
+    assert blas.gemm_parts(100, 240, 16493) == (False, 2)
+    assert blas.gemm_parts(63, 40, 16493) == (True, 1)
+    assert blas.gemm_parts(1024, 500, 2048) == (True, 2)  # not 4 or 8: each part re-reads the 2048-long operand
     assert blas.gemm_parts(64, 9, 1500) == (True, 1)  # too small to share
     for side, parts in ((130, 2), (300, 8), (64, 4), (16493, 8), (97, 2)):
         bounds = [blas.part_bounds(side, parts, i) for i in range(parts)]
@@ -564,12 +568,13 @@ def test_matrix_products_are_the_same_on_any_thread_count():
     which the threads share, each one single-threaded BLAS call. The shapes are a language model's (dA = dZ @ W.T
     over |V| = 5,243 words: 2 parts of rows; its output scores: 8 parts of columns), a tagger's first layer
     (k = 550: 8 parts of rows) and its gradient (2 parts of rows, the last one longer; also 129 rows: 64 + 65),
-    a product whose 64 rows are too few to cut, and 64 rows summed over 4,099 words (2 parts of 32 rows)."""
+    a product whose 64 rows are too few to cut, 64 rows summed over 4,099 words (2 parts of 32 rows) and 64 rows
+    of 160 columns summed over 4,099 words (2 parts of 80 columns)."""
     rng = np.random.default_rng(0)
     cases = [(False, True, (128, 5243), (32, 5243)), (False, False, (512, 550), (550, 300)),
              (True, False, (200, 129), (200, 300)), (False, False, (64, 100), (100, 3000)),
              (True, False, (700, 64), (700, 96)), (False, False, (64, 4099), (4099, 40)),
-             (True, False, (300, 130), (300, 100))]
+             (True, False, (300, 130), (300, 100)), (False, True, (64, 4099), (160, 4099))]
     for trans_a, trans_b, a_shape, b_shape in cases:
         A = rng.standard_normal(a_shape).astype(np.float32)
         B = rng.standard_normal(b_shape).astype(np.float32)

@@ -32,13 +32,16 @@ def scale_rows(C, beta):
             C[i, j] = beta * C[i, j] if beta != 0.0 else 0.0
 
 
-# A product of at least 2 * GEMM_PART_WORK multiply-adds is cut into 2, 4 or 8 parts of C (the largest count
-# that leaves each part GEMM_PART_WORK), fixed by its shape alone, that numba's threads share, one
-# single-threaded BLAS call each. A wide product (a language model's vocabulary as C's columns) is cut along its
-# columns, so each part re-reads (and the BLAS re-packs) only the smaller operand; any other along its rows, at
-# least GEMM_MIN_ROWS to a part (narrower parts slowed the tagger's one-thread training: see the README). A sum
-# over a vocabulary (k >= GEMM_WIDE: a language model's gradient into its hidden layer and its context) of
-# GEMM_MIN_ROWS to 2 * GEMM_MIN_ROWS rows is cut in two all the same, so that a 64-window batch uses two threads.
+# A product of at least 2 * GEMM_PART_WORK multiply-adds is cut into parts of C, fixed by its shape alone, that
+# numba's threads share, one single-threaded BLAS call each. Each part re-reads (and the BLAS re-packs) the operand
+# the cut does not split, so:
+# - a wide product (a language model's vocabulary as C's columns) is cut along its columns into 2, 4 or 8 parts
+#   (the largest count that leaves each part GEMM_PART_WORK), each re-reading only the small left operand;
+# - a sum over a vocabulary (k >= GEMM_WIDE: a language model's gradient into its hidden layer and its context),
+#   whose operands are too large for the caches, is cut in two along C's longer side, so that the smaller operand
+#   is the one read twice, and a 64-window batch still uses two threads;
+# - any other product along its rows, into 2, 4 or 8 parts of at least GEMM_MIN_ROWS rows (narrower parts, or
+#   column parts, slowed the tagger's one-thread training: see the README).
 # Parts are whole multiples of GEMM_PART_ALIGN and differ by at most one multiple, so two threads get equal work.
 GEMM_PART_WORK = 1 << 20
 GEMM_MAX_PARTS = 8
@@ -51,15 +54,18 @@ GEMM_WIDE = 1024
 def gemm_parts(m, n, k):
     """How blas.gemm cuts an (m, n) result summed over k: (along_rows, parts); parts == 1 is one call. A
     one-row product is never cut: its own loop shares a large matrix over the threads (rows_times_vector)."""
-    along_rows = not (n >= GEMM_WIDE and n > m)
-    side, least = (m, GEMM_MIN_ROWS) if along_rows else (n, GEMM_PART_ALIGN)
+    if n >= GEMM_WIDE and n > m:
+        along_rows, side, least, most = False, n, GEMM_PART_ALIGN, GEMM_MAX_PARTS
+    elif k >= GEMM_WIDE:
+        along_rows = m >= n
+        side, least, most = (m if along_rows else n), GEMM_MIN_ROWS // 2, 2
+    else:
+        along_rows, side, least, most = True, m, GEMM_MIN_ROWS, GEMM_MAX_PARTS
     parts = 1
     if m == 1:
         return along_rows, parts
-    while parts < GEMM_MAX_PARTS and m * n * k >= 2 * parts * GEMM_PART_WORK and side >= 2 * parts * least:
+    while parts < most and m * n * k >= 2 * parts * GEMM_PART_WORK and side >= 2 * parts * least:
         parts *= 2
-    if parts == 1 and along_rows and k >= GEMM_WIDE and m >= GEMM_MIN_ROWS and m * n * k >= 2 * GEMM_PART_WORK:
-        parts = 2
     return along_rows, parts
 
 

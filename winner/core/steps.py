@@ -304,10 +304,12 @@ def number_pairs(ids, slot, pmap, words, offsets):
 
 
 # The pair step's parallel pieces. Each task writes rows or columns no other task writes and every sum keeps its
-# order, so the bits never depend on the thread count; each position's products are cut in PAIR_HALVES fixed by
-# the shapes alone, so two threads share a window's five positions evenly. Parallel and cached: safe to load in
-# any process once winner.core.runtime.init() has run (see runtime.py).
-PAIR_HALVES = 2
+# order, so the bits never depend on the thread count. The products of all positions are laid end to end and cut
+# into PAIR_PARTS equal parts fixed by the shapes alone: two threads share a window's five positions evenly, and
+# only the position a cut falls in takes two BLAS calls (cutting every position in two re-packed each W0_p twice,
+# which cost one-thread training more than the second thread won). Parallel and cached: safe to load in any process
+# once winner.core.runtime.init() has run (see runtime.py).
+PAIR_PARTS = 2
 
 
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
@@ -356,26 +358,29 @@ def pair_sums(dH, pmap, n, S, bias_sum):
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=FAST)
 def pair_products(transposed, A, W0, C, offsets, d):
     """For every position p, C[pairs of p] = A[pairs of p] @ W0_p (T from the embeddings, transposed=False) or
-    @ W0_p.T (G from the summed gradients, transposed=True); each position's rows in PAIR_HALVES parts."""
+    @ W0_p.T (G from the summed gradients, transposed=True); the pairs of all positions in PAIR_PARTS parts."""
     P = offsets.shape[0] - 1
-    for task in prange(P * PAIR_HALVES):
-        p = task // PAIR_HALVES
-        a = offsets[p]
-        lo, hi = part_bounds(offsets[p + 1] - a, PAIR_HALVES, task % PAIR_HALVES)
-        gemm_one_call(False, transposed, 1.0, A[a + lo : a + hi], W0[p * d : (p + 1) * d], 0.0, C[a + lo : a + hi])
+    for task in prange(PAIR_PARTS):
+        lo, hi = part_bounds(offsets[P], PAIR_PARTS, task)
+        for p in range(P):
+            a, e = max(offsets[p], lo), min(offsets[p + 1], hi)
+            if a < e:
+                gemm_one_call(False, transposed, 1.0, A[a:e], W0[p * d : (p + 1) * d], 0.0, C[a:e])
 
 
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=FAST)
 def pair_weight_update(Xp, S, W0, offsets, d, lr):
-    """W0_p -= lr * Xp[pairs of p].T @ S[pairs of p] for every position p; each W0_p in PAIR_HALVES parts of its
-    columns."""
+    """W0_p -= lr * Xp[pairs of p].T @ S[pairs of p] for every position p; the columns of all W0_p, end to end,
+    in PAIR_PARTS parts (a cut between rows would cut a sum)."""
     P = offsets.shape[0] - 1
     m = W0.shape[1]
-    for task in prange(P * PAIR_HALVES):
-        p = task // PAIR_HALVES
-        a, e = offsets[p], offsets[p + 1]
-        c0, c1 = part_bounds(m, PAIR_HALVES, task % PAIR_HALVES)
-        gemm_one_call(True, False, -lr, Xp[a:e], S[a:e, c0:c1], 1.0, W0[p * d : (p + 1) * d, c0:c1])
+    for task in prange(PAIR_PARTS):
+        lo, hi = part_bounds(P * m, PAIR_PARTS, task)
+        for p in range(P):
+            c0, c1 = max(p * m, lo) - p * m, min((p + 1) * m, hi) - p * m
+            if c0 < c1:
+                a, e = offsets[p], offsets[p + 1]
+                gemm_one_call(True, False, -lr, Xp[a:e], S[a:e, c0:c1], 1.0, W0[p * d : (p + 1) * d, c0:c1])
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")
