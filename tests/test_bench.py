@@ -3,7 +3,9 @@ speed targets live in the benchmark's own output, not in tests)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +96,38 @@ def test_script_is_the_same_command():
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert "only: unknown nope" in result.stderr
+
+
+def _ab_bench_module():
+    spec = importlib.util.spec_from_file_location("ab_bench", ROOT / "scripts" / "ab_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ab_bench_copies_a_commit_under_its_own_name(tmp_path, monkeypatch):
+    """scripts/ab_bench.py imports a commit's package beside the installed one: every import in the copy names
+    the copy, and it imports (numba compiles nothing until a kernel is called)."""
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout: ab_bench reads commits with git archive")
+    ab_bench = _ab_bench_module()
+    monkeypatch.setattr(ab_bench, "COPIES", tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    name, pkg = ab_bench.package_copy("HEAD", "winner_abtest")
+    assert name == "winner_abtest" and pkg.parent.parent == tmp_path
+    for path in pkg.rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"\b(from|import) winner\b|\bwinner\.(core|data|heads|cli)\b", text), path
+    copy = importlib.import_module("winner_abtest.core.mlp")
+    assert Path(copy.__file__).is_relative_to(pkg)
+    assert ab_bench.package_copy(".", "unused") == ("winner", ROOT / "winner")
+
+
+def test_ab_bench_times_the_working_tree(tmp_path):
+    """The script end to end on the working tree alone (its kernels are the suite's): a table line per revision."""
+    result = subprocess.run([sys.executable, "scripts/ab_bench.py", ".", "--windows", "512", "--rounds", "3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "ner training, batch 128, 1 thread(s), 3 rounds of 512 windows"
+    assert re.fullmatch(r"\s+\.\s+[\d,]+ windows/s  ratio to \.: 1\.000 \(quartiles 1\.000-1\.000\)", lines[1])
