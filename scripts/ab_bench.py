@@ -16,6 +16,7 @@ where its init() keeps it there).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import re
 import shutil
@@ -95,12 +96,21 @@ def workload(work: str, batch: int, windows: int | None) -> tuple[np.ndarray, np
     return windows_of(zipf_ids(rng, NER["vocab"], n), NER["positions"]), rng.integers(0, NER["classes"], n)
 
 
+def digest(model) -> str:
+    """The first 12 hex digits of the md5 of the model's weights and tables (theta, E, F in every revision)."""
+    h = hashlib.md5()
+    for name in ("theta", "E", "F"):
+        h.update(np.ascontiguousarray(getattr(model, name)).tobytes())
+    return h.hexdigest()[:12]
+
+
 def main(revs: list[str], work: str = typer.Option("ner", help="ner or lm (the bench's shapes)."),
          batch: int = typer.Option(128, min=1), threads: int = typer.Option(1, min=1),
          rounds: int = typer.Option(20, min=3, help="Timed passes of each revision."),
          windows: int | None = typer.Option(None, min=1, help="Windows per pass (default: the bench's)."),
          ) -> None:
-    """Median training rate of each revision, and the median run-by-run ratio to the first one."""
+    """Median training rate of each revision, the median run-by-run ratio to the first one, and a digest of the
+    parameters each one ends with (the same data, seed and number of passes: equal digests, equal bits)."""
     if work not in ("ner", "lm"):
         raise typer.BadParameter("choose ner or lm", param_hint="--work")
     runtime.init()
@@ -127,7 +137,7 @@ def main(revs: list[str], work: str = typer.Option("ner", help="ner or lm (the b
         ratio = [a / b for a, b in zip(rates, first, strict=True)]
         q1, q3 = np.quantile(ratio, [0.25, 0.75])
         print(f"{rev:>12}  {statistics.median(rates):>10,.0f} {unit}  ratio to {revs[0]}: "
-              f"{statistics.median(ratio):.3f} (quartiles {q1:.3f}-{q3:.3f})")
+              f"{statistics.median(ratio):.3f} (quartiles {q1:.3f}-{q3:.3f})  parameters {digest(runs[rev][0])}")
 
 
 if __name__ == "__main__":

@@ -124,10 +124,12 @@ def test_ab_bench_copies_a_commit_under_its_own_name(tmp_path, monkeypatch):
 
 
 def test_ab_bench_times_the_working_tree(tmp_path):
-    """The script end to end on the working tree alone (its kernels are the suite's): a table line per revision."""
+    """The script end to end on the working tree alone (its kernels are the suite's): a table line per revision,
+    with the digest of the parameters it ended with."""
     result = subprocess.run([sys.executable, "scripts/ab_bench.py", ".", "--windows", "512", "--rounds", "3"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "ner training, batch 128, 1 thread(s), 3 rounds of 512 windows"
-    assert re.fullmatch(r"\s+\.\s+[\d,]+ windows/s  ratio to \.: 1\.000 \(quartiles 1\.000-1\.000\)", lines[1])
+    assert re.fullmatch(r"\s+\.\s+[\d,]+ windows/s  ratio to \.: 1\.000 \(quartiles 1\.000-1\.000\)  "
+                        r"parameters [0-9a-f]{12}", lines[1])

@@ -371,7 +371,7 @@ def pair_products(transposed, A, W0, C, offsets, d):
 @njit(cache=True, parallel=True, error_model="numpy", fastmath=FAST)
 def pair_weight_update(Xp, S, W0, offsets, d, lr):
     """W0_p -= lr * Xp[pairs of p].T @ S[pairs of p] for every position p; the columns of all W0_p, end to end,
-    in PAIR_PARTS parts (a cut between rows would cut a sum)."""
+    in PAIR_PARTS parts (not the pairs: the product sums over them)."""
     P = offsets.shape[0] - 1
     m = W0.shape[1]
     for task in prange(PAIR_PARTS):
