@@ -48,8 +48,11 @@ def package_copy(rev: str, name: str) -> tuple[str, Path]:
         if Path(winner.__file__).parent != ROOT / "winner":
             raise typer.BadParameter(f"the imported winner is {winner.__file__}, not this tree's (pip install -e .)")
         return "winner", ROOT / "winner"
-    sha = subprocess.run(["git", "rev-parse", "--short=12", rev], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout.strip()
+    found = subprocess.run(["git", "rev-parse", "--short=12", "--verify", f"{rev}^{{commit}}"], cwd=ROOT,
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise typer.BadParameter(f"{rev!r} is not a commit of {ROOT}", param_hint="REVS")
+    sha = found.stdout.strip()
     parent = COPIES / f"{name}-{sha}"
     pkg = parent / name
     if not pkg.exists():  # a commit's copy is kept, and with it its numba cache
