@@ -7,6 +7,11 @@ other round), and the table gives each one's median rate and the median of its r
 
     python scripts/ab_bench.py b5ee5d6 HEAD --work ner --batch 128
     python scripts/ab_bench.py HEAD . --work lm --batch 256 --threads 2      # ".": the working tree
+    python scripts/ab_bench.py b5ee5d6 b5ee5d6 HEAD HEAD --batch 1     # each code twice: the spread of copies
+
+A revision given twice is two copies of the same code (#1, #2). The gap between them is what two copies of one code
+differ by (where their arrays and machine code land), which a difference between revisions must exceed to mean
+anything.
 
 The shapes are `winner bench`'s. Revisions from before the core/ layout are read too. A commit's copy is kept in
 the temporary directory, so its numba cache is compiled once (a minute or two). In one process all revisions share
@@ -112,35 +117,34 @@ def main(revs: list[str], work: str = typer.Option("ner", help="ner or lm (the b
          rounds: int = typer.Option(20, min=3, help="Timed passes of each revision."),
          windows: int | None = typer.Option(None, min=1, help="Windows per pass (default: the bench's)."),
          ) -> None:
-    """Median training rate of each revision, the median run-by-run ratio to the first one, and a digest of the
-    parameters each one ends with (the same data, seed and number of passes: equal digests, equal bits)."""
+    """Median (and best) training rate of each revision, the median run-by-run ratio to the first one, and a digest
+    of the parameters each one ends with (the same data, seed and number of passes: equal digests, equal bits)."""
     if work not in ("ner", "lm"):
         raise typer.BadParameter("choose ner or lm", param_hint="--work")
     runtime.init()
     ids, targets = workload(work, batch, windows)
     feats, order = np.zeros_like(ids), np.arange(len(targets), dtype=np.int64)
-    runs = {}
+    labels = [rev if revs.count(rev) == 1 else f"{rev}#{revs[:i + 1].count(rev)}" for i, rev in enumerate(revs)]
+    runs = []  # per revision given: (model, optimiser, rates); a revision given twice is two copies of its code
     for i, rev in enumerate(revs):
         model, opt = trainer(*package_copy(rev, f"winner_ab{i}"), work, threads)
-        runs[rev] = (model, opt, [])
+        runs.append((model, opt, []))
     runtime.set_threads(threads)
-    for model, opt, _ in runs.values():  # warm-up: compile or load, then one untimed pass
+    for model, opt, _ in runs:  # warm-up: compile or load, then one untimed pass
         opt.train_batches(model, ids, feats, targets, order, 0, len(targets), batch, 0)
     for r in range(rounds):
-        for rev in revs if r % 2 == 0 else revs[::-1]:
-            model, opt, rates = runs[rev]
+        for model, opt, rates in runs if r % 2 == 0 else runs[::-1]:
             t0 = time.perf_counter()
             opt.train_batches(model, ids, feats, targets, order, 0, len(targets), batch, 0)
             rates.append(len(targets) / (time.perf_counter() - t0))
     unit = "tokens/s" if work == "lm" else "windows/s"
     print(f"{work} training, batch {batch}, {threads} thread(s), {rounds} rounds of {len(targets)} windows")
-    first = runs[revs[0]][2]
-    for rev in revs:
-        rates = runs[rev][2]
+    first = runs[0][2]
+    for label, (model, _, rates) in zip(labels, runs, strict=True):
         ratio = [a / b for a, b in zip(rates, first, strict=True)]
         q1, q3 = np.quantile(ratio, [0.25, 0.75])
-        print(f"{rev:>12}  {statistics.median(rates):>10,.0f} {unit}  ratio to {revs[0]}: "
-              f"{statistics.median(ratio):.3f} (quartiles {q1:.3f}-{q3:.3f})  parameters {digest(runs[rev][0])}")
+        print(f"{label:>12}  {statistics.median(rates):>10,.0f} {unit} (best {max(rates):,.0f})  ratio to {labels[0]}: "
+              f"{statistics.median(ratio):.3f} (quartiles {q1:.3f}-{q3:.3f})  parameters {digest(model)}")
 
 
 if __name__ == "__main__":

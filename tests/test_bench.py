@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -124,12 +125,50 @@ def test_ab_bench_copies_a_commit_under_its_own_name(tmp_path, monkeypatch):
 
 
 def test_ab_bench_times_the_working_tree(tmp_path):
-    """The script end to end on the working tree alone (its kernels are the suite's): a table line per revision,
-    with the digest of the parameters it ended with."""
-    result = subprocess.run([sys.executable, "scripts/ab_bench.py", ".", "--windows", "512", "--rounds", "3"],
+    """The script end to end on the working tree given twice (its kernels are the suite's): a table line per copy,
+    labelled #1 and #2, with the digest of the parameters it ended with, which two copies of one code share."""
+    result = subprocess.run([sys.executable, "scripts/ab_bench.py", ".", ".", "--windows", "512", "--rounds", "3"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "ner training, batch 128, 1 thread(s), 3 rounds of 512 windows"
-    assert re.fullmatch(r"\s+\.\s+[\d,]+ windows/s  ratio to \.: 1\.000 \(quartiles 1\.000-1\.000\)  "
-                        r"parameters [0-9a-f]{12}", lines[1])
+    assert re.fullmatch(r"\s+\.#1\s+[\d,]+ windows/s \(best [\d,]+\)  ratio to \.#1: 1\.000 "
+                        r"\(quartiles 1\.000-1\.000\)  parameters [0-9a-f]{12}", lines[1])
+    assert re.fullmatch(r"\s+\.#2\s+[\d,]+ windows/s \(best [\d,]+\)  ratio to \.#1: [\d.]+ .*", lines[2])
+    assert lines[1].split()[-1] == lines[2].split()[-1]
+
+
+def _report(path: Path, figures: dict[tuple[str, int, int], float]) -> Path:
+    rows = [{"workload": w, "batch": b, "threads": t, "unit": "windows/s", "winner": x}
+            for (w, b, t), x in figures.items()]
+    path.write_text(json.dumps({"rows": rows}))
+    return path
+
+
+def test_bench_compare_judges_each_ratio_against_the_spread_within_a_version(tmp_path):
+    """scripts/bench_compare.py: medians per group, after / before, and a verdict against the larger spread of
+    one version's runs: -20% against 10% is slower, -4% against 4.2% within noise, +31% against 7.7% faster."""
+    rows = [("ner train", 128, 1), ("ner train", 512, 1), ("tagging", 4096, 2)]
+    before = [_report(tmp_path / f"b{i}.json", dict(zip(rows, v, strict=True)))
+              for i, v in enumerate([(100, 100, 100), (110, 104, 101), (105, 102, 99)])]
+    after = [_report(tmp_path / f"a{i}.json", dict(zip(rows, v, strict=True)))
+             for i, v in enumerate([(84, 100, 130), (80, 96, 131), (85, 98, 140)])]
+    result = subprocess.run([sys.executable, "scripts/bench_compare.py", *map(str, before), "vs", *map(str, after)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    table = [line.split() for line in result.stdout.splitlines()[2:]]
+    assert table == [["ner", "train", "128", "1", "105", "84", "0.800", "10.0%", "slower"],
+                     ["ner", "train", "512", "1", "102", "98", "0.961", "4.2%", "within", "noise"],
+                     ["tagging", "4096", "2", "100", "131", "1.310", "7.7%", "faster"]]
+
+
+def test_bench_compare_refuses_a_file_that_is_not_a_report_and_groups_without_vs(tmp_path):
+    bad = tmp_path / "notes.json"
+    bad.write_text("[1, 2]")
+    env = {**os.environ, "COLUMNS": "250"}  # typer's error box would wrap a long path
+    for args, message in ([str(bad), "vs", str(bad)], f"{bad}: not a bench.py --out report"), \
+                         ([str(bad), str(bad)], "give the reports before, then vs, then the reports after"):
+        result = subprocess.run([sys.executable, "scripts/bench_compare.py", *args], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2
+        assert message in " ".join(result.stderr.replace("│", " ").split())
