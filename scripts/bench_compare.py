@@ -18,13 +18,13 @@ from pathlib import Path
 import typer
 
 
-def rows_of(path: Path) -> dict[tuple[str, int, int], tuple[float, str]]:
-    """{(workload, batch, threads): (winner's figure, unit)} of one report."""
+def rows_of(path: Path) -> dict[tuple[str, int, int], float]:
+    """{(workload, batch, threads): winner's figure} of one report."""
     try:
         rows = json.loads(path.read_text())["rows"]
-        return {(r["workload"], int(r["batch"]), int(r["threads"])): (float(r["winner"]), r["unit"])
+        return {(r["workload"], int(r["batch"]), int(r["threads"])): float(r["winner"])
                 for r in rows if r.get("winner") is not None}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise typer.BadParameter(f"{path}: not a bench.py --out report ({e})") from e
 
 
@@ -49,7 +49,7 @@ def main(reports: list[str] = typer.Argument(..., help="Reports of the version b
           "noise = the larger spread (max/min - 1) within one version")
     print(f"{'workload':<26} {'batch':>5} {'thr':>3} {'before':>10} {'after':>10} {'ratio':>6} {'noise':>6}  verdict")
     for key in keys:
-        figures = [[rows[key][0] for rows in group] for group in groups]
+        figures = [[rows[key] for rows in group] for group in groups]
         medians = [statistics.median(f) for f in figures]
         ratio = medians[1] / medians[0]
         noise = max(spread(f) for f in figures)
